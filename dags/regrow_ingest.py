@@ -1,0 +1,108 @@
+"""
+### regrow_ingest: land one day of raw files in bronze
+
+Daily, with `catchup` for backfills. For the run's day (`{{ ds }}`):
+
+1. **wait_for_events**: a sensor (reschedule mode: it frees its worker slot between
+   pokes) that looks for the day's event files,
+   `{landing.path}/events/YYYY-MM-DD/*.{landing.format}`, local or `s3://`. It logs the
+   pattern it waits for on every poke; after `airflow.sensor_timeout_seconds` without a
+   file, the run fails.
+2. **ingest_events**: `jobs/ingest.py --date {{ ds }}` through `SparkSubmitOperator` on the
+   `airflow.spark_conn_id` connection (`local[*]` by default, a cluster master to scale
+   out). It replaces the day's partitions of `bronze.events`, `bronze.quarantine` and
+   `bronze.labels`, and publishes the Asset `bronze.events`.
+
+Everything is configured in the `airflow` section of `params.yaml` (`$REGROW_PARAMS`).
+Rerunning a day gives the same tables.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
+
+from regrow.airflow_local import dag_settings
+from regrow.settings import find_params
+
+logger = logging.getLogger(__name__)
+
+INGEST_JOB = Path(__file__).resolve().parents[1] / "jobs" / "ingest.py"
+BRONZE_EVENTS = Asset(name="bronze.events", uri="regrow://lakehouse/bronze/events", group="bronze")
+
+settings = dag_settings()
+airflow_cfg = settings.airflow
+
+
+def alert_on_failure(context) -> None:
+    """Log an alert naming the task, the day and the error (a hook for paging later)."""
+    ti = context["ti"]
+    logger.error(
+        "ALERT %s.%s failed for %s (try %s): %s",
+        ti.dag_id, ti.task_id, context["ds"], ti.try_number, context.get("exception"),
+    )  # fmt: skip
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    doc_md=__doc__,
+    # Each run covers one whole day: the run for 2026-01-01 ({{ ds }}) starts when that day
+    # is over, at 2026-01-02T00:00 UTC, like Airflow 2's data intervals.
+    schedule=CronDataIntervalTimetable(airflow_cfg.schedule, timezone="UTC"),
+    start_date=pendulum.datetime(
+        airflow_cfg.start_date.year, airflow_cfg.start_date.month, airflow_cfg.start_date.day, tz="UTC"
+    ),
+    catchup=airflow_cfg.catchup,
+    max_active_runs=airflow_cfg.max_active_runs,
+    tags=["regrow", "ingest", "bronze", "spark"],
+    default_args={
+        "owner": "regrow",
+        "retries": airflow_cfg.retries,
+        "retry_delay": timedelta(seconds=airflow_cfg.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(hours=1),
+        "on_failure_callback": alert_on_failure,
+    },
+)
+def regrow_ingest():
+    @task.sensor(
+        poke_interval=airflow_cfg.sensor_poke_interval_seconds,
+        timeout=airflow_cfg.sensor_timeout_seconds,
+        mode="reschedule",
+    )
+    def wait_for_events(ds: str) -> PokeReturnValue:
+        """Done when the day's event files have landed; their paths go to XCom."""
+        from regrow import landing
+
+        cfg = dag_settings()
+        root, day = cfg.resolve(cfg.landing.path), dt.date.fromisoformat(ds)
+        files = landing.find_files(root, cfg.landing, "events", day)
+        if files:
+            logger.info("found %d landing file(s) for %s: %s", len(files), ds, files)
+        else:
+            pattern = landing.day_pattern(root, cfg.landing, "events", day)
+            logger.info("waiting for landing files matching %s", pattern)
+        return PokeReturnValue(is_done=bool(files), xcom_value=files)
+
+    ingest_events = SparkSubmitOperator(
+        task_id="ingest_events",
+        application=str(INGEST_JOB),
+        conn_id=airflow_cfg.spark_conn_id,
+        application_args=["--date", "{{ ds }}", "--params", str(find_params())],
+        name="regrow_ingest_{{ ds_nodash }}",
+        # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
+        conf={"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable},
+        outlets=[BRONZE_EVENTS],
+    )
+
+    wait_for_events() >> ingest_events
+
+
+regrow_ingest()

@@ -1,0 +1,1 @@
+"""regrow: a batch ML system that keeps a model fresh by itself."""

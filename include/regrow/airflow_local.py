@@ -1,0 +1,167 @@
+"""Run regrow's Airflow DAGs on a laptop or in CI, with no Airflow services.
+
+``airflow dags test`` runs a whole DAG run in one process against a metadata database; all
+it needs is an ``AIRFLOW_HOME`` with a migrated SQLite database and the right environment.
+These functions build that environment, migrate the database once, and run a DAG for one
+day as a subprocess. Tests, ``make demo`` and ``regrow dags test`` share them::
+
+    env = airflow_env(Path("airflow_home"))
+    ensure_db(env)
+    result = dags_test("regrow_ingest", dt.date(2026, 1, 1), env)
+
+The DAG files also read their ``airflow`` settings through :func:`dag_settings`.
+
+This module is imported by DAG files at parse time: keep it free of heavy imports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import functools
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
+
+from regrow.settings import PARAMS_ENV, Settings, find_params, load_settings
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = REPO_ROOT / "dags"
+# `make demo` and `regrow dags test` use this home; tests use a temporary one.
+PROJECT_HOME = REPO_ROOT / "airflow_home"
+SPARK_CONN_ENV = "AIRFLOW_CONN_SPARK_DEFAULT"
+# A `spark` connection whose master is `local[*]`: spark-submit runs the job on this machine.
+LOCAL_SPARK_CONNECTION = json.dumps({"conn_type": "spark", "host": "local[*]"})
+_MIGRATED_STAMP = ".regrow-db-migrated"
+
+
+def dag_settings() -> Settings:
+    """The settings a DAG file wires itself from, read once per params file and process.
+
+    DAG files call this at parse time (schedule, retries, sensor timings come from the
+    ``airflow`` section of params.yaml). The DAG processor re-parses every file every
+    ``min_file_process_interval`` seconds, and a DagBag parses all regrow DAGs in one
+    process, so the (light: YAML + pydantic) load is cached, keyed by the file's path and
+    modification time so that an edited params.yaml or another ``$REGROW_PARAMS`` is seen.
+    """
+    params = find_params()
+    return _load_settings_cached(params, params.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_settings_cached(params: Path, mtime_ns: int) -> Settings:
+    return load_settings(params)
+
+
+def airflow_env(
+    home: Path,
+    params: Path | None = None,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """An environment in which the ``airflow`` CLI runs regrow's DAGs with no services.
+
+    Args:
+        home: the ``AIRFLOW_HOME`` (created if missing): SQLite metadata DB, logs, config.
+        params: the params.yaml the DAGs and jobs read; default: ``$REGROW_PARAMS`` if set.
+        extra: variables set last (e.g. ``AIRFLOW__LOGGING__LOGGING_LEVEL``).
+
+    Returns:
+        A copy of ``os.environ`` with every ``AIRFLOW__*`` setting of the caller removed (so
+        a developer's own Airflow config cannot leak in), and: the DAGs folder of this repo,
+        no example DAGs, the ``spark_default`` connection as ``local[*]`` unless
+        ``AIRFLOW_CONN_SPARK_DEFAULT`` is already set, this interpreter for PySpark, and
+        this interpreter's ``bin`` first on ``PATH`` (so ``spark-submit`` is the venv's).
+    """
+    home = Path(home).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("AIRFLOW__") and k not in ("AIRFLOW_HOME", "AIRFLOW_CONFIG")
+    }
+    bin_dir = str(Path(sys.executable).parent)
+    env |= {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "PATH": os.pathsep.join([bin_dir, env.get("PATH", "")]),
+    }
+    env.setdefault(SPARK_CONN_ENV, LOCAL_SPARK_CONNECTION)
+    if params is not None:
+        env[PARAMS_ENV] = str(Path(params).resolve())
+    env |= dict(extra or {})
+    return env
+
+
+def ensure_db(env: Mapping[str, str]) -> None:
+    """Run ``airflow db migrate`` once for this environment's metadata DB.
+
+    A stamp in ``AIRFLOW_HOME`` records the DB URL and Airflow version that were migrated,
+    so later calls return at once (migrate itself is idempotent but costs seconds); a new
+    Airflow version migrates again. A file lock keeps two processes from migrating at once.
+
+    Raises:
+        RuntimeError: the migration failed; the message carries the CLI output.
+    """
+    home = Path(env["AIRFLOW_HOME"])
+    stamp = home / _MIGRATED_STAMP
+    wanted = f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']} airflow=={version('apache-airflow-core')}"
+    with open(home / ".regrow-db.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        db_file = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+        if stamp.is_file() and stamp.read_text() == wanted and Path(db_file).is_file():
+            return
+        logger.info("migrating the Airflow metadata DB in %s", home)
+        result = subprocess.run(
+            [_airflow_cli(), "db", "migrate"],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"`airflow db migrate` failed in {home} (exit {result.returncode}):\n"
+                f"{result.stdout}{result.stderr}"
+            )
+        stamp.write_text(wanted)
+
+
+def dags_test(
+    dag_id: str,
+    day: dt.date | str,
+    env: Mapping[str, str],
+    timeout: float | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``airflow dags test <dag_id> <day>``: one whole DAG run, in-process, no scheduler.
+
+    Returns the completed process: ``returncode`` (non-zero when the run failed) and
+    ``stdout`` (stdout and stderr interleaved: the task logs). Call :func:`ensure_db` first.
+    """
+    day = day.isoformat() if isinstance(day, dt.date) else day
+    logger.info("airflow dags test %s %s", dag_id, day)
+    return subprocess.run(
+        [_airflow_cli(), "dags", "test", dag_id, day],
+        env=dict(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _airflow_cli() -> str:
+    # The `airflow` of this interpreter's environment, not whichever one is first on PATH.
+    return str(Path(sys.executable).parent / "airflow")

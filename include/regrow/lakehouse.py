@@ -1,0 +1,852 @@
+"""The lakehouse: the one place that reads and writes regrow's Delta tables.
+
+Tables are named ``layer.name`` (``bronze.events``) and live at ``{root}/{layer}/{name}``
+under one root, a local path or ``s3://bucket/prefix``. Two engines write the same Delta
+protocol, so a table written by one is read by the other:
+
+- ``delta-spark``: Spark's native ``format("delta")``, when the Delta JVM connector is on
+  the classpath (the Docker image bakes it in).
+- ``delta-rs``: for a pip-only install. Spark still does all the compute: each task writes
+  its rows as one Parquet file per partition value, straight into the table's folder, and
+  returns the file's metadata; the driver then commits every file as one Delta transaction
+  through the ``deltalake`` package. A writer killed before that commit leaves only
+  unreferenced files, so the table stays at its last version (``vacuum`` removes them).
+
+Writes are ``append``, ``overwrite`` of exactly the partitions given (idempotent daily
+writes), or ``merge`` on keys. Additive columns are merged into the table schema; a type
+change is refused with an error that names the column.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import pyarrow as pa
+
+from regrow.settings import LakehouseSettings
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+    from pyspark.sql import DataFrame, SparkSession
+
+logger = logging.getLogger(__name__)
+
+WriteMode = Literal["append", "overwrite", "merge"]
+Engine = Literal["delta-spark", "delta-rs"]
+PartitionSpec = Mapping[str, Any]
+
+# Commit retries on a concurrent-writer conflict (delta-rs checks that the other commit
+# touched none of our partitions before it retries).
+_MAX_COMMIT_RETRIES = 20
+
+
+class LakehouseError(RuntimeError):
+    """A table operation that cannot be done as asked."""
+
+
+class TableNotFoundError(LakehouseError):
+    pass
+
+
+class SchemaChangeError(LakehouseError):
+    """A write whose column types differ from the table's (only additive changes merge)."""
+
+
+@dataclass(frozen=True)
+class CommitInfo:
+    table: str
+    version: int
+    operation: str
+    files_added: int
+    rows_written: int
+    engine: str
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    table: str
+    uri: str
+    version: int
+    rows: int
+    partition_by: list[str]
+
+
+class Lakehouse:
+    """Delta tables under one root; ``engine`` is resolved on first use when ``auto``."""
+
+    def __init__(self, settings: LakehouseSettings, root: str | None = None) -> None:
+        self.settings = settings
+        self.root = (root or settings.root).rstrip("/")
+        self._engine: Engine | None = None if settings.engine == "auto" else settings.engine
+
+    # ---------------------------------------------------------------- naming and options
+    def uri(self, table: str) -> str:
+        parts = table.split(".")
+        if len(parts) != 2 or not all(p.isidentifier() for p in parts):
+            raise LakehouseError(f"table name {table!r} is not of the form layer.name")
+        return f"{self.root}/{parts[0]}/{parts[1]}"
+
+    @property
+    def is_remote(self) -> bool:
+        return "://" in self.root and not self.root.startswith("file://")
+
+    def storage_options(self) -> dict[str, str]:
+        """delta-rs storage options: params.yaml's non-secret ones over the environment's."""
+        options = dict(self.settings.storage_options)
+        if self.root.startswith("s3://"):
+            endpoint = options.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL", "")
+            if endpoint.startswith("http://"):
+                # object_store refuses plain HTTP unless told (a local S3 server, e.g. moto).
+                options.setdefault("AWS_ALLOW_HTTP", "true")
+            if endpoint:
+                options.setdefault("AWS_ENDPOINT_URL", endpoint)
+            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+            if region:
+                options.setdefault("AWS_REGION", region)
+        return options
+
+    def engine(self, spark: SparkSession | None = None) -> Engine:
+        """The engine in use: the configured one, or for ``auto`` delta-spark if its
+        connector is loaded in this Spark session, else delta-rs."""
+        if self._engine is None:
+            self._engine = "delta-spark" if spark is not None and _spark_has_delta(spark) else "delta-rs"
+            logger.info("lakehouse engine: %s (auto)", self._engine)
+        if self._engine == "delta-spark" and spark is not None and not _spark_has_delta(spark):
+            raise LakehouseError(
+                "lakehouse.engine is delta-spark but the Delta Lake JVM connector is not on "
+                "Spark's classpath; add delta-spark jars (the Docker image has them) or set "
+                "lakehouse.engine: delta-rs"
+            )
+        return self._engine
+
+    # ------------------------------------------------------------------------ metadata
+    def delta_table(self, table: str, version: int | None = None) -> DeltaTable:
+        from deltalake import DeltaTable
+        from deltalake.exceptions import TableNotFoundError as DeltaNotFound
+
+        try:
+            return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options())
+        except DeltaNotFound as err:
+            raise TableNotFoundError(f"table {table} does not exist at {self.uri(table)}") from err
+        except Exception as err:  # deltalake raises a bare exception for a missing version
+            if version is not None and "version" in str(err).lower():
+                raise LakehouseError(f"table {table} has no version {version}: {err}") from err
+            raise
+
+    def exists(self, table: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.uri(table), storage_options=self.storage_options())
+
+    def table_version(self, table: str) -> int:
+        return self.delta_table(table).version()
+
+    def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
+        """Commits of a table, newest first (version, timestamp, operation, parameters)."""
+        return self.delta_table(table).history(limit)
+
+    def partition_by(self, table: str) -> list[str]:
+        return list(self.delta_table(table).metadata().partition_columns)
+
+    def tables(self) -> list[TableInfo]:
+        """Every Delta table found under the root (``layer/name/_delta_log``)."""
+        fs, root = _fs_and_path(self.root, self.storage_options())
+        infos = []
+        for log_dir in sorted(fs.glob(f"{root}/*/*/_delta_log")):
+            layer, name = log_dir.rstrip("/").split("/")[-3:-1]
+            table = f"{layer}.{name}"
+            dt_ = self.delta_table(table)
+            rows = _count_rows(dt_)
+            infos.append(
+                TableInfo(table, self.uri(table), dt_.version(), rows, list(dt_.metadata().partition_columns))
+            )
+        return infos
+
+    def to_arrow(
+        self, table: str, version: int | None = None, partitions: PartitionSpec | None = None
+    ) -> pa.Table:
+        """A table (or some partitions of it) as Arrow, without Spark (queries, small reads)."""
+        dt_ = self.delta_table(table, version)
+        schema = _table_schema(dt_)
+        pieces = [
+            _read_delta_file(spec, schema, self.storage_options())
+            for spec in _file_specs(dt_, _partition_filters(partitions))
+        ]
+        return pa.concat_tables(pieces) if pieces else schema.empty_table()
+
+    def vacuum(self, table: str, retention_hours: int = 168, dry_run: bool = True) -> list[str]:
+        """Files no longer referenced by versions younger than ``retention_hours``."""
+        return self.delta_table(table).vacuum(
+            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False
+        )
+
+    # --------------------------------------------------------------------------- reads
+    def read(
+        self,
+        spark: SparkSession,
+        table: str,
+        version: int | None = None,
+        where: str | None = None,
+        partitions: PartitionSpec | None = None,
+    ) -> DataFrame:
+        """A table as a Spark DataFrame.
+
+        Args:
+            version: the Delta version to read (time travel); latest when None.
+            where: a Spark SQL predicate applied after loading (pushed down to Parquet).
+            partitions: ``{column: value or [values]}``; only those partitions' files are read.
+        """
+        if self.engine(spark) == "delta-spark":
+            reader = spark.read.format("delta")
+            if version is not None:
+                reader = reader.option("versionAsOf", version)
+            df = reader.load(self.uri(table))
+            for column, values in (partitions or {}).items():
+                values = values if isinstance(values, list | tuple | set) else [values]
+                df = df.where(df[column].isin([_partition_str(v) for v in values]))
+        else:
+            df = self._read_delta_rs(spark, table, version, partitions)
+        return df.where(where) if where else df
+
+    def _read_delta_rs(
+        self, spark: SparkSession, table: str, version: int | None, partitions: PartitionSpec | None
+    ) -> DataFrame:
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        dt_ = self.delta_table(table, version)
+        schema = dt_.schema().to_arrow()
+        schema = pa.schema(schema) if not isinstance(schema, pa.Schema) else schema
+        partition_cols = list(dt_.metadata().partition_columns)
+        spark_schema = from_arrow_schema(schema)
+        files = dt_.file_uris(partition_filters=_partition_filters(partitions))
+        if not files:
+            return spark.createDataFrame([], spark_schema)
+        if not self.is_remote and _hive_layout(files, partition_cols):
+            # Spark's own Parquet reader is several times faster than reading through Python.
+            # Partition values come from the hive-style folders, typed by the table schema.
+            local = [f.removeprefix("file://") for f in files]
+            ordered = [f.name for f in spark_schema.fields]
+            return (
+                spark.read.schema(spark_schema)
+                .option("basePath", self.uri(table).removeprefix("file://"))
+                .parquet(*local)
+                .select(*ordered)
+            )
+        return _read_files_via_arrow(spark, dt_, files, schema, self.storage_options())
+
+    # -------------------------------------------------------------------------- writes
+    def write(
+        self,
+        df: DataFrame,
+        table: str,
+        mode: WriteMode = "append",
+        partition_by: Sequence[str] | None = None,
+        partition: PartitionSpec | None = None,
+        keys: Sequence[str] | None = None,
+    ) -> CommitInfo:
+        """Write a DataFrame to a table as one Delta commit.
+
+        Args:
+            mode: ``append``; ``overwrite`` replaces exactly the rows of ``partition`` (or the
+                whole table when ``partition`` is None); ``merge`` upserts on ``keys``.
+            partition_by: partition columns when the table is created (checked afterwards).
+            partition: ``{column: value}`` of the partition an overwrite replaces; every row
+                of ``df`` must belong to it.
+            keys: the columns a merge matches on.
+        """
+        partition_by = list(partition_by or [])
+        if mode == "merge" and not keys:
+            raise LakehouseError(f"merge into {table} needs keys")
+        if mode not in ("append", "overwrite", "merge"):
+            raise LakehouseError(f"unknown write mode {mode!r} for {table}")
+        exists = self.exists(table)
+        if exists:
+            existing = self.partition_by(table)
+            if partition_by and partition_by != existing:
+                raise LakehouseError(
+                    f"{table} is partitioned by {existing}, not {partition_by}"
+                )
+            partition_by = existing
+            df = self._align_to_table(df, table)
+        missing = [c for c in partition_by if c not in df.columns]
+        if missing:
+            raise LakehouseError(f"write to {table}: partition column(s) {missing} not in the data")
+        if partition:
+            unknown = [c for c in partition if c not in partition_by]
+            if unknown:
+                raise LakehouseError(
+                    f"overwrite of {table}: {unknown} are not partition columns ({partition_by})"
+                )
+            _check_rows_in_partition(df, table, partition)
+        engine = self.engine(df.sparkSession)
+        if engine == "delta-spark":
+            return self._write_delta_spark(df, table, mode, partition_by, partition, keys)
+        if mode == "merge":
+            return self._merge_delta_rs(df, table, list(keys or []), partition_by, exists)
+        return self._write_delta_rs(df, table, mode, partition_by, partition, exists)
+
+    def _align_to_table(self, df: DataFrame, table: str) -> DataFrame:
+        """Refuse type changes; add the table's columns the data lacks as nulls."""
+        from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_type
+
+        table_schema = self.delta_table(table).schema().to_arrow()
+        table_schema = pa.schema(table_schema) if not isinstance(table_schema, pa.Schema) else table_schema
+        incoming = {f.name: f.dataType for f in df.schema.fields}
+        for field in table_schema:
+            expected = from_arrow_type(field.type)
+            if field.name in incoming and incoming[field.name] != expected:
+                raise SchemaChangeError(
+                    f"write to {table}: column {field.name!r} is {incoming[field.name].simpleString()} "
+                    f"in the data but {expected.simpleString()} in the table; only new columns "
+                    "may be added (cast the column, or write a new table)"
+                )
+        extra = [
+            F.lit(None).cast(from_arrow_type(f.type)).alias(f.name)
+            for f in table_schema
+            if f.name not in incoming
+        ]
+        return df.select("*", *extra) if extra else df
+
+    def _write_delta_spark(
+        self,
+        df: DataFrame,
+        table: str,
+        mode: WriteMode,
+        partition_by: list[str],
+        partition: PartitionSpec | None,
+        keys: Sequence[str] | None,
+    ) -> CommitInfo:
+        uri = self.uri(table)
+        if mode == "merge" and self.exists(table):
+            from delta.tables import DeltaTable as SparkDeltaTable
+
+            condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys or [])
+            df.sparkSession.conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
+            (
+                SparkDeltaTable.forPath(df.sparkSession, uri)
+                .alias("t")
+                .merge(df.alias("s"), condition)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        else:
+            writer = df.write.format("delta").option("mergeSchema", "true")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            if mode == "overwrite":
+                writer = writer.mode("overwrite")
+                if partition:
+                    writer = writer.option("replaceWhere", _replace_where(partition))
+            else:
+                writer = writer.mode("append")
+            writer.save(uri)
+        last = self.history(table, 1)[0]
+        metrics = last.get("operationMetrics") or {}
+        return CommitInfo(
+            table,
+            int(last["version"]),
+            str(last.get("operation", mode)),
+            int(metrics.get("numFiles", metrics.get("numTargetFilesAdded", 0)) or 0),
+            int(metrics.get("numOutputRows", 0) or 0),
+            "delta-spark",
+        )
+
+    def _write_delta_rs(
+        self,
+        df: DataFrame,
+        table: str,
+        mode: WriteMode,
+        partition_by: list[str],
+        partition: PartitionSpec | None,
+        exists: bool,
+    ) -> CommitInfo:
+        from deltalake import CommitProperties, Schema, transaction
+        from pyspark.sql.pandas.types import to_arrow_schema
+
+        uri = self.uri(table)
+        arrow_schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
+        data_schema = pa.schema([f for f in arrow_schema if f.name not in partition_by])
+        write_files = _file_writer(uri, partition_by, data_schema, self.storage_options())
+        started = time.perf_counter()
+        rows = df.mapInArrow(write_files, _ADD_ACTION_SCHEMA).collect()
+        actions = [
+            transaction.AddAction(
+                r["path"], r["size"], json.loads(r["partition_values"]), r["modification_time"], True, r["stats"]
+            )
+            for r in rows
+        ]
+        n_rows = sum(int(r["num_records"]) for r in rows)
+        operation = "WRITE" if mode == "append" else "OVERWRITE"
+        commit_id = uuid.uuid4().hex
+        props = CommitProperties(
+            custom_metadata={
+                "regrow.operation": operation,
+                "regrow.rows": str(n_rows),
+                "regrow.commit_id": commit_id,
+            },
+            max_commit_retries=_MAX_COMMIT_RETRIES,
+        )
+        delta_schema = Schema.from_arrow(arrow_schema)
+        if not exists:
+            try:
+                transaction.create_table_with_add_actions(
+                    uri,
+                    delta_schema,
+                    actions,
+                    mode="error",
+                    partition_by=partition_by or None,
+                    storage_options=self.storage_options(),
+                    commit_properties=props,
+                )
+                version = self._version_of(table, commit_id)
+                return self._commit_info(table, version, operation, actions, n_rows, started)
+            except Exception as err:  # another writer created it first: commit as usual below
+                if not self.exists(table):
+                    raise LakehouseError(f"could not create {table} at {uri}: {err}") from err
+                df = self._align_to_table(df, table)
+        self._merge_new_columns(self.delta_table(table), table, arrow_schema)
+        self._commit_files(table, actions, mode, partition_by, partition, delta_schema, props)
+        return self._commit_info(
+            table, self._version_of(table, commit_id), operation, actions, n_rows, started
+        )
+
+    def _commit_files(
+        self,
+        table: str,
+        actions: list,
+        mode: WriteMode,
+        partition_by: list[str],
+        partition: PartitionSpec | None,
+        schema: Any,
+        props: Any,
+    ) -> None:
+        """Commit written files, replacing the partition's current files on overwrite.
+
+        An overwrite is committed as explicit Remove actions for the files it replaces
+        rather than delta-rs's predicate overwrite: delta-rs's conflict check treats a
+        predicate overwrite as having read the whole table, so two writers of *different*
+        partitions would fail each other. With explicit removes, only a writer that
+        removed the same files conflicts; then we re-list the partition and try again,
+        so the last overwrite of a partition wins and none is half-applied.
+        """
+        from deltalake.exceptions import CommitFailedError
+        from deltalake.transaction import RemoveAction
+
+        for attempt in range(1, _MAX_COMMIT_RETRIES + 1):
+            dt_ = self.delta_table(table)
+            removes = []
+            if mode == "overwrite":
+                now = int(time.time() * 1000)
+                removes = [
+                    RemoveAction(f["path"], True, now, f["size"], f["partition_values"])
+                    for f in _files_of(dt_, partition)
+                ]
+            try:
+                dt_.create_write_transaction(
+                    actions + removes,
+                    mode="append",
+                    schema=_table_schema(dt_) if mode == "overwrite" else schema,
+                    partition_by=partition_by or None,
+                    commit_properties=props,
+                )
+                return
+            except CommitFailedError as err:
+                if attempt == _MAX_COMMIT_RETRIES:
+                    raise LakehouseError(
+                        f"{table}: commit failed {attempt} times on concurrent writes: {err}"
+                    ) from err
+                logger.warning("%s: concurrent commit (%s); retrying (%d)", table, err, attempt)
+                time.sleep(0.05 * attempt)
+
+    def _version_of(self, table: str, commit_id: str) -> int:
+        """The version our commit landed at (other writers may have committed since)."""
+        for commit in self.history(table, 2 * _MAX_COMMIT_RETRIES):
+            if commit.get("regrow.commit_id") == commit_id:
+                return int(commit["version"])
+        raise LakehouseError(f"{table}: commit {commit_id} not found in the recent history")
+
+    def _merge_new_columns(self, dt_: DeltaTable, table: str, arrow_schema: pa.Schema) -> None:
+        from deltalake import Field, Schema
+
+        current = {f.name for f in _table_schema(dt_)}
+        new = [f for f in arrow_schema if f.name not in current]
+        if new:
+            logger.info("%s: adding column(s) %s", table, [f.name for f in new])
+            fields = Schema.from_arrow(pa.schema(new)).fields
+            dt_.alter.add_columns([Field(f.name, f.type, nullable=True) for f in fields])
+
+    def _merge_delta_rs(
+        self, df: DataFrame, table: str, keys: list[str], partition_by: list[str], exists: bool
+    ) -> CommitInfo:
+        """Upsert on keys. delta-rs merges in the driver, so the source is collected as Arrow:
+        fine for label/decision-sized updates, not for bulk loads (use append/overwrite)."""
+        from deltalake import CommitProperties
+
+        if not exists:
+            return self._write_delta_rs(df, table, "append", partition_by, None, False)
+        started = time.perf_counter()
+        source = df.toArrow()
+        source = source.cast(_nullable(source.schema))
+        predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        dt_ = self.delta_table(table)
+        metrics = (
+            dt_.merge(
+                source,
+                predicate,
+                source_alias="s",
+                target_alias="t",
+                merge_schema=True,
+                commit_properties=CommitProperties(max_commit_retries=_MAX_COMMIT_RETRIES),
+            )
+            .when_matched_update_all()
+            .when_not_matched_insert_all()
+            .execute()
+        )
+        logger.info("merge into %s in %.2fs: %s", table, time.perf_counter() - started, metrics)
+        return CommitInfo(
+            table,
+            self.table_version(table),
+            "MERGE",
+            int(metrics.get("num_target_files_added", 0)),
+            int(metrics.get("num_source_rows", source.num_rows)),
+            "delta-rs",
+        )
+
+    def _commit_info(
+        self, table: str, version: int, operation: str, actions: list, rows: int, started: float
+    ) -> CommitInfo:
+        logger.info(
+            "%s v%d: %s %d rows in %d files (%.2fs)",
+            table, version, operation, rows, len(actions), time.perf_counter() - started,
+        )
+        return CommitInfo(table, version, operation, len(actions), rows, "delta-rs")
+
+
+# ------------------------------------------------------------------------------ helpers
+_ADD_ACTION_SCHEMA = (
+    "path string, size long, partition_values string, modification_time long, "
+    "stats string, num_records long"
+)
+
+
+def _spark_has_delta(spark: SparkSession) -> bool:
+    try:
+        spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
+        return True
+    except Exception:  # py4j raises its own error for a missing class; Spark Connect has no _jvm
+        return False
+
+
+def _nullable(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([f.with_nullable(True) for f in schema])
+
+
+def _table_schema(dt_: DeltaTable) -> pa.Schema:
+    schema = dt_.schema().to_arrow()
+    return pa.schema(schema) if not isinstance(schema, pa.Schema) else schema
+
+
+def _partition_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _partition_filters(partitions: PartitionSpec | None) -> list[tuple[str, str, Any]] | None:
+    if not partitions:
+        return None
+    filters = []
+    for column, value in partitions.items():
+        if isinstance(value, list | tuple | set):
+            filters.append((column, "in", [_partition_str(v) for v in value]))
+        else:
+            filters.append((column, "=", _partition_str(value)))
+    return filters
+
+
+def _replace_where(partition: PartitionSpec) -> str:
+    return " AND ".join(f"`{c}` = '{_partition_str(v)}'" for c, v in partition.items())
+
+
+def _check_rows_in_partition(df: DataFrame, table: str, partition: PartitionSpec) -> None:
+    """An overwrite of one partition must not smuggle in rows of another."""
+    from pyspark.sql import functions as F
+
+    outside = None
+    for column, value in partition.items():
+        cond = F.col(column).cast("string") != F.lit(_partition_str(value))
+        cond = cond | F.col(column).isNull()
+        outside = cond if outside is None else outside | cond
+    sample = df.where(outside).select(*partition.keys()).limit(3).collect()
+    if sample:
+        raise LakehouseError(
+            f"overwrite of {table} partition {dict(partition)}: the data holds rows of other "
+            f"partitions, e.g. {[r.asDict() for r in sample]}"
+        )
+
+
+def _files_of(dt_: DeltaTable, partition: PartitionSpec | None) -> list[dict[str, Any]]:
+    """Path, size and partition values of the table's current files in ``partition``."""
+    wanted = {c: _partition_str(v) for c, v in (partition or {}).items()}
+    found = []
+    for row in _add_actions(dt_):
+        values = {k: _partition_str(v) for k, v in (row.get("partition") or {}).items()}
+        if all(values.get(c) == v for c, v in wanted.items()):
+            found.append({"path": row["path"], "size": row["size_bytes"], "partition_values": values})
+    return found
+
+
+def _add_actions(dt_: DeltaTable) -> list[dict[str, Any]]:
+    """The current files: path, size_bytes, and ``partition`` (a dict) when partitioned."""
+    adds = dt_.get_add_actions(flatten=False)
+    adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
+    columns = [c for c in ("path", "size_bytes", "partition") if c in adds.column_names]
+    return adds.select(columns).to_pylist()
+
+
+def _hive_layout(files: list[str], partition_cols: list[str]) -> bool:
+    if not partition_cols:
+        return True
+    return all(f"/{partition_cols[0]}=" in f for f in files)
+
+
+def _fs_and_path(uri: str, storage_options: Mapping[str, str]):
+    import fsspec
+
+    if uri.startswith("s3://"):
+        endpoint = storage_options.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+        client_kwargs = {"endpoint_url": endpoint} if endpoint else {}
+        fs = fsspec.filesystem("s3", client_kwargs=client_kwargs)
+        return fs, uri.removeprefix("s3://").rstrip("/")
+    fs = fsspec.filesystem("file")
+    return fs, uri.removeprefix("file://").rstrip("/")
+
+
+def _arrow_fs(uri: str, storage_options: Mapping[str, str]):
+    """A pyarrow filesystem and the path inside it (local or S3)."""
+    from pyarrow import fs as pafs
+
+    if uri.startswith("s3://"):
+        endpoint = storage_options.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL")
+        kwargs: dict[str, Any] = {}
+        if endpoint:
+            scheme, _, host = endpoint.partition("://")
+            kwargs |= {"endpoint_override": host, "scheme": scheme}
+        region = storage_options.get("AWS_REGION") or os.environ.get("AWS_REGION") or os.environ.get(
+            "AWS_DEFAULT_REGION"
+        )
+        if region:
+            kwargs["region"] = region
+        return pafs.S3FileSystem(**kwargs), uri.removeprefix("s3://")
+    return pafs.LocalFileSystem(), uri.removeprefix("file://")
+
+
+def _count_rows(dt_: DeltaTable) -> int:
+    """Row count from the log's file statistics (no data read); falls back to a scan."""
+    try:
+        adds = dt_.get_add_actions(flatten=True)
+        adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
+        counts = adds.column("num_records").to_pylist()
+        if counts and all(c is not None for c in counts):
+            return int(sum(counts))
+        if not counts:
+            return 0
+    except Exception:  # stats missing or another layout: count by scanning
+        pass
+    return sum(
+        _read_delta_file(spec, _table_schema(dt_), {}).num_rows for spec in _file_specs(dt_, None)
+    )
+
+
+def _stats(batch_stats: dict[str, list], num_records: int) -> str:
+    """Delta file statistics: row count, null counts, and min/max of numbers and dates.
+
+    Strings and timestamps get no min/max: a truncated or rounded bound would let a
+    reader skip a file it must read; no bound is always safe.
+    """
+    mins, maxs, nulls = {}, {}, {}
+    for name, (lo, hi, n_null) in batch_stats.items():
+        nulls[name] = n_null
+        if lo is not None:
+            mins[name], maxs[name] = lo, hi
+    return json.dumps(
+        {"numRecords": num_records, "minValues": mins, "maxValues": maxs, "nullCount": nulls},
+        default=str,
+    )
+
+
+def _file_writer(
+    uri: str, partition_by: list[str], data_schema: pa.Schema, storage_options: Mapping[str, str]
+):
+    """The function each Spark task runs: write its rows, one Parquet file per partition
+    value, and return one row of Add-action metadata per file."""
+
+    def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        fs, base = _arrow_fs(uri, storage_options)
+        open_files: dict[tuple, dict[str, Any]] = {}
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            for key, part in _split_by_partition(batch, partition_by):
+                entry = open_files.get(key)
+                if entry is None:
+                    values = dict(zip(partition_by, key, strict=True))
+                    folder = "/".join(f"{c}={_escape(v)}" for c, v in values.items())
+                    rel = f"{folder}/" if folder else ""
+                    rel += f"part-{uuid.uuid4().hex}.zstd.parquet"
+                    fs.create_dir(f"{base}/{rel}".rsplit("/", 1)[0], recursive=True)
+                    sink = fs.open_output_stream(f"{base}/{rel}")
+                    entry = {
+                        "rel": rel,
+                        "values": values,
+                        "sink": sink,
+                        "writer": pq.ParquetWriter(sink, data_schema, compression="zstd"),
+                        "rows": 0,
+                        "stats": {},
+                    }
+                    open_files[key] = entry
+                table = pa.Table.from_batches([part.select(data_schema.names)]).cast(data_schema)
+                entry["writer"].write_table(table)
+                entry["rows"] += table.num_rows
+                for name in data_schema.names:
+                    column = table.column(name)
+                    lo = hi = None
+                    if _has_safe_bounds(column.type) and column.null_count < len(column):
+                        mm = pc.min_max(column)
+                        lo, hi = mm["min"].as_py(), mm["max"].as_py()
+                    old = entry["stats"].get(name)
+                    if old is not None:
+                        lo = old[0] if lo is None else (lo if old[0] is None else min(lo, old[0]))
+                        hi = old[1] if hi is None else (hi if old[1] is None else max(hi, old[1]))
+                        entry["stats"][name] = (lo, hi, old[2] + column.null_count)
+                    else:
+                        entry["stats"][name] = (lo, hi, column.null_count)
+        rows = []
+        for entry in open_files.values():
+            entry["writer"].close()
+            entry["sink"].close()
+            size = fs.get_file_info(f"{base}/{entry['rel']}").size
+            rows.append(
+                {
+                    "path": entry["rel"],
+                    "size": size,
+                    "partition_values": json.dumps(
+                        {k: _partition_str(v) for k, v in entry["values"].items()}
+                    ),
+                    "modification_time": int(time.time() * 1000),
+                    "stats": _stats(entry["stats"], entry["rows"]),
+                    "num_records": entry["rows"],
+                }
+            )
+        if rows:
+            yield pa.RecordBatch.from_pylist(rows)
+
+    return write
+
+
+def _has_safe_bounds(type_: pa.DataType) -> bool:
+    return pa.types.is_integer(type_) or pa.types.is_floating(type_) or pa.types.is_date(type_)
+
+
+def _escape(value: Any) -> str:
+    """Hive-style partition folder value (the Add action keeps the real value)."""
+    from urllib.parse import quote
+
+    text = _partition_str(value)
+    return "__HIVE_DEFAULT_PARTITION__" if text is None else quote(text, safe=" -_.:")
+
+
+def _split_by_partition(
+    batch: pa.RecordBatch, partition_by: list[str]
+) -> Iterator[tuple[tuple, pa.RecordBatch]]:
+    if not partition_by:
+        yield (), batch
+        return
+    import pyarrow.compute as pc
+
+    table = pa.Table.from_batches([batch])
+    keys = table.select(partition_by).group_by(partition_by).aggregate([])
+    for key in keys.to_pylist():
+        mask = None
+        for column, value in key.items():
+            cond = pc.is_null(table[column]) if value is None else pc.equal(table[column], value)
+            mask = cond if mask is None else pc.and_(mask, cond)
+        part = table.filter(mask).combine_chunks()
+        yield tuple(key[c] for c in partition_by), part.to_batches()[0]
+
+
+def _file_specs(dt_: DeltaTable, filters: list | None) -> list[dict[str, Any]]:
+    """Each current file (absolute URI) with its partition values, as the Delta log has them.
+
+    Files are read with pyarrow directly rather than ``DeltaTable.to_pyarrow_*``: that path
+    runs deltalake's Rust filesystem under pyarrow's threads and can abort the interpreter
+    at exit ("terminate called without an active exception", delta-rs#2184, polars#24169).
+    """
+    from urllib.parse import unquote
+
+    by_path = {row["path"]: row.get("partition") or {} for row in _add_actions(dt_)}
+    by_path |= {unquote(p): v for p, v in by_path.items()}
+    table_uri = dt_.table_uri.rstrip("/")
+    specs = []
+    for uri in dt_.file_uris(partition_filters=filters):
+        rel = uri.removeprefix(table_uri).lstrip("/")
+        values = by_path.get(rel) or by_path.get(unquote(rel)) or {}
+        specs.append({"uri": uri, "values": {k: _partition_str(v) for k, v in values.items()}})
+    return specs
+
+
+def _read_delta_file(
+    spec: dict[str, Any], target: pa.Schema, storage_options: Mapping[str, str]
+) -> pa.Table:
+    """One Delta data file as Arrow in the table's schema: partition values added from
+    the log, columns added since the file was written filled with nulls."""
+    import pyarrow.parquet as pq
+
+    fs, path = _arrow_fs(spec["uri"], storage_options)
+    data = pq.read_table(path, filesystem=fs)
+    for field in target:
+        if field.name in spec["values"]:
+            value = pa.array([spec["values"][field.name]] * data.num_rows, pa.string())
+            data = data.append_column(field.name, value.cast(field.type))
+        elif field.name not in data.column_names:
+            data = data.append_column(field.name, pa.nulls(data.num_rows, field.type))
+    return data.select(target.names).cast(target)
+
+
+def _read_files_via_arrow(
+    spark: SparkSession, dt_: DeltaTable, files: list[str], schema: pa.Schema, storage_options
+) -> DataFrame:
+    """Read Delta files in Spark tasks through pyarrow (for stores Spark's JVM can't reach,
+    e.g. S3 without hadoop-aws): one task per file, partition values from the Delta log."""
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    wanted = set(files)
+    specs = [json.dumps(s) for s in _file_specs(dt_, None) if s["uri"] in wanted]
+    schema_bytes = schema.serialize().to_pybytes()
+
+    def read(rows: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        target = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
+        for batch in rows:
+            for spec in batch.column("value").to_pylist():
+                yield from _read_delta_file(json.loads(spec), target, storage_options).to_batches()
+
+    tasks = spark.createDataFrame([(s,) for s in specs], "value string")
+    tasks = tasks.repartition(max(1, min(len(specs), spark.sparkContext.defaultParallelism * 2)))
+    return tasks.mapInArrow(read, from_arrow_schema(schema))

@@ -1,0 +1,229 @@
+"""Typed settings: ``params.yaml`` is read once, here, and validated.
+
+Every other module receives the section it needs (``settings.dataset``,
+``settings.lakehouse`` ...), never the raw file. A wrong key or value stops with a
+:class:`ConfigError` that names the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PARAMS_ENV = "REGROW_PARAMS"
+PARAMS_FILE = "params.yaml"
+
+
+class ConfigError(ValueError):
+    """A ``params.yaml`` key is unknown, missing or has a value of the wrong type."""
+
+
+class _Section(BaseModel):
+    # extra="forbid": a misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSettings(_Section):
+    """The schema contract of the user's data: column names are data, not code."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    event_id: str
+    entity_id: str
+    event_timestamp: str
+    label: str
+    label_timestamp: str
+    label_values: list[int] = Field(default=[0, 1], min_length=2)
+    positive_label: int = 1
+    label_delay_days: int = Field(gt=0)
+    numeric_features: list[str] = []
+    categorical_features: list[str] = []
+    boolean_features: list[str] = []
+    slice_columns: list[str] = []
+
+    @model_validator(mode="after")
+    def _check_columns(self) -> DatasetSettings:
+        names = [self.event_id, self.entity_id, self.event_timestamp, *self.features]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ValueError(f"columns listed twice in the contract: {duplicated}")
+        if not self.features:
+            raise ValueError("the contract declares no feature (numeric/categorical/boolean)")
+        unknown = [c for c in self.slice_columns if c not in self.features]
+        if unknown:
+            raise ValueError(f"slice_columns {unknown} are not features of the contract")
+        if self.positive_label not in self.label_values:
+            raise ValueError(
+                f"positive_label {self.positive_label} is not one of label_values {self.label_values}"
+            )
+        if self.label in (self.label_timestamp, self.event_id):
+            raise ValueError("label must be a column of its own")
+        return self
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric_features, *self.categorical_features, *self.boolean_features]
+
+    def event_columns(self) -> dict[str, str]:
+        """Columns of an event row and their logical type (string/timestamp/double/boolean)."""
+        columns = {
+            self.event_id: "string",
+            self.entity_id: "string",
+            self.event_timestamp: "timestamp",
+        }
+        columns |= {c: "double" for c in self.numeric_features}
+        columns |= {c: "string" for c in self.categorical_features}
+        columns |= {c: "boolean" for c in self.boolean_features}
+        return columns
+
+    def label_columns(self) -> dict[str, str]:
+        """Columns of a label row: the event it belongs to, the label, when it arrived."""
+        return {
+            self.event_id: "string",
+            self.entity_id: "string",
+            self.label: "int",
+            self.label_timestamp: "timestamp",
+        }
+
+
+class LandingSettings(_Section):
+    """Where raw files land: ``{path}/{kind}/{YYYY-MM-DD}/*.{format}``, kind = events|labels."""
+
+    path: str = "data/landing"
+    format: Literal["csv", "json", "parquet"] = "csv"
+
+
+Scenario = Literal[
+    "stable",
+    "covariate_shift",
+    "prior_shift",
+    "concept_drift",
+    "new_category",
+    "seasonality",
+    "broken_feed",
+]
+
+
+class SimulatorSettings(_Section):
+    seed: int = 42
+    start_date: dt.date = dt.date(2026, 1, 1)
+    days: int = Field(default=30, gt=0)
+    events_per_day: int = Field(default=2000, gt=0)
+    n_entities: int = Field(default=3000, gt=0)
+    fraud_rate: float = Field(default=0.03, gt=0, lt=1)
+    # Chargebacks arrive days to weeks after the transaction; mean delay in days.
+    mean_label_delay_days: float = Field(default=9.0, gt=0)
+    scenario: Scenario = "stable"
+    # Day index (0-based) at which the scenario's drift starts.
+    drift_onset_day: int = Field(default=15, ge=0)
+    # 0 = no effect, 1 = the scenario's full effect.
+    drift_strength: float = Field(default=1.0, ge=0)
+
+
+class LakehouseSettings(_Section):
+    """Delta tables under one root: a local path or ``s3://bucket/prefix``."""
+
+    root: str = "data/lakehouse"
+    engine: Literal["auto", "delta-spark", "delta-rs"] = "auto"
+    # Non-secret storage options for delta-rs/pyarrow (e.g. AWS_ENDPOINT_URL, AWS_REGION).
+    # Credentials come from the environment (AWS_ACCESS_KEY_ID ...), never from this file.
+    storage_options: dict[str, str] = {}
+
+
+class SparkSettings(_Section):
+    master: str = "local[*]"
+    app_name: str = "regrow"
+    # Few partitions: daily batches are small and 2 cores are the default machine.
+    shuffle_partitions: int = Field(default=4, gt=0)
+    driver_memory: str = "2g"
+    conf: dict[str, str] = {}
+
+
+class AirflowSettings(_Section):
+    start_date: dt.date = dt.date(2026, 1, 1)
+    schedule: str = "@daily"
+    catchup: bool = True
+    # One day at a time by default: days of one table are independent, but a laptop has 2 cores.
+    max_active_runs: int = Field(default=1, gt=0)
+    retries: int = Field(default=2, ge=0)
+    retry_delay_seconds: int = Field(default=60, gt=0)
+    sensor_poke_interval_seconds: int = Field(default=60, gt=0)
+    # How long the sensor waits for a day's landing file before failing the run.
+    sensor_timeout_seconds: int = Field(default=6 * 3600, gt=0)
+    spark_conn_id: str = "spark_default"
+    aws_conn_id: str = "aws_default"
+
+
+class Settings(_Section):
+    dataset: DatasetSettings
+    landing: LandingSettings = LandingSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    lakehouse: LakehouseSettings = LakehouseSettings()
+    spark: SparkSettings = SparkSettings()
+    airflow: AirflowSettings = AirflowSettings()
+    reports_dir: str = "reports"
+    # Directory the relative paths above are resolved against (set by the loader).
+    base_dir: str = "."
+
+    def resolve(self, path: str) -> str:
+        """An absolute path or URI for ``path`` (relative paths are relative to params.yaml)."""
+        if "://" in path or os.path.isabs(path):
+            return path
+        return str((Path(self.base_dir) / path).resolve())
+
+
+def find_params(path: str | os.PathLike[str] | None = None) -> Path:
+    """The params file: the argument, else ``$REGROW_PARAMS``, else the nearest ``params.yaml``."""
+    if path is None:
+        path = os.environ.get(PARAMS_ENV)
+    if path is not None:
+        found = Path(path)
+        if not found.is_file():
+            raise ConfigError(f"params file not found: {found}")
+        return found.resolve()
+    here = Path.cwd().resolve()
+    for directory in (here, *here.parents):
+        if (directory / PARAMS_FILE).is_file():
+            return directory / PARAMS_FILE
+    package_root = Path(__file__).resolve().parents[2] / PARAMS_FILE
+    if package_root.is_file():
+        return package_root
+    raise ConfigError(f"no {PARAMS_FILE} in {here} or its parents; set ${PARAMS_ENV}")
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Read and validate the params file once; ``overrides`` replace whole top-level keys."""
+    params = find_params(path)
+    try:
+        raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{params}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{params}: expected a mapping of sections, got {type(raw).__name__}")
+    raw = {**raw, **overrides}
+    raw.setdefault("base_dir", str(params.parent))
+    return settings_from_dict(raw, source=str(params))
+
+
+def settings_from_dict(raw: dict[str, Any], source: str = "params") -> Settings:
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_describe(err, source)) from None
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: {err.error_count()} invalid setting(s)"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  - {key}: unknown key (misspelt? see the documented params.yaml)")
+        elif e["type"] == "missing":
+            lines.append(f"  - {key}: required key is missing")
+        else:
+            lines.append(f"  - {key}: got {e.get('input')!r}; expected {e['msg'].lower()}")
+    return "\n".join(lines)

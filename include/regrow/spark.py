@@ -1,0 +1,68 @@
+"""The one way regrow builds a SparkSession (jobs, CLI, DVC stages and tests share it)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from regrow.settings import SparkSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
+DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+
+
+def delta_connector_jars() -> list[str]:
+    """Delta Lake JVM connector jars visible to Spark (pyspark's own jars or $SPARK_HOME/jars)."""
+    import pyspark
+
+    homes = {os.path.dirname(pyspark.__file__)}
+    if os.environ.get("SPARK_HOME"):
+        homes.add(os.environ["SPARK_HOME"])
+    found: list[str] = []
+    for home in sorted(homes):
+        found += glob.glob(os.path.join(home, "jars", "delta-spark_*.jar"))
+    return found
+
+
+def has_delta_connector(spark_settings: SparkSettings) -> bool:
+    extra = " ".join(
+        spark_settings.conf.get(k, "") for k in ("spark.jars", "spark.jars.packages")
+    )
+    return bool(delta_connector_jars()) or "delta-spark" in extra
+
+
+def get_spark(spark_settings: SparkSettings, extra_conf: dict[str, str] | None = None) -> SparkSession:
+    """Get or create the SparkSession described by the ``spark`` section.
+
+    Python workers must run this interpreter (it has pyarrow and regrow), so
+    ``PYSPARK_PYTHON`` defaults to ``sys.executable``. Time is UTC everywhere.
+    """
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.master(spark_settings.master)
+        .appName(spark_settings.app_name)
+        .config("spark.driver.memory", spark_settings.driver_memory)
+        .config("spark.sql.shuffle.partitions", str(spark_settings.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    if has_delta_connector(spark_settings):
+        builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
+            "spark.sql.catalog.spark_catalog", DELTA_CATALOG
+        )
+    for key, value in {**spark_settings.conf, **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
