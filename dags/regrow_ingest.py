@@ -1,14 +1,15 @@
 """
 ### regrow_ingest: land one day of raw files in bronze
 
-Daily, with `catchup` for backfills. For the run's day (`{{ ds }}`):
+Daily, with `catchup` for backfills. A run covers one whole UTC day, its logical date
+(`ds`): the run for 2026-01-01 starts at 2026-01-02T00:00, once that day is over.
 
 1. **wait_for_events**: a sensor (reschedule mode: it frees its worker slot between
    pokes) that looks for the day's event files,
    `{landing.path}/events/YYYY-MM-DD/*.{landing.format}`, local or `s3://`. It logs the
    pattern it waits for on every poke; after `airflow.sensor_timeout_seconds` without a
    file, the run fails.
-2. **ingest_events**: `jobs/ingest.py --date {{ ds }}` through `SparkSubmitOperator` on the
+2. **ingest_events**: `jobs/ingest.py --date <ds>` through `SparkSubmitOperator` on the
    `airflow.spark_conn_id` connection (`local[*]` by default, a cluster master to scale
    out). It replaces the day's partitions of `bronze.events`, `bronze.quarantine` and
    `bronze.labels`, and publishes the Asset `bronze.events`.
@@ -28,7 +29,6 @@ from pathlib import Path
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
-
 from regrow.airflow_local import dag_settings
 from regrow.settings import find_params
 
@@ -39,6 +39,7 @@ BRONZE_EVENTS = Asset(name="bronze.events", uri="regrow://lakehouse/bronze/event
 
 settings = dag_settings()
 airflow_cfg = settings.airflow
+PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wired from
 
 
 def alert_on_failure(context) -> None:
@@ -57,7 +58,10 @@ def alert_on_failure(context) -> None:
     # is over, at 2026-01-02T00:00 UTC, like Airflow 2's data intervals.
     schedule=CronDataIntervalTimetable(airflow_cfg.schedule, timezone="UTC"),
     start_date=pendulum.datetime(
-        airflow_cfg.start_date.year, airflow_cfg.start_date.month, airflow_cfg.start_date.day, tz="UTC"
+        airflow_cfg.start_date.year,
+        airflow_cfg.start_date.month,
+        airflow_cfg.start_date.day,
+        tz="UTC",
     ),
     catchup=airflow_cfg.catchup,
     max_active_runs=airflow_cfg.max_active_runs,
@@ -95,10 +99,20 @@ def regrow_ingest():
         task_id="ingest_events",
         application=str(INGEST_JOB),
         conn_id=airflow_cfg.spark_conn_id,
-        application_args=["--date", "{{ ds }}", "--params", str(find_params())],
+        application_args=[
+            "--date",
+            "{{ ds }}",
+            "--params",
+            PARAMS_FILE,
+            "--run-id",
+            "{{ run_id }}",
+        ],
         name="regrow_ingest_{{ ds_nodash }}",
         # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
-        conf={"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable},
+        conf={
+            "spark.pyspark.python": sys.executable,
+            "spark.pyspark.driver.python": sys.executable,
+        },
         outlets=[BRONZE_EVENTS],
     )
 

@@ -22,8 +22,11 @@ import functools
 import json
 import logging
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
@@ -94,6 +97,8 @@ def airflow_env(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "PYSPARK_PYTHON": sys.executable,
+        # spark-submit's local driver binds to loopback, not the machine's first interface.
+        "SPARK_LOCAL_IP": env.get("SPARK_LOCAL_IP", "127.0.0.1"),
         "PYSPARK_DRIVER_PYTHON": sys.executable,
         "PATH": os.pathsep.join([bin_dir, env.get("PATH", "")]),
     }
@@ -116,7 +121,9 @@ def ensure_db(env: Mapping[str, str]) -> None:
     """
     home = Path(env["AIRFLOW_HOME"])
     stamp = home / _MIGRATED_STAMP
-    wanted = f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']} airflow=={version('apache-airflow-core')}"
+    wanted = (
+        f"{env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN']} airflow=={version('apache-airflow-core')}"
+    )
     with open(home / ".regrow-db.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         db_file = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
@@ -150,8 +157,8 @@ def dags_test(
     ``stdout`` (stdout and stderr interleaved: the task logs). Call :func:`ensure_db` first.
     """
     day = day.isoformat() if isinstance(day, dt.date) else day
-    logger.info("airflow dags test %s %s", dag_id, day)
-    return subprocess.run(
+    started = time.monotonic()
+    result = subprocess.run(
         [_airflow_cli(), "dags", "test", dag_id, day],
         env=dict(env),
         stdout=subprocess.PIPE,
@@ -160,6 +167,95 @@ def dags_test(
         timeout=timeout,
         check=False,
     )
+    logger.info(
+        "airflow dags test %s %s: exit %d in %.1f s",
+        dag_id, day, result.returncode, time.monotonic() - started,
+    )  # fmt: skip
+    return result
+
+
+def backfill(
+    dag_id: str,
+    start: dt.date,
+    end: dt.date,
+    env: Mapping[str, str],
+    timeout: float | None = None,
+) -> dict[dt.date, subprocess.CompletedProcess[str]]:
+    """Backfill ``start``..``end`` (inclusive) with no scheduler: one ``dags test`` per day.
+
+    ``airflow backfill create`` only records the runs; a scheduler, a DAG processor and the
+    API server must be up to execute them. So the days are planned by the real thing,
+    ``airflow backfill create --dry-run`` (the logical dates the DAG's schedule gives, also
+    for runs that exist already), and each is run in order with :func:`dags_test`. Stops
+    at the first failed day, as ``max_active_runs=1`` with ``depends_on_past`` would.
+
+    Returns:
+        The completed ``dags test`` per day run, in order; the last one failed if a day did.
+    """
+    results: dict[dt.date, subprocess.CompletedProcess[str]] = {}
+    for day in backfill_plan(dag_id, start, end, env):
+        results[day] = dags_test(dag_id, day, env, timeout=timeout)
+        if results[day].returncode != 0:
+            break
+    return results
+
+
+def backfill_plan(
+    dag_id: str, start: dt.date, end: dt.date, env: Mapping[str, str]
+) -> list[dt.date]:
+    """The days ``airflow backfill create --dry-run`` would run, oldest first.
+
+    The DAG is (re)serialized into the metadata DB first: the dry run reads it from there.
+    """
+    reserialize = subprocess.run(
+        [_airflow_cli(), "dags", "reserialize"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if reserialize.returncode != 0:
+        raise RuntimeError(
+            f"`airflow dags reserialize` failed:\n{reserialize.stdout}{reserialize.stderr}"
+        )
+    command = [
+        _airflow_cli(), "backfill", "create", "--dag-id", dag_id, "--dry-run",
+        "--from-date", start.isoformat(), "--to-date", end.isoformat(),
+        "--reprocess-behavior", "completed",
+    ]  # fmt: skip
+    plan = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
+    if plan.returncode != 0:
+        raise RuntimeError(f"`{' '.join(command[1:])}` failed:\n{plan.stdout}{plan.stderr}")
+    table = plan.stdout.split("Runs to be attempted", 1)[-1]
+    days = {
+        dt.date.fromisoformat(d)
+        for d in re.findall(r"^\|\s*(\d{4}-\d{2}-\d{2})[ T]", table, re.MULTILINE)
+    }
+    return sorted(days)
+
+
+def task_states(dag_id: str, day: dt.date | str, env: Mapping[str, str]) -> dict[str, str | None]:
+    """``{task_id: state}`` of the latest run of ``dag_id`` for ``day`` (SQLite metadata DB).
+
+    Read straight from the SQLite file: asking the ``airflow`` CLI costs seconds per call.
+    """
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"task_states reads a SQLite metadata DB only, not {url}")
+    day = day.isoformat() if isinstance(day, dt.date) else day
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+        run = db.execute(
+            "SELECT run_id FROM dag_run WHERE dag_id = ? AND substr(logical_date, 1, 10) = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (dag_id, day),
+        ).fetchone()
+        if run is None:
+            return {}
+        rows = db.execute(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
+            (dag_id, run[0]),
+        ).fetchall()
+    return dict(rows)
 
 
 def _airflow_cli() -> str:

@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -46,6 +47,8 @@ PartitionSpec = Mapping[str, Any]
 # Commit retries on a concurrent-writer conflict (delta-rs checks that the other commit
 # touched none of our partitions before it retries).
 _MAX_COMMIT_RETRIES = 20
+# A table as SQL names it: layer.name, with regrow's layers.
+_TABLE_REF = re.compile(r"\b(bronze|silver|gold)\.([A-Za-z_][A-Za-z0-9_]*)\b")
 
 
 class LakehouseError(RuntimeError):
@@ -182,6 +185,32 @@ class Lakehouse:
         ]
         return pa.concat_tables(pieces) if pieces else schema.empty_table()
 
+    def sql(self, query: str) -> pa.Table:
+        """Run SQL (DuckDB) over the tables the query names as ``layer.name``.
+
+        Only the named tables are loaded (as Arrow, at their latest version); a name that is
+        no table under the root is an error that lists the tables there are.
+        """
+        import duckdb
+
+        names = sorted(set(_TABLE_REF.findall(query)))
+        con = duckdb.connect()
+        try:
+            for layer, name in names:
+                table = f"{layer}.{name}"
+                if not self.exists(table):
+                    known = ", ".join(i.table for i in self.tables()) or "none"
+                    raise TableNotFoundError(f"query names {table}, which does not exist (tables: {known})")
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
+                con.register(f"__{layer}__{name}", self.to_arrow(table))
+                con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM "__{layer}__{name}"')
+            try:
+                return con.sql(query).to_arrow_table()
+            except duckdb.Error as err:
+                raise LakehouseError(f"query failed: {err}") from err
+        finally:
+            con.close()
+
     def vacuum(self, table: str, retention_hours: int = 168, dry_run: bool = True) -> list[str]:
         """Files no longer referenced by versions younger than ``retention_hours``."""
         return self.delta_table(table).vacuum(
@@ -285,7 +314,6 @@ class Lakehouse:
                 raise LakehouseError(
                     f"overwrite of {table}: {unknown} are not partition columns ({partition_by})"
                 )
-            _check_rows_in_partition(df, table, partition)
         engine = self.engine(df.sparkSession)
         if engine == "delta-spark":
             return self._write_delta_spark(df, table, mode, partition_by, partition, keys)
@@ -376,9 +404,13 @@ class Lakehouse:
         uri = self.uri(table)
         arrow_schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
         data_schema = pa.schema([f for f in arrow_schema if f.name not in partition_by])
-        write_files = _file_writer(uri, partition_by, data_schema, self.storage_options())
+        expected = {c: _partition_str(v) for c, v in partition.items()} if partition else None
+        write_files = _file_writer(uri, table, partition_by, expected, data_schema, self.storage_options())
         started = time.perf_counter()
-        rows = df.mapInArrow(write_files, _ADD_ACTION_SCHEMA).collect()
+        try:
+            rows = df.mapInArrow(write_files, _ADD_ACTION_SCHEMA).collect()
+        except Exception as err:
+            raise _task_error(err, table) from err
         actions = [
             transaction.AddAction(
                 r["path"], r["size"], json.loads(r["partition_values"]), r["modification_time"], True, r["stats"]
@@ -539,6 +571,15 @@ _ADD_ACTION_SCHEMA = (
 )
 
 
+def _task_error(err: Exception, table: str) -> Exception:
+    """A LakehouseError raised inside a Spark task, unwrapped from the worker's traceback."""
+    marker = "LakehouseError: "
+    text = str(err)
+    if marker in text:
+        return LakehouseError(text.split(marker, 1)[1].splitlines()[0])
+    return LakehouseError(f"writing files of {table} failed: {text.splitlines()[0] if text else err!r}")
+
+
 def _spark_has_delta(spark: SparkSession) -> bool:
     try:
         spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
@@ -582,31 +623,23 @@ def _replace_where(partition: PartitionSpec) -> str:
     return " AND ".join(f"`{c}` = '{_partition_str(v)}'" for c, v in partition.items())
 
 
-def _check_rows_in_partition(df: DataFrame, table: str, partition: PartitionSpec) -> None:
-    """An overwrite of one partition must not smuggle in rows of another."""
-    from pyspark.sql import functions as F
-
-    outside = None
-    for column, value in partition.items():
-        cond = F.col(column).cast("string") != F.lit(_partition_str(value))
-        cond = cond | F.col(column).isNull()
-        outside = cond if outside is None else outside | cond
-    sample = df.where(outside).select(*partition.keys()).limit(3).collect()
-    if sample:
-        raise LakehouseError(
-            f"overwrite of {table} partition {dict(partition)}: the data holds rows of other "
-            f"partitions, e.g. {[r.asDict() for r in sample]}"
-        )
-
-
 def _files_of(dt_: DeltaTable, partition: PartitionSpec | None) -> list[dict[str, Any]]:
-    """Path, size and partition values of the table's current files in ``partition``."""
+    """Path, size and partition values of the table's current files in ``partition``.
+
+    The log stores paths URL-encoded and ``get_add_actions`` returns them so, while a
+    Remove action takes the decoded path (delta-rs encodes it again on commit): an encoded
+    path would name no file, and an overwrite would keep the rows it should replace.
+    """
+    from urllib.parse import unquote
+
     wanted = {c: _partition_str(v) for c, v in (partition or {}).items()}
     found = []
     for row in _add_actions(dt_):
         values = {k: _partition_str(v) for k, v in (row.get("partition") or {}).items()}
         if all(values.get(c) == v for c, v in wanted.items()):
-            found.append({"path": row["path"], "size": row["size_bytes"], "partition_values": values})
+            found.append(
+                {"path": unquote(row["path"]), "size": row["size_bytes"], "partition_values": values}
+            )
     return found
 
 
@@ -619,9 +652,17 @@ def _add_actions(dt_: DeltaTable) -> list[dict[str, Any]]:
 
 
 def _hive_layout(files: list[str], partition_cols: list[str]) -> bool:
+    """Whether Spark may read the files by path and take partition values from the folders.
+
+    Not when a folder holds a %-escaped non-ASCII value (``city=%C3%A9``, as delta-rs
+    writes them): Spark unescapes byte by byte and would read ``Ã©``.
+    """
+    from urllib.parse import unquote
+
     if not partition_cols:
         return True
-    return all(f"/{partition_cols[0]}=" in f for f in files)
+    marker = f"/{partition_cols[0]}="
+    return all(marker in f and unquote(f.split(marker, 1)[1]).isascii() for f in files)
 
 
 def _fs_and_path(uri: str, storage_options: Mapping[str, str]):
@@ -690,10 +731,17 @@ def _stats(batch_stats: dict[str, list], num_records: int) -> str:
 
 
 def _file_writer(
-    uri: str, partition_by: list[str], data_schema: pa.Schema, storage_options: Mapping[str, str]
+    uri: str,
+    table: str,
+    partition_by: list[str],
+    expected: dict[str, str | None] | None,
+    data_schema: pa.Schema,
+    storage_options: Mapping[str, str],
 ):
     """The function each Spark task runs: write its rows, one Parquet file per partition
-    value, and return one row of Add-action metadata per file."""
+    value, and return one row of Add-action metadata per file. With ``expected`` (an
+    overwrite of one partition), a row of any other partition fails the write: an
+    overwrite must not smuggle in rows it would not replace on a rerun."""
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow.compute as pc
@@ -708,6 +756,11 @@ def _file_writer(
                 entry = open_files.get(key)
                 if entry is None:
                     values = dict(zip(partition_by, key, strict=True))
+                    if expected and any(_partition_str(values[c]) != v for c, v in expected.items()):
+                        raise LakehouseError(
+                            f"overwrite of {table} partition {expected}: the data holds rows of "
+                            f"partition {({c: _partition_str(v) for c, v in values.items()})}"
+                        )
                     folder = "/".join(f"{c}={_escape(v)}" for c, v in values.items())
                     rel = f"{folder}/" if folder else ""
                     rel += f"part-{uuid.uuid4().hex}.zstd.parquet"
@@ -722,11 +775,11 @@ def _file_writer(
                         "stats": {},
                     }
                     open_files[key] = entry
-                table = pa.Table.from_batches([part.select(data_schema.names)]).cast(data_schema)
-                entry["writer"].write_table(table)
-                entry["rows"] += table.num_rows
+                chunk = pa.Table.from_batches([part.select(data_schema.names)]).cast(data_schema)
+                entry["writer"].write_table(chunk)
+                entry["rows"] += chunk.num_rows
                 for name in data_schema.names:
-                    column = table.column(name)
+                    column = chunk.column(name)
                     lo = hi = None
                     if _has_safe_bounds(column.type) and column.null_count < len(column):
                         mm = pc.min_max(column)
@@ -804,9 +857,10 @@ def _file_specs(dt_: DeltaTable, filters: list | None) -> list[dict[str, Any]]:
     by_path = {row["path"]: row.get("partition") or {} for row in _add_actions(dt_)}
     by_path |= {unquote(p): v for p, v in by_path.items()}
     table_uri = dt_.table_uri.rstrip("/")
+    local_root = table_uri.removeprefix("file://")
     specs = []
     for uri in dt_.file_uris(partition_filters=filters):
-        rel = uri.removeprefix(table_uri).lstrip("/")
+        rel = uri.removeprefix(table_uri).removeprefix(local_root).lstrip("/")
         values = by_path.get(rel) or by_path.get(unquote(rel)) or {}
         specs.append({"uri": uri, "values": {k: _partition_str(v) for k, v in values.items()}})
     return specs

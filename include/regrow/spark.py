@@ -46,17 +46,28 @@ def get_spark(spark_settings: SparkSettings, extra_conf: dict[str, str] | None =
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    builder = SparkSession.builder.appName(spark_settings.app_name)
+    # Under spark-submit the master and driver memory come from its command line (the
+    # Airflow connection); a value set here would silently override them.
+    submitted = "PYSPARK_GATEWAY_PORT" in os.environ
+    if not submitted:
+        builder = builder.master(spark_settings.master).config(
+            "spark.driver.memory", spark_settings.driver_memory
+        )
     builder = (
-        SparkSession.builder.master(spark_settings.master)
-        .appName(spark_settings.app_name)
-        .config("spark.driver.memory", spark_settings.driver_memory)
-        .config("spark.sql.shuffle.partitions", str(spark_settings.shuffle_partitions))
+        builder.config("spark.sql.shuffle.partitions", str(spark_settings.shuffle_partitions))
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.ui.showConsoleProgress", "false")
     )
+    if not submitted and spark_settings.master.startswith("local"):
+        # A local session talks to itself only: bind to loopback, not the first interface.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        builder = builder.config("spark.driver.host", "127.0.0.1").config(
+            "spark.driver.bindAddress", "127.0.0.1"
+        )
     if has_delta_connector(spark_settings):
         builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
             "spark.sql.catalog.spark_catalog", DELTA_CATALOG

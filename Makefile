@@ -1,0 +1,49 @@
+# regrow: every target bootstraps what it needs on a fresh machine that has Python 3.11,
+# Java 17 and make. `make demo` runs the pipeline on params.yaml; `make test` runs the tests.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# uv from PATH, else the copy `make setup` installs into ~/.local/bin.
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+# Never download a Python: use the machine's 3.11 (see .python-version).
+export UV_PYTHON_DOWNLOADS := never
+RUN := $(UV) run --frozen
+PYTEST_ARGS ?=
+
+.PHONY: help setup check-java demo test bench lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: check-java .venv/.synced ## install uv if missing, then the locked environment (uv sync --frozen)
+
+.venv/.synced: pyproject.toml uv.lock
+	@command -v $(UV) >/dev/null 2>&1 || { \
+	  echo "uv not found: installing it with pip (python3 -m pip install --user uv)"; \
+	  python3 -m pip install --user --quiet uv || python3 -m pip install --user --quiet --break-system-packages uv; }
+	$(UV) sync --frozen
+	@touch $@
+
+check-java: ## Spark needs Java 17 (or 21)
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "Java not found. Spark needs a JDK/JRE 17: e.g. 'apt-get install openjdk-17-jre-headless'"; \
+	  echo "(Debian/Ubuntu), 'brew install openjdk@17' (macOS), then make sure 'java' is on PATH."; exit 1; }
+	@java -version 2>&1 | head -n 1 | grep -Eq '"(17|21)[."]' || { \
+	  echo "Spark 4 needs Java 17 or 21; found: $$(java -version 2>&1 | head -n 1)"; exit 1; }
+
+demo: setup ## simulate 30 days, run the ingest DAG over them, print the tables
+	$(RUN) python -m regrow.demo
+
+test: setup ## run the whole test suite (fails when no test is collected)
+	$(RUN) pytest $(PYTEST_ARGS); status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
+	  exit $$status
+
+bench: setup ## run the benchmarks; results go to bench/results/
+	$(RUN) python -m bench
+
+lint: setup ## ruff on the code
+	$(RUN) ruff check include jobs dags tests bench
+
+clean: ## remove generated data, reports and the local Airflow home
+	rm -rf data reports .airflow airflow_home spark-warehouse

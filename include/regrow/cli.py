@@ -1,0 +1,227 @@
+"""The ``regrow`` command line: the same library calls as the DAGs and DVC stages."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regrow.settings import ConfigError, Settings, find_params, load_settings
+
+app = typer.Typer(
+    help="regrow: a batch ML system that keeps a model fresh by itself.\n\n"
+    "Every command reads params.yaml (--params, else $REGROW_PARAMS, else ./params.yaml).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+dags_app = typer.Typer(help="Run regrow's Airflow DAGs locally (SQLite, no services).", no_args_is_help=True)
+app.add_typer(dags_app, name="dags")
+
+ParamsOption = Annotated[
+    Path | None, typer.Option("--params", help="params.yaml to use.", show_default=False)
+]
+
+
+class Format(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+def _settings(params: Path | None) -> Settings:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("py4j", "botocore", "urllib3", "s3fs", "fsspec"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return load_settings(params)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def _days(date: dt.datetime, to: dt.datetime | None) -> list[dt.date]:
+    first, last = date.date(), (to or date).date()
+    if last < first:
+        raise _fail(f"--to {last} is before --date {first}")
+    return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _lakehouse(settings: Settings):
+    from regrow.lakehouse import Lakehouse
+
+    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+
+
+@app.command()
+def simulate(
+    params: ParamsOption = None,
+    days: Annotated[int | None, typer.Option(help="Days to simulate (default: simulator.days).")] = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="Override simulator.scenario (stable, concept_drift, broken_feed ...).")
+    ] = None,
+) -> None:
+    """Write simulated card transactions and late fraud labels as landing files.
+
+    Files go to landing.path as events/YYYY-MM-DD/*.csv and labels/YYYY-MM-DD/*.csv (format
+    from landing.format), with the scenario's ground truth in _scenario.json.
+    """
+    from regrow import simulate as sim_module
+
+    try:
+        settings = _settings(params)
+        sim = settings.simulator
+        if scenario is not None:
+            sim = sim.model_validate({**sim.model_dump(), "scenario": scenario})
+        sim_module.check_contract(settings.dataset)
+        summary = sim_module.write_landing(
+            settings.dataset, sim, settings.landing, settings.resolve(settings.landing.path), days
+        )
+    except (ConfigError, ValueError) as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"simulated {len(summary.days)} day(s) ({sim.scenario}) from {summary.days[0]} to "
+        f"{summary.days[-1]}: {summary.rows['events']} events, {summary.rows['labels']} labels "
+        f"in {summary.root}"
+    )
+
+
+@app.command()
+def ingest(
+    date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day to ingest.")],
+    to: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive).")
+    ] = None,
+    params: ParamsOption = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id recorded on every row.")] = None,
+) -> None:
+    """Ingest landing files into bronze.events, bronze.labels and bronze.quarantine.
+
+    Each day replaces its own partitions (rerunning a day is idempotent). Rows that cannot
+    be parsed or break the contract go to bronze.quarantine with a reason.
+    """
+    from regrow.ingest import IngestError, ingest_day
+    from regrow.lakehouse import LakehouseError
+    from regrow.spark import get_spark
+
+    try:
+        settings = _settings(params)
+        spark = get_spark(settings.spark)
+        lakehouse = _lakehouse(settings)
+        for day in _days(date, to):
+            report = ingest_day(spark, settings, day, run_id=run_id, lakehouse=lakehouse)
+            typer.echo(
+                f"{day}: events {report.events.rows_in} in -> {report.events.bronze_rows} bronze, "
+                f"{report.events.quarantined_rows} quarantined; labels {report.labels.rows_in} in -> "
+                f"{report.labels.bronze_rows} bronze, {report.labels.quarantined_rows} quarantined"
+            )
+    except (ConfigError, IngestError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+
+
+@app.command()
+def tables(params: ParamsOption = None) -> None:
+    """List every table: name, Delta version, row count, partitioning and location."""
+    try:
+        settings = _settings(params)
+        infos = _lakehouse(settings).tables()
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    if not infos:
+        typer.echo(f"no tables under {settings.resolve(settings.lakehouse.root)}")
+        return
+    width = max(len(i.table) for i in infos)
+    typer.echo(f"{'table':<{width}}  {'version':>7}  {'rows':>10}  partitioned by / location")
+    for info in infos:
+        typer.echo(
+            f"{info.table:<{width}}  {info.version:>7}  {info.rows:>10}  "
+            f"{','.join(info.partition_by) or '-'}  {info.uri}"
+        )
+
+
+@app.command()
+def history(
+    table: Annotated[str, typer.Argument(help="Table name, e.g. bronze.events.")],
+    params: ParamsOption = None,
+    limit: Annotated[int, typer.Option(help="Newest commits to show.")] = 20,
+) -> None:
+    """Show a table's Delta commits, newest first (version, time, operation, metrics)."""
+    from regrow.lakehouse import LakehouseError
+
+    try:
+        commits = _lakehouse(_settings(params)).history(table, limit)
+    except (ConfigError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+    for c in commits:
+        when = dt.datetime.fromtimestamp(c["timestamp"] / 1000, dt.UTC).isoformat(timespec="seconds")
+        extra = {k: v for k, v in c.items() if k.startswith("regrow.")}
+        typer.echo(f"v{c['version']:<5} {when}  {c.get('operation', '?'):<14} {json.dumps(extra)}")
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help='SQL over the tables, e.g. "SELECT count(*) FROM bronze.events".')],
+    params: ParamsOption = None,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    limit: Annotated[int, typer.Option(help="Rows to print with --format table.")] = 50,
+) -> None:
+    """Run SQL (DuckDB) over the Delta tables, named layer.name (bronze.events ...).
+
+    Only the tables the query names are loaded. Example:
+    regrow query "SELECT event_date, count(*) FROM bronze.events GROUP BY 1 ORDER BY 1"
+    """
+    from regrow.lakehouse import LakehouseError
+
+    try:
+        result = _lakehouse(_settings(params)).sql(sql)
+    except (ConfigError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+    frame = result.to_pandas()
+    if format is Format.csv:
+        typer.echo(frame.to_csv(index=False), nl=False)
+    elif format is Format.json:
+        typer.echo(frame.to_json(orient="records", lines=True, date_format="iso"), nl=False)
+    else:
+        with_limit = frame.head(limit)
+        typer.echo(with_limit.to_string(index=False))
+        if len(frame) > limit:
+            typer.echo(f"... {len(frame) - limit} more rows (use --limit or --format csv)")
+
+
+@dags_app.command("test")
+def dags_test(
+    dag_id: Annotated[str, typer.Argument(help="DAG id, e.g. regrow_ingest.")],
+    date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Logical date of the run.")],
+    to: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive).")
+    ] = None,
+    params: ParamsOption = None,
+    airflow_home: Annotated[
+        Path, typer.Option(help="AIRFLOW_HOME (SQLite metadata DB inside).")
+    ] = Path(".airflow"),
+) -> None:
+    """Run a DAG for one day or a range of days with `airflow dags test` (one run per day)."""
+    from regrow.airflow_local import airflow_env, dags_test as run_dag, ensure_db
+
+    try:
+        settings = _settings(params)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    env = airflow_env(airflow_home.resolve(), params=find_params(params))
+    ensure_db(env)
+    for day in _days(date, to):
+        result = run_dag(dag_id, day, env)
+        status = "success" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        typer.echo(f"{dag_id} {day}: {status}")
+        if result.returncode != 0:
+            typer.echo(result.stdout[-4000:] if result.stdout else "", err=True)
+            raise typer.Exit(code=1)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,384 @@
+"""Ingest: a day's landing files into ``bronze.events``, ``bronze.labels`` and
+``bronze.quarantine``.
+
+Every landed row ends in exactly one place: typed in bronze, or in quarantine with the
+reason, its source file and the raw record. ``rows in = bronze rows + quarantine rows``
+is checked on every run. A day's rerun replaces that day's partitions only, and an event
+landed twice (the same file under two names) is kept once: the copies are quarantined as
+duplicates, so ingesting the same file twice adds nothing to bronze.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+import os
+import tempfile
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import fsspec
+
+from regrow import landing
+from regrow.lakehouse import Lakehouse
+from regrow.settings import DatasetSettings, LandingSettings, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame, SparkSession
+
+logger = logging.getLogger(__name__)
+
+EVENTS = "bronze.events"
+LABELS = "bronze.labels"
+QUARANTINE = "bronze.quarantine"
+EVENT_DATE = "event_date"
+LABEL_DATE = "label_date"
+# Ingest metadata columns carried by every bronze row.
+SOURCE_FILE = "_source_file"
+INGESTED_AT = "_ingested_at"
+RUN_ID = "_run_id"
+_CORRUPT = "_corrupt_record"
+_MISSING = "_missing_columns"
+_RAW = "_raw"
+
+
+class IngestError(RuntimeError):
+    """A day cannot be ingested (no landing file, unreadable file, lost rows)."""
+
+
+@dataclass
+class KindReport:
+    files: list[str] = field(default_factory=list)
+    rows_in: int = 0
+    bronze_rows: int = 0
+    quarantined_rows: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    day: str
+    run_id: str
+    events: KindReport
+    labels: KindReport
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------ reading files
+def read_landing(
+    spark: SparkSession, files: list[str], landing_settings: LandingSettings, columns: list[str]
+) -> DataFrame:
+    """The landed rows of ``files`` with every contract column as a string, untouched.
+
+    Extra columns are ignored (they are kept in ``_raw``); a column the file lacks is null
+    and named in ``_missing_columns``; a row that does not parse (wrong field count,
+    truncated line, bad JSON) keeps its text in ``_corrupt_record``.
+    """
+    from pyspark.sql import functions as F
+
+    frames = []
+    with tempfile.TemporaryDirectory(prefix="regrow-landing-") as staging:
+        for source in files:
+            local = _local_path(source, staging)
+            raw = _read_one(spark, local, landing_settings.format)
+            present = [c for c in raw.columns if c != _CORRUPT]
+            missing = [c for c in columns if c not in present]
+            selected = [
+                (F.col(f"`{c}`").cast("string") if c in present else F.lit(None).cast("string")).alias(c)
+                for c in columns
+            ]
+            corrupt = F.col(_CORRUPT) if _CORRUPT in raw.columns else F.lit(None).cast("string")
+            frames.append(
+                raw.select(
+                    *selected,
+                    corrupt.alias(_CORRUPT),
+                    F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in present])).alias(_RAW),
+                    F.lit(",".join(missing) or None).cast("string").alias(_MISSING),
+                    F.lit(source).alias(SOURCE_FILE),
+                )
+            )
+            if missing:
+                logger.warning("%s lacks column(s) %s: its rows go to quarantine", source, missing)
+        if not frames:
+            return spark.createDataFrame(
+                [], ", ".join(f"`{c}` string" for c in [*columns, _CORRUPT, _RAW, _MISSING, SOURCE_FILE])
+            )
+        out = frames[0]
+        for frame in frames[1:]:
+            out = out.unionByName(frame)
+        # Materialise before the staging directory goes away; daily batches fit in memory.
+        return out.localCheckpoint(eager=True)
+
+
+def _local_path(source: str, staging: str) -> str:
+    """Spark reads local files; a remote landing file (s3://) is staged locally first,
+    since a pip-only Spark has no S3 filesystem (hadoop-aws)."""
+    if "://" not in source or source.startswith("file://"):
+        return source.removeprefix("file://")
+    target = os.path.join(staging, uuid.uuid4().hex + "-" + os.path.basename(source))
+    fs, path = fsspec.core.url_to_fs(source)
+    fs.get(path, target)
+    return target
+
+
+def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+    if fmt == "parquet":
+        try:
+            return spark.read.parquet(path)
+        except Exception as err:
+            raise IngestError(f"{path}: not a readable Parquet file: {err}") from err
+    if fmt == "json":
+        names = _json_keys(path)
+        schema = ", ".join([f"`{n}` string" for n in names] + [f"{_CORRUPT} string"])
+        return spark.read.json(path, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT)
+    header = _csv_header(path)
+    if header is None:  # an empty file: nothing landed
+        logger.warning("%s is empty", path)
+        return spark.createDataFrame([], f"{_CORRUPT} string")
+    schema = ", ".join([f"`{n}` string" for n in header] + [f"{_CORRUPT} string"])
+    return spark.read.csv(
+        path,
+        schema=schema,
+        header=True,
+        enforceSchema=True,
+        mode="PERMISSIVE",
+        columnNameOfCorruptRecord=_CORRUPT,
+        encoding="UTF-8",
+    )
+
+
+def _csv_header(path: str) -> list[str] | None:
+    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+        first = handle.readline()
+    if not first.strip():
+        return None
+    return [name.strip() for name in next(csv.reader(io.StringIO(first)))]
+
+
+def _json_keys(path: str) -> list[str]:
+    """Keys of the first parseable JSON line (the schema every line is read with)."""
+    import json
+
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                return list(record)
+    return []
+
+
+# ----------------------------------------------------------------------- typing and rules
+def _typed(raw: Column, logical: str) -> Column:
+    from pyspark.sql import functions as F
+
+    if logical == "string":
+        return F.when(F.trim(raw) == "", None).otherwise(raw)
+    if logical == "int":
+        # "1" and "1.0" are the same label; "1.5" is not an integer.
+        number = raw.try_cast("double")
+        return F.when(number == F.floor(number), number.cast("int"))
+    return raw.try_cast(logical)
+
+
+def split_rows(
+    raw: DataFrame,
+    types: dict[str, str],
+    required: list[str],
+    checks: list[tuple[Callable[[], Column], Callable[[], Column]]],
+    dedupe_key: str,
+) -> tuple[DataFrame, DataFrame]:
+    """Type the raw string columns and split rows into (good, rejected-with-reason).
+
+    A row is rejected when it is malformed, its file lacks a column, a required value is
+    missing, a value does not parse as its type, a ``checks`` rule fails (a pair of
+    functions building the failing condition and the reason), or it repeats an earlier
+    row's ``dedupe_key`` (the first by file name and position is kept).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    typed = raw.select(
+        *[F.col(f"`{c}`").alias(f"__s_{c}") for c in types],
+        _CORRUPT, _MISSING, _RAW, SOURCE_FILE,
+        F.monotonically_increasing_id().alias("__pos"),
+    )
+    typed = typed.select("*", *[_typed(F.col(f"`__s_{c}`"), t).alias(c) for c, t in types.items()])
+    reasons = [
+        F.when(F.col(_CORRUPT).isNotNull(), F.lit("malformed record (wrong number of fields or unparseable)")),
+        F.when(F.col(_MISSING).isNotNull(), F.concat(F.lit("file lacks column(s) "), F.col(_MISSING))),
+    ]
+    for column, logical in types.items():
+        value, parsed = F.col(f"`__s_{column}`"), F.col(f"`{column}`")
+        blank = value.isNull() | (F.trim(value) == "")
+        if column in required:
+            reasons.append(F.when(F.col(_MISSING).isNull() & blank, F.lit(f"missing {column}")))
+        reasons.append(
+            F.when(
+                ~blank & parsed.isNull(),
+                F.concat(F.lit(f"{column}: "), F.to_json(F.array(value)), F.lit(f" is not a valid {logical}")),
+            )
+        )
+    for condition, reason in checks:
+        reasons.append(F.when(condition(), reason()))
+    flagged = typed.withColumn("__reasons", F.filter(F.array(*reasons), lambda r: r.isNotNull()))
+    order = Window.partitionBy(dedupe_key).orderBy(F.col(SOURCE_FILE), F.col("__pos"))
+    first = F.first(F.struct(F.col(SOURCE_FILE), F.col("__pos"))).over(order)
+    is_valid = F.size("__reasons") == 0
+    # Only rows that are otherwise valid take part in the duplicate check.
+    valid = flagged.where(is_valid).withColumn("__first", first)
+    duplicate = (F.col("__first.__pos") != F.col("__pos")) | (F.col(f"__first.{SOURCE_FILE}") != F.col(SOURCE_FILE))
+    valid = valid.withColumn(
+        "__reasons",
+        F.when(
+            duplicate,
+            F.array(F.concat(F.lit(f"duplicate {dedupe_key} (first landed in "), F.col(f"__first.{SOURCE_FILE}"), F.lit(")"))),
+        ).otherwise(F.col("__reasons")),
+    ).drop("__first")
+    flagged = flagged.where(~is_valid).unionByName(valid)
+    good = flagged.where(F.size("__reasons") == 0).select(*types, SOURCE_FILE)
+    record = F.coalesce(
+        F.col(_CORRUPT),
+        F.when(F.col(_MISSING).isNotNull(), F.col(_RAW)),
+        F.to_json(F.struct(*[F.col(f"`__s_{c}`").alias(c) for c in types])),
+    )
+    rejected = flagged.where(F.size("__reasons") > 0).select(
+        F.col(SOURCE_FILE).alias("source_file"),
+        F.array_join("__reasons", "; ").alias("reason"),
+        record.alias("record"),
+    )
+    return good, rejected
+
+
+def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.combine(day, dt.time.min)
+    return start, start + dt.timedelta(days=1)
+
+
+def event_rules(dataset: DatasetSettings, day: dt.date):
+    """Row rules of an event: its timestamp is on the landing day."""
+    from pyspark.sql import functions as F
+
+    start, end = _day_bounds(day)
+    ts = F.col(dataset.event_timestamp)
+    return [
+        (
+            lambda: ts.isNotNull() & ((ts < F.lit(start)) | (ts >= F.lit(end))),
+            lambda: F.concat(
+                F.lit(f"{dataset.event_timestamp} "), ts.cast("string"), F.lit(f" is not on {day} (UTC)")
+            ),
+        )
+    ]
+
+
+def label_rules(dataset: DatasetSettings, day: dt.date):
+    """Row rules of a label: a known label value, and not arrived after the landing day."""
+    from pyspark.sql import functions as F
+
+    _, end = _day_bounds(day)
+    label, ts = F.col(dataset.label), F.col(dataset.label_timestamp)
+    return [
+        (
+            lambda: label.isNotNull() & ~label.isin(dataset.label_values),
+            lambda: F.concat(
+                F.lit(f"{dataset.label} "), label.cast("string"), F.lit(f" not in {dataset.label_values}")
+            ),
+        ),
+        (
+            lambda: ts.isNotNull() & (ts >= F.lit(end)),
+            lambda: F.concat(
+                F.lit(f"{dataset.label_timestamp} "), ts.cast("string"), F.lit(f" is after {day} (UTC)")
+            ),
+        ),
+    ]
+
+
+# -------------------------------------------------------------------------------- the job
+def ingest_day(
+    spark: SparkSession,
+    settings: Settings,
+    day: dt.date,
+    run_id: str | None = None,
+    lakehouse: Lakehouse | None = None,
+) -> IngestReport:
+    """Ingest one day's landing files; returns counts per kind and quarantine reasons."""
+    from pyspark.sql import functions as F
+
+    lakehouse = lakehouse or Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    run_id = run_id or f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    root = settings.resolve(settings.landing.path)
+    dataset = settings.dataset
+    event_files = landing.find_files(root, settings.landing, "events", day)
+    if not event_files:
+        raise IngestError(
+            f"no events landed for {day}: nothing matches "
+            f"{landing.day_pattern(root, settings.landing, 'events', day)}"
+        )
+    label_files = landing.find_files(root, settings.landing, "labels", day)
+    ingested_at = F.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).cast("timestamp")
+    meta = [ingested_at.alias(INGESTED_AT), F.lit(run_id).alias(RUN_ID)]
+
+    plans = [
+        ("events", EVENTS, EVENT_DATE, event_files, dataset.event_columns(),
+         [dataset.event_id, dataset.entity_id, dataset.event_timestamp], event_rules(dataset, day)),
+        ("labels", LABELS, LABEL_DATE, label_files, dataset.label_columns(),
+         [dataset.event_id, dataset.label, dataset.label_timestamp], label_rules(dataset, day)),
+    ]
+    reports = {}
+    for kind, table, date_column, files, types, required, rules in plans:
+        raw = read_landing(spark, files, settings.landing, list(types))
+        good, rejected = split_rows(raw, types, required, rules, dedupe_key=dataset.event_id)
+        good, rejected = good.cache(), rejected.cache()
+        good = good.select(*types, F.lit(day).alias(date_column), F.col(SOURCE_FILE), *meta)
+        rejected = rejected.select(
+            F.lit(kind).alias("source_kind"),
+            "source_file",
+            "reason",
+            "record",
+            *meta,
+            F.lit(day).alias("ingest_date"),
+        )
+        good_commit = lakehouse.write(
+            good, table, "overwrite", partition_by=[date_column], partition={date_column: day}
+        )
+        bad_commit = lakehouse.write(
+            rejected,
+            QUARANTINE,
+            "overwrite",
+            partition_by=["ingest_date", "source_kind"],
+            partition={"ingest_date": day, "source_kind": kind},
+        )
+        report = KindReport(
+            files=files,
+            rows_in=raw.count(),
+            bronze_rows=good_commit.rows_written,
+            quarantined_rows=bad_commit.rows_written,
+            reasons=_reason_counts(rejected),
+        )
+        if report.rows_in != report.bronze_rows + report.quarantined_rows:
+            raise IngestError(
+                f"{kind} of {day}: {report.rows_in} rows landed but {report.bronze_rows} reached "
+                f"{table} and {report.quarantined_rows} {QUARANTINE}; rows were lost"
+            )
+        reports[kind] = report
+        good.unpersist()
+        rejected.unpersist()
+        logger.info(
+            "%s %s: %d rows in %d file(s) -> %d in %s, %d quarantined",
+            day, kind, report.rows_in, len(files), report.bronze_rows, table, report.quarantined_rows,
+        )
+    return IngestReport(day.isoformat(), run_id, reports["events"], reports["labels"])
+
+
+def _reason_counts(rejected: DataFrame, top: int = 20) -> dict[str, int]:
+    """The most frequent quarantine reasons with their counts."""
+    rows = rejected.groupBy("reason").count().orderBy("count", "reason", ascending=[False, True]).limit(top)
+    return {r["reason"]: int(r["count"]) for r in rows.collect()}

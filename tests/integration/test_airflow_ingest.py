@@ -1,0 +1,140 @@
+"""regrow_ingest under real Airflow: ``airflow dags test`` in a temp AIRFLOW_HOME (SQLite).
+
+A few simulated days are backfilled (planned by ``airflow backfill create --dry-run``, run
+one ``dags test`` per day: see :func:`regrow.airflow_local.backfill`), then checked in the
+Delta tables; a day whose landing file never arrives makes the sensor poke, time out and
+fail the run with the missing path in the log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pyarrow.csv as pv
+import pytest
+import yaml
+from regrow import landing
+from regrow.airflow_local import airflow_env, backfill, dags_test, ensure_db, task_states
+from regrow.ingest import EVENT_DATE, EVENTS, QUARANTINE
+from regrow.lakehouse import Lakehouse
+from regrow.settings import load_settings
+from regrow.simulate import write_landing
+
+logger = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_ID = "regrow_ingest"
+START = dt.date(2026, 1, 1)
+DAYS = [START + dt.timedelta(days=i) for i in range(3)]
+MISSING_DAY = DAYS[-1] + dt.timedelta(days=1)  # never landed
+SENSOR_TIMEOUT_SECONDS = 4
+TASKS_OK = {"wait_for_events": "success", "ingest_events": "success"}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Params pointing at a temp landing zone and lakehouse, simulated days, a migrated DB."""
+    tmp = tmp_path_factory.mktemp("airflow_ingest")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["landing"]["path"] = str(tmp / "landing")
+    raw["lakehouse"]["root"] = str(tmp / "lakehouse")
+    raw["reports_dir"] = str(tmp / "reports")
+    raw["simulator"] |= {
+        "start_date": START,
+        "days": len(DAYS),
+        "events_per_day": 150,
+        "n_entities": 200,
+    }
+    raw["airflow"] |= {
+        "start_date": START,
+        "sensor_poke_interval_seconds": 1,
+        "sensor_timeout_seconds": SENSOR_TIMEOUT_SECONDS,
+        "retry_delay_seconds": 1,  # a failing Spark job retries in seconds, not minutes
+    }
+    params = tmp / "params.yaml"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    settings = load_settings(params)
+    landing_root = settings.resolve(settings.landing.path)
+    write_landing(settings.dataset, settings.simulator, settings.landing, landing_root, len(DAYS))
+
+    env = airflow_env(tmp / "airflow_home", params=params)
+    ensure_db(env)
+    return SimpleNamespace(
+        settings=settings,
+        env=env,
+        landing_root=landing_root,
+        lakehouse=Lakehouse(settings.lakehouse, root=settings.resolve(settings.lakehouse.root)),
+    )
+
+
+@pytest.fixture(scope="module")
+def backfilled(workspace: SimpleNamespace) -> dict:
+    started = time.monotonic()
+    results = backfill(DAG_ID, DAYS[0], DAYS[-1], workspace.env)
+    logger.info("backfill of %d days: %.1f s", len(results), time.monotonic() - started)
+    return results
+
+
+def _landed_rows(ws: SimpleNamespace, day: dt.date) -> int:
+    files = landing.find_files(ws.landing_root, ws.settings.landing, "events", day)
+    return sum(pv.read_csv(f).num_rows for f in files)
+
+
+def _rows(ws: SimpleNamespace, table: str, **partition) -> int:
+    if not ws.lakehouse.exists(table):
+        return 0
+    return ws.lakehouse.to_arrow(table, partitions=partition).num_rows
+
+
+def test_backfill_plans_and_runs_every_day(backfilled: dict):
+    assert list(backfilled) == DAYS
+    for day, result in backfilled.items():
+        assert result.returncode == 0, f"dags test {day} failed:\n{result.stdout[-5000:]}"
+
+
+def test_each_backfilled_day_succeeds_task_by_task(workspace, backfilled):
+    for day in DAYS:
+        assert task_states(DAG_ID, day, workspace.env) == TASKS_OK, day
+
+
+def test_bronze_holds_every_landed_event_once(workspace, backfilled):
+    for day in DAYS:
+        landed = _landed_rows(workspace, day)
+        events = _rows(workspace, EVENTS, **{EVENT_DATE: day})
+        quarantined = _rows(workspace, QUARANTINE, ingest_date=day, source_kind="events")
+        assert landed > 0
+        assert events > 0.9 * landed, f"{day}: {events} of {landed} landed events in bronze"
+        # Nothing dropped silently: every landed row is in bronze.events or in quarantine.
+        assert events + quarantined == landed, day
+    per_day = [_rows(workspace, EVENTS, **{EVENT_DATE: day}) for day in DAYS]
+    assert workspace.lakehouse.to_arrow(EVENTS).num_rows == sum(per_day), "rows of other days"
+    # One commit per ingested day: each day replaced its own partition (versions 0..n-1).
+    assert workspace.lakehouse.table_version(EVENTS) == len(DAYS) - 1
+
+
+def test_sensor_fails_when_the_landing_file_is_missing(workspace):
+    expected = landing.day_pattern(
+        workspace.landing_root, workspace.settings.landing, "events", MISSING_DAY
+    )
+    started = time.monotonic()
+    result = dags_test(DAG_ID, MISSING_DAY, workspace.env)
+    elapsed = time.monotonic() - started
+    log = result.stdout
+
+    assert result.returncode != 0, log[-5000:]
+    assert task_states(DAG_ID, MISSING_DAY, workspace.env) == {
+        "wait_for_events": "failed",
+        "ingest_events": "upstream_failed",
+    }
+    # It waited (poked more than once, rescheduling in between) for the day's file ...
+    assert log.count(f"waiting for landing files matching {expected}") >= 2, log[-5000:]
+    assert "UP_FOR_RESCHEDULE" in log
+    # ... then timed out, and the alert names the task and the day.
+    assert "Sensor has timed out" in log
+    assert f"ALERT {DAG_ID}.wait_for_events failed for {MISSING_DAY}" in log
+    assert elapsed > SENSOR_TIMEOUT_SECONDS
+    assert _rows(workspace, EVENTS, **{EVENT_DATE: MISSING_DAY}) == 0
