@@ -29,6 +29,7 @@ from pathlib import Path
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
+
 from regrow.airflow_local import dag_settings
 from regrow.settings import find_params
 

@@ -1,6 +1,6 @@
 """Spark job: ingest one day's landing files into bronze (spark-submit-able).
 
-    python jobs/ingest.py --date 2026-01-05 [--params params.yaml] [--run-id ID]
+python jobs/ingest.py --date 2026-01-05 [--params params.yaml] [--run-id ID]
 """
 
 from __future__ import annotations
@@ -18,11 +18,19 @@ from regrow.spark import get_spark
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="day to ingest, YYYY-MM-DD")
-    parser.add_argument("--params", default=None, help="params.yaml (default: $REGROW_PARAMS or ./params.yaml)")
-    parser.add_argument("--run-id", default=os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"), help="recorded on every row")
+    parser.add_argument(
+        "--date", required=True, type=dt.date.fromisoformat, help="day to ingest, YYYY-MM-DD"
+    )
+    parser.add_argument(
+        "--params", default=None, help="params.yaml (default: $REGROW_PARAMS or ./params.yaml)"
+    )
+    parser.add_argument(
+        "--run-id", default=os.environ.get("AIRFLOW_CTX_DAG_RUN_ID"), help="recorded on every row"
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     settings = load_settings(args.params)
     spark = get_spark(settings.spark)
     report = ingest_day(spark, settings, args.date, run_id=args.run_id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +19,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-dags_app = typer.Typer(help="Run regrow's Airflow DAGs locally (SQLite, no services).", no_args_is_help=True)
+dags_app = typer.Typer(
+    help="Run regrow's Airflow DAGs locally (SQLite, no services).", no_args_is_help=True
+)
 app.add_typer(dags_app, name="dags")
 
 ParamsOption = Annotated[
@@ -27,14 +29,16 @@ ParamsOption = Annotated[
 ]
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
 
 
 def _settings(params: Path | None) -> Settings:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     for noisy in ("py4j", "botocore", "urllib3", "s3fs", "fsspec"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return load_settings(params)
@@ -61,9 +65,12 @@ def _lakehouse(settings: Settings):
 @app.command()
 def simulate(
     params: ParamsOption = None,
-    days: Annotated[int | None, typer.Option(help="Days to simulate (default: simulator.days).")] = None,
+    days: Annotated[
+        int | None, typer.Option(help="Days to simulate (default: simulator.days).")
+    ] = None,
     scenario: Annotated[
-        str | None, typer.Option(help="Override simulator.scenario (stable, concept_drift, broken_feed ...).")
+        str | None,
+        typer.Option(help="Override simulator.scenario (stable, concept_drift, broken_feed ...)."),
     ] = None,
 ) -> None:
     """Write simulated card transactions and late fraud labels as landing files.
@@ -95,7 +102,8 @@ def simulate(
 def ingest(
     date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day to ingest.")],
     to: Annotated[
-        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive).")
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive)."),
     ] = None,
     params: ParamsOption = None,
     run_id: Annotated[str | None, typer.Option(help="Run id recorded on every row.")] = None,
@@ -158,14 +166,18 @@ def history(
     except (ConfigError, LakehouseError) as err:
         raise _fail(str(err)) from None
     for c in commits:
-        when = dt.datetime.fromtimestamp(c["timestamp"] / 1000, dt.UTC).isoformat(timespec="seconds")
+        when = dt.datetime.fromtimestamp(c["timestamp"] / 1000, dt.UTC).isoformat(
+            timespec="seconds"
+        )
         extra = {k: v for k, v in c.items() if k.startswith("regrow.")}
         typer.echo(f"v{c['version']:<5} {when}  {c.get('operation', '?'):<14} {json.dumps(extra)}")
 
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help='SQL over the tables, e.g. "SELECT count(*) FROM bronze.events".')],
+    sql: Annotated[
+        str, typer.Argument(help='SQL over the tables, e.g. "SELECT count(*) FROM bronze.events".')
+    ],
     params: ParamsOption = None,
     format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
     limit: Annotated[int, typer.Option(help="Rows to print with --format table.")] = 50,
@@ -196,9 +208,12 @@ def query(
 @dags_app.command("test")
 def dags_test(
     dag_id: Annotated[str, typer.Argument(help="DAG id, e.g. regrow_ingest.")],
-    date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Logical date of the run.")],
+    date: Annotated[
+        dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Logical date of the run.")
+    ],
     to: Annotated[
-        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive).")
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive)."),
     ] = None,
     params: ParamsOption = None,
     airflow_home: Annotated[
@@ -206,10 +221,11 @@ def dags_test(
     ] = Path(".airflow"),
 ) -> None:
     """Run a DAG for one day or a range of days with `airflow dags test` (one run per day)."""
-    from regrow.airflow_local import airflow_env, dags_test as run_dag, ensure_db
+    from regrow.airflow_local import airflow_env, ensure_db
+    from regrow.airflow_local import dags_test as run_dag
 
     try:
-        settings = _settings(params)
+        _settings(params)
     except ConfigError as err:
         raise _fail(str(err)) from None
     env = airflow_env(airflow_home.resolve(), params=find_params(params))

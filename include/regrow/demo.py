@@ -26,8 +26,12 @@ logger = logging.getLogger("regrow.demo")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default=None, help="params.yaml (default: ./params.yaml)")
-    parser.add_argument("--days", type=int, default=None, help="days to simulate (default: simulator.days)")
-    parser.add_argument("--airflow-home", default=".airflow", help="AIRFLOW_HOME for the local runs")
+    parser.add_argument(
+        "--days", type=int, default=None, help="days to simulate (default: simulator.days)"
+    )
+    parser.add_argument(
+        "--airflow-home", default=".airflow", help="AIRFLOW_HOME for the local runs"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
 
@@ -41,19 +45,31 @@ def main(argv: list[str] | None = None) -> int:
     )
     logger.info(
         "1/3 simulated %d day(s) of '%s': %d events, %d labels -> %s",
-        len(summary.days), settings.simulator.scenario, summary.rows["events"], summary.rows["labels"],
+        len(summary.days),
+        settings.simulator.scenario,
+        summary.rows["events"],
+        summary.rows["labels"],
         landing_root,
     )
 
     env = airflow_env(Path(args.airflow_home).resolve(), params=params)
     ensure_db(env)
-    logger.info("2/3 running the regrow_ingest DAG for each day (AIRFLOW_HOME=%s)", env["AIRFLOW_HOME"])
+    logger.info(
+        "2/3 running the regrow_ingest DAG for each day (AIRFLOW_HOME=%s)", env["AIRFLOW_HOME"]
+    )
     failed: list[dt.date] = []
     for i, day in enumerate(summary.days, start=1):
         t0 = time.monotonic()
         result = dags_test("regrow_ingest", day, env)
         state = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        logger.info("    [%2d/%d] regrow_ingest %s: %s in %.0fs", i, len(summary.days), day, state, time.monotonic() - t0)
+        logger.info(
+            "    [%2d/%d] regrow_ingest %s: %s in %.0fs",
+            i,
+            len(summary.days),
+            day,
+            state,
+            time.monotonic() - t0,
+        )
         if result.returncode != 0:
             failed.append(day)
             log = Path(env["AIRFLOW_HOME"]) / f"demo-failed-{day}.log"
@@ -70,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         ).to_pylist():
             logger.info("    quarantined %s: %d x %s", row["source_kind"], row["n"], row["reason"])
     logger.info(
-        "done in %.0fs. Query the tables: regrow query \"SELECT event_date, count(*) FROM bronze.events GROUP BY 1\"",
+        'done in %.0fs. Query the tables: regrow query "SELECT event_date, count(*) FROM bronze.events GROUP BY 1"',
         time.monotonic() - started,
     )
     if failed:

@@ -72,48 +72,56 @@ class IngestReport:
 
 # ------------------------------------------------------------------------ reading files
 def read_landing(
-    spark: SparkSession, files: list[str], landing_settings: LandingSettings, columns: list[str]
+    spark: SparkSession,
+    files: list[str],
+    landing_settings: LandingSettings,
+    columns: list[str],
+    staging: str,
 ) -> DataFrame:
     """The landed rows of ``files`` with every contract column as a string, untouched.
 
     Extra columns are ignored (they are kept in ``_raw``); a column the file lacks is null
     and named in ``_missing_columns``; a row that does not parse (wrong field count,
-    truncated line, bad JSON) keeps its text in ``_corrupt_record``.
+    truncated line, bad JSON) keeps its text in ``_corrupt_record``. Remote files are
+    copied to ``staging`` first, which must outlive the DataFrame's use.
     """
     from pyspark.sql import functions as F
 
     frames = []
-    with tempfile.TemporaryDirectory(prefix="regrow-landing-") as staging:
-        for source in files:
-            local = _local_path(source, staging)
-            raw = _read_one(spark, local, landing_settings.format)
-            present = [c for c in raw.columns if c != _CORRUPT]
-            missing = [c for c in columns if c not in present]
-            selected = [
-                (F.col(f"`{c}`").cast("string") if c in present else F.lit(None).cast("string")).alias(c)
-                for c in columns
-            ]
-            corrupt = F.col(_CORRUPT) if _CORRUPT in raw.columns else F.lit(None).cast("string")
-            frames.append(
-                raw.select(
-                    *selected,
-                    corrupt.alias(_CORRUPT),
-                    F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in present])).alias(_RAW),
-                    F.lit(",".join(missing) or None).cast("string").alias(_MISSING),
-                    F.lit(source).alias(SOURCE_FILE),
-                )
+    for source in files:
+        local = _local_path(source, staging)
+        raw = _read_one(spark, local, landing_settings.format)
+        present = [c for c in raw.columns if c != _CORRUPT]
+        missing = [c for c in columns if c not in present]
+        selected = [
+            (F.col(f"`{c}`").cast("string") if c in present else F.lit(None).cast("string")).alias(
+                c
             )
-            if missing:
-                logger.warning("%s lacks column(s) %s: its rows go to quarantine", source, missing)
-        if not frames:
-            return spark.createDataFrame(
-                [], ", ".join(f"`{c}` string" for c in [*columns, _CORRUPT, _RAW, _MISSING, SOURCE_FILE])
+            for c in columns
+        ]
+        corrupt = F.col(_CORRUPT) if _CORRUPT in raw.columns else F.lit(None).cast("string")
+        frames.append(
+            raw.select(
+                *selected,
+                corrupt.alias(_CORRUPT),
+                F.to_json(
+                    F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in present])
+                ).alias(_RAW),
+                F.lit(",".join(missing) or None).cast("string").alias(_MISSING),
+                F.lit(source).alias(SOURCE_FILE),
             )
-        out = frames[0]
-        for frame in frames[1:]:
-            out = out.unionByName(frame)
-        # Materialise before the staging directory goes away; daily batches fit in memory.
-        return out.localCheckpoint(eager=True)
+        )
+        if missing:
+            logger.warning("%s lacks column(s) %s: its rows go to quarantine", source, missing)
+    if not frames:
+        return spark.createDataFrame(
+            [],
+            ", ".join(f"`{c}` string" for c in [*columns, _CORRUPT, _RAW, _MISSING, SOURCE_FILE]),
+        )
+    out = frames[0]
+    for frame in frames[1:]:
+        out = out.unionByName(frame)
+    return out
 
 
 def _local_path(source: str, staging: str) -> str:
@@ -135,8 +143,15 @@ def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
             raise IngestError(f"{path}: not a readable Parquet file: {err}") from err
     if fmt == "json":
         names = _json_keys(path)
+        if not names:  # empty, or no line is a JSON object: every line is a malformed record
+            from pyspark.sql import functions as F
+
+            lines = spark.read.text(path).where(F.trim("value") != "")
+            return lines.select(F.col("value").alias(_CORRUPT))
         schema = ", ".join([f"`{n}` string" for n in names] + [f"{_CORRUPT} string"])
-        return spark.read.json(path, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT)
+        return spark.read.json(
+            path, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT
+        )
     header = _csv_header(path)
     if header is None:  # an empty file: nothing landed
         logger.warning("%s is empty", path)
@@ -208,13 +223,21 @@ def split_rows(
 
     typed = raw.select(
         *[F.col(f"`{c}`").alias(f"__s_{c}") for c in types],
-        _CORRUPT, _MISSING, _RAW, SOURCE_FILE,
+        _CORRUPT,
+        _MISSING,
+        _RAW,
+        SOURCE_FILE,
         F.monotonically_increasing_id().alias("__pos"),
     )
     typed = typed.select("*", *[_typed(F.col(f"`__s_{c}`"), t).alias(c) for c, t in types.items()])
     reasons = [
-        F.when(F.col(_CORRUPT).isNotNull(), F.lit("malformed record (wrong number of fields or unparseable)")),
-        F.when(F.col(_MISSING).isNotNull(), F.concat(F.lit("file lacks column(s) "), F.col(_MISSING))),
+        F.when(
+            F.col(_CORRUPT).isNotNull(),
+            F.lit("malformed record (wrong number of fields or unparseable)"),
+        ),
+        F.when(
+            F.col(_MISSING).isNotNull(), F.concat(F.lit("file lacks column(s) "), F.col(_MISSING))
+        ),
     ]
     for column, logical in types.items():
         value, parsed = F.col(f"`__s_{column}`"), F.col(f"`{column}`")
@@ -224,7 +247,11 @@ def split_rows(
         reasons.append(
             F.when(
                 ~blank & parsed.isNull(),
-                F.concat(F.lit(f"{column}: "), F.to_json(F.array(value)), F.lit(f" is not a valid {logical}")),
+                F.concat(
+                    F.lit(f"{column}: "),
+                    F.to_json(F.array(value)),
+                    F.lit(f" is not a valid {logical}"),
+                ),
             )
         )
     for condition, reason in checks:
@@ -235,15 +262,24 @@ def split_rows(
     is_valid = F.size("__reasons") == 0
     # Only rows that are otherwise valid take part in the duplicate check.
     valid = flagged.where(is_valid).withColumn("__first", first)
-    duplicate = (F.col("__first.__pos") != F.col("__pos")) | (F.col(f"__first.{SOURCE_FILE}") != F.col(SOURCE_FILE))
+    duplicate = (F.col("__first.__pos") != F.col("__pos")) | (
+        F.col(f"__first.{SOURCE_FILE}") != F.col(SOURCE_FILE)
+    )
     valid = valid.withColumn(
         "__reasons",
         F.when(
             duplicate,
-            F.array(F.concat(F.lit(f"duplicate {dedupe_key} (first landed in "), F.col(f"__first.{SOURCE_FILE}"), F.lit(")"))),
+            F.array(
+                F.concat(
+                    F.lit(f"duplicate {dedupe_key} (first landed in "),
+                    F.col(f"__first.{SOURCE_FILE}"),
+                    F.lit(")"),
+                )
+            ),
         ).otherwise(F.col("__reasons")),
     ).drop("__first")
-    flagged = flagged.where(~is_valid).unionByName(valid)
+    # Computed once: bronze and quarantine are both cheap filters of it.
+    flagged = flagged.where(~is_valid).unionByName(valid).localCheckpoint(eager=True)
     good = flagged.where(F.size("__reasons") == 0).select(*types, SOURCE_FILE)
     record = F.coalesce(
         F.col(_CORRUPT),
@@ -273,7 +309,9 @@ def event_rules(dataset: DatasetSettings, day: dt.date):
         (
             lambda: ts.isNotNull() & ((ts < F.lit(start)) | (ts >= F.lit(end))),
             lambda: F.concat(
-                F.lit(f"{dataset.event_timestamp} "), ts.cast("string"), F.lit(f" is not on {day} (UTC)")
+                F.lit(f"{dataset.event_timestamp} "),
+                ts.cast("string"),
+                F.lit(f" is not on {day} (UTC)"),
             ),
         )
     ]
@@ -289,13 +327,17 @@ def label_rules(dataset: DatasetSettings, day: dt.date):
         (
             lambda: label.isNotNull() & ~label.isin(dataset.label_values),
             lambda: F.concat(
-                F.lit(f"{dataset.label} "), label.cast("string"), F.lit(f" not in {dataset.label_values}")
+                F.lit(f"{dataset.label} "),
+                label.cast("string"),
+                F.lit(f" not in {dataset.label_values}"),
             ),
         ),
         (
             lambda: ts.isNotNull() & (ts >= F.lit(end)),
             lambda: F.concat(
-                F.lit(f"{dataset.label_timestamp} "), ts.cast("string"), F.lit(f" is after {day} (UTC)")
+                F.lit(f"{dataset.label_timestamp} "),
+                ts.cast("string"),
+                F.lit(f" is after {day} (UTC)"),
             ),
         ),
     ]
@@ -312,7 +354,9 @@ def ingest_day(
     """Ingest one day's landing files; returns counts per kind and quarantine reasons."""
     from pyspark.sql import functions as F
 
-    lakehouse = lakehouse or Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    lakehouse = lakehouse or Lakehouse(
+        settings.lakehouse, settings.resolve(settings.lakehouse.root)
+    )
     run_id = run_id or f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
     root = settings.resolve(settings.landing.path)
     dataset = settings.dataset
@@ -327,58 +371,100 @@ def ingest_day(
     meta = [ingested_at.alias(INGESTED_AT), F.lit(run_id).alias(RUN_ID)]
 
     plans = [
-        ("events", EVENTS, EVENT_DATE, event_files, dataset.event_columns(),
-         [dataset.event_id, dataset.entity_id, dataset.event_timestamp], event_rules(dataset, day)),
-        ("labels", LABELS, LABEL_DATE, label_files, dataset.label_columns(),
-         [dataset.event_id, dataset.label, dataset.label_timestamp], label_rules(dataset, day)),
-    ]
+        _Plan("events", EVENTS, EVENT_DATE, event_files, dataset.event_columns(),
+              [dataset.event_id, dataset.entity_id, dataset.event_timestamp], event_rules(dataset, day)),
+        _Plan("labels", LABELS, LABEL_DATE, label_files, dataset.label_columns(),
+              [dataset.event_id, dataset.label, dataset.label_timestamp], label_rules(dataset, day)),
+    ]  # fmt: skip
     reports = {}
-    for kind, table, date_column, files, types, required, rules in plans:
-        raw = read_landing(spark, files, settings.landing, list(types))
-        good, rejected = split_rows(raw, types, required, rules, dedupe_key=dataset.event_id)
-        good, rejected = good.cache(), rejected.cache()
-        good = good.select(*types, F.lit(day).alias(date_column), F.col(SOURCE_FILE), *meta)
-        rejected = rejected.select(
-            F.lit(kind).alias("source_kind"),
-            "source_file",
-            "reason",
-            "record",
-            *meta,
-            F.lit(day).alias("ingest_date"),
-        )
-        good_commit = lakehouse.write(
-            good, table, "overwrite", partition_by=[date_column], partition={date_column: day}
-        )
-        bad_commit = lakehouse.write(
-            rejected,
-            QUARANTINE,
-            "overwrite",
-            partition_by=["ingest_date", "source_kind"],
-            partition={"ingest_date": day, "source_kind": kind},
-        )
-        report = KindReport(
-            files=files,
-            rows_in=raw.count(),
-            bronze_rows=good_commit.rows_written,
-            quarantined_rows=bad_commit.rows_written,
-            reasons=_reason_counts(rejected),
-        )
-        if report.rows_in != report.bronze_rows + report.quarantined_rows:
-            raise IngestError(
-                f"{kind} of {day}: {report.rows_in} rows landed but {report.bronze_rows} reached "
-                f"{table} and {report.quarantined_rows} {QUARANTINE}; rows were lost"
-            )
-        reports[kind] = report
-        good.unpersist()
-        rejected.unpersist()
-        logger.info(
-            "%s %s: %d rows in %d file(s) -> %d in %s, %d quarantined",
-            day, kind, report.rows_in, len(files), report.bronze_rows, table, report.quarantined_rows,
-        )
+    for plan in plans:
+        with tempfile.TemporaryDirectory(prefix="regrow-landing-") as staging:
+            raw = read_landing(spark, plan.files, settings.landing, list(plan.types), staging)
+            reports[plan.kind] = _ingest_kind(lakehouse, raw, plan, day, dataset.event_id, meta)
     return IngestReport(day.isoformat(), run_id, reports["events"], reports["labels"])
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One kind of landing file and the bronze table it lands in."""
+
+    kind: str
+    table: str
+    date_column: str
+    files: list[str]
+    types: dict[str, str]
+    required: list[str]
+    rules: list
+
+
+def _ingest_kind(
+    lakehouse: Lakehouse, raw: DataFrame, plan: _Plan, day: dt.date, dedupe_key: str, meta: list
+) -> KindReport:
+    from pyspark.sql import functions as F
+
+    kind, table, date_column, files, types = (
+        plan.kind,
+        plan.table,
+        plan.date_column,
+        plan.files,
+        plan.types,
+    )
+    rows_in = raw.count()
+    good, rejected = split_rows(raw, types, plan.required, plan.rules, dedupe_key=dedupe_key)
+    # One file per ~1M rows: a day is one partition, and tiny files slow every reader.
+    n_files = max(1, rows_in // 1_000_000)
+    good = good.coalesce(n_files)
+    rejected = rejected.coalesce(1)
+    good = good.select(*types, F.lit(day).alias(date_column), F.col(SOURCE_FILE), *meta)
+    rejected = rejected.select(
+        F.lit(kind).alias("source_kind"),
+        "source_file",
+        "reason",
+        "record",
+        *meta,
+        F.lit(day).alias("ingest_date"),
+    )
+    good_commit = lakehouse.write(
+        good, table, "overwrite", partition_by=[date_column], partition={date_column: day}
+    )
+    bad_commit = lakehouse.write(
+        rejected,
+        QUARANTINE,
+        "overwrite",
+        partition_by=["ingest_date", "source_kind"],
+        partition={"ingest_date": day, "source_kind": kind},
+    )
+    report = KindReport(
+        files=files,
+        rows_in=rows_in,
+        bronze_rows=good_commit.rows_written,
+        quarantined_rows=bad_commit.rows_written,
+        reasons=_reason_counts(rejected),
+    )
+    if report.rows_in != report.bronze_rows + report.quarantined_rows:
+        raise IngestError(
+            f"{kind} of {day}: {report.rows_in} rows landed but {report.bronze_rows} reached "
+            f"{table} and {report.quarantined_rows} {QUARANTINE}; rows were lost"
+        )
+    logger.info(
+        "%s %s: %d rows in %d file(s) -> %d in %s, %d quarantined",
+        day,
+        kind,
+        report.rows_in,
+        len(files),
+        report.bronze_rows,
+        table,
+        report.quarantined_rows,
+    )
+    return report
 
 
 def _reason_counts(rejected: DataFrame, top: int = 20) -> dict[str, int]:
     """The most frequent quarantine reasons with their counts."""
-    rows = rejected.groupBy("reason").count().orderBy("count", "reason", ascending=[False, True]).limit(top)
+    rows = (
+        rejected.groupBy("reason")
+        .count()
+        .orderBy("count", "reason", ascending=[False, True])
+        .limit(top)
+    )
     return {r["reason"]: int(r["count"]) for r in rows.collect()}

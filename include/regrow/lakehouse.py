@@ -116,11 +116,25 @@ class Lakehouse:
                 options.setdefault("AWS_REGION", region)
         return options
 
+    def task_storage_options(self) -> dict[str, str]:
+        """Storage options shipped to Spark tasks: the driver's, plus the AWS credentials of
+        the driver's environment when it has them. Python workers inherit the environment
+        of the JVM, which may predate those variables; without them in the environment,
+        tasks fall back to their own credential chain (instance role, profile)."""
+        options = self.storage_options()
+        if self.root.startswith("s3://"):
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+                if os.environ.get(key):
+                    options.setdefault(key, os.environ[key])
+        return options
+
     def engine(self, spark: SparkSession | None = None) -> Engine:
         """The engine in use: the configured one, or for ``auto`` delta-spark if its
         connector is loaded in this Spark session, else delta-rs."""
         if self._engine is None:
-            self._engine = "delta-spark" if spark is not None and _spark_has_delta(spark) else "delta-rs"
+            self._engine = (
+                "delta-spark" if spark is not None and _spark_has_delta(spark) else "delta-rs"
+            )
             logger.info("lakehouse engine: %s (auto)", self._engine)
         if self._engine == "delta-spark" and spark is not None and not _spark_has_delta(spark):
             raise LakehouseError(
@@ -136,7 +150,9 @@ class Lakehouse:
         from deltalake.exceptions import TableNotFoundError as DeltaNotFound
 
         try:
-            return DeltaTable(self.uri(table), version=version, storage_options=self.storage_options())
+            return DeltaTable(
+                self.uri(table), version=version, storage_options=self.storage_options()
+            )
         except DeltaNotFound as err:
             raise TableNotFoundError(f"table {table} does not exist at {self.uri(table)}") from err
         except Exception as err:  # deltalake raises a bare exception for a missing version
@@ -169,7 +185,13 @@ class Lakehouse:
             dt_ = self.delta_table(table)
             rows = _count_rows(dt_)
             infos.append(
-                TableInfo(table, self.uri(table), dt_.version(), rows, list(dt_.metadata().partition_columns))
+                TableInfo(
+                    table,
+                    self.uri(table),
+                    dt_.version(),
+                    rows,
+                    list(dt_.metadata().partition_columns),
+                )
             )
         return infos
 
@@ -200,7 +222,9 @@ class Lakehouse:
                 table = f"{layer}.{name}"
                 if not self.exists(table):
                     known = ", ".join(i.table for i in self.tables()) or "none"
-                    raise TableNotFoundError(f"query names {table}, which does not exist (tables: {known})")
+                    raise TableNotFoundError(
+                        f"query names {table}, which does not exist (tables: {known})"
+                    )
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{layer}"')
                 con.register(f"__{layer}__{name}", self.to_arrow(table))
                 con.execute(f'CREATE VIEW "{layer}"."{name}" AS SELECT * FROM "__{layer}__{name}"')
@@ -212,9 +236,18 @@ class Lakehouse:
             con.close()
 
     def vacuum(self, table: str, retention_hours: int = 168, dry_run: bool = True) -> list[str]:
-        """Files no longer referenced by versions younger than ``retention_hours``."""
+        """Files no longer referenced by versions younger than ``retention_hours``, and files
+        older than that which no commit ever referenced (those of a killed writer).
+
+        ``full=True``: delta-rs's default "lite" vacuum only lists files removed in the log,
+        so a killed writer's files would stay forever. The retention also protects the files
+        of a writer that is still running.
+        """
         return self.delta_table(table).vacuum(
-            retention_hours=retention_hours, dry_run=dry_run, enforce_retention_duration=False
+            retention_hours=retention_hours,
+            dry_run=dry_run,
+            enforce_retention_duration=False,
+            full=True,
         )
 
     # --------------------------------------------------------------------------- reads
@@ -269,7 +302,7 @@ class Lakehouse:
                 .parquet(*local)
                 .select(*ordered)
             )
-        return _read_files_via_arrow(spark, dt_, files, schema, self.storage_options())
+        return _read_files_via_arrow(spark, dt_, files, schema, self.task_storage_options())
 
     # -------------------------------------------------------------------------- writes
     def write(
@@ -300,9 +333,7 @@ class Lakehouse:
         if exists:
             existing = self.partition_by(table)
             if partition_by and partition_by != existing:
-                raise LakehouseError(
-                    f"{table} is partitioned by {existing}, not {partition_by}"
-                )
+                raise LakehouseError(f"{table} is partitioned by {existing}, not {partition_by}")
             partition_by = existing
             df = self._align_to_table(df, table)
         missing = [c for c in partition_by if c not in df.columns]
@@ -327,7 +358,9 @@ class Lakehouse:
         from pyspark.sql.pandas.types import from_arrow_type
 
         table_schema = self.delta_table(table).schema().to_arrow()
-        table_schema = pa.schema(table_schema) if not isinstance(table_schema, pa.Schema) else table_schema
+        table_schema = (
+            pa.schema(table_schema) if not isinstance(table_schema, pa.Schema) else table_schema
+        )
         incoming = {f.name: f.dataType for f in df.schema.fields}
         for field in table_schema:
             expected = from_arrow_type(field.type)
@@ -405,7 +438,9 @@ class Lakehouse:
         arrow_schema = _nullable(to_arrow_schema(df.schema, timezone="UTC"))
         data_schema = pa.schema([f for f in arrow_schema if f.name not in partition_by])
         expected = {c: _partition_str(v) for c, v in partition.items()} if partition else None
-        write_files = _file_writer(uri, table, partition_by, expected, data_schema, self.storage_options())
+        write_files = _file_writer(
+            uri, table, partition_by, expected, data_schema, self.task_storage_options()
+        )
         started = time.perf_counter()
         try:
             rows = df.mapInArrow(write_files, _ADD_ACTION_SCHEMA).collect()
@@ -413,7 +448,12 @@ class Lakehouse:
             raise _task_error(err, table) from err
         actions = [
             transaction.AddAction(
-                r["path"], r["size"], json.loads(r["partition_values"]), r["modification_time"], True, r["stats"]
+                r["path"],
+                r["size"],
+                json.loads(r["partition_values"]),
+                r["modification_time"],
+                True,
+                r["stats"],
             )
             for r in rows
         ]
@@ -559,7 +599,12 @@ class Lakehouse:
     ) -> CommitInfo:
         logger.info(
             "%s v%d: %s %d rows in %d files (%.2fs)",
-            table, version, operation, rows, len(actions), time.perf_counter() - started,
+            table,
+            version,
+            operation,
+            rows,
+            len(actions),
+            time.perf_counter() - started,
         )
         return CommitInfo(table, version, operation, len(actions), rows, "delta-rs")
 
@@ -577,14 +622,18 @@ def _task_error(err: Exception, table: str) -> Exception:
     text = str(err)
     if marker in text:
         return LakehouseError(text.split(marker, 1)[1].splitlines()[0])
-    return LakehouseError(f"writing files of {table} failed: {text.splitlines()[0] if text else err!r}")
+    return LakehouseError(
+        f"writing files of {table} failed: {text.splitlines()[0] if text else err!r}"
+    )
 
 
 def _spark_has_delta(spark: SparkSession) -> bool:
+    from py4j.protocol import Py4JError
+
     try:
         spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
         return True
-    except Exception:  # py4j raises its own error for a missing class; Spark Connect has no _jvm
+    except (Py4JError, AttributeError):  # class not found; Spark Connect sessions have no _jvm
         return False
 
 
@@ -638,7 +687,11 @@ def _files_of(dt_: DeltaTable, partition: PartitionSpec | None) -> list[dict[str
         values = {k: _partition_str(v) for k, v in (row.get("partition") or {}).items()}
         if all(values.get(c) == v for c, v in wanted.items()):
             found.append(
-                {"path": unquote(row["path"]), "size": row["size_bytes"], "partition_values": values}
+                {
+                    "path": unquote(row["path"]),
+                    "size": row["size_bytes"],
+                    "partition_values": values,
+                }
             )
     return found
 
@@ -687,11 +740,17 @@ def _arrow_fs(uri: str, storage_options: Mapping[str, str]):
         if endpoint:
             scheme, _, host = endpoint.partition("://")
             kwargs |= {"endpoint_override": host, "scheme": scheme}
-        region = storage_options.get("AWS_REGION") or os.environ.get("AWS_REGION") or os.environ.get(
-            "AWS_DEFAULT_REGION"
+        region = (
+            storage_options.get("AWS_REGION")
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
         )
         if region:
             kwargs["region"] = region
+        if storage_options.get("AWS_ACCESS_KEY_ID"):
+            kwargs["access_key"] = storage_options["AWS_ACCESS_KEY_ID"]
+            kwargs["secret_key"] = storage_options.get("AWS_SECRET_ACCESS_KEY")
+            kwargs["session_token"] = storage_options.get("AWS_SESSION_TOKEN")
         return pafs.S3FileSystem(**kwargs), uri.removeprefix("s3://")
     return pafs.LocalFileSystem(), uri.removeprefix("file://")
 
@@ -706,7 +765,7 @@ def _count_rows(dt_: DeltaTable) -> int:
             return int(sum(counts))
         if not counts:
             return 0
-    except Exception:  # stats missing or another layout: count by scanning
+    except KeyError:  # the log has no row-count statistics: count by scanning
         pass
     return sum(
         _read_delta_file(spec, _table_schema(dt_), {}).num_rows for spec in _file_specs(dt_, None)
@@ -756,10 +815,12 @@ def _file_writer(
                 entry = open_files.get(key)
                 if entry is None:
                     values = dict(zip(partition_by, key, strict=True))
-                    if expected and any(_partition_str(values[c]) != v for c, v in expected.items()):
+                    if expected and any(
+                        _partition_str(values[c]) != v for c, v in expected.items()
+                    ):
                         raise LakehouseError(
                             f"overwrite of {table} partition {expected}: the data holds rows of "
-                            f"partition {({c: _partition_str(v) for c, v in values.items()})}"
+                            f"partition { ({c: _partition_str(v) for c, v in values.items()}) }"
                         )
                     folder = "/".join(f"{c}={_escape(v)}" for c, v in values.items())
                     rel = f"{folder}/" if folder else ""

@@ -30,13 +30,13 @@ def delta_connector_jars() -> list[str]:
 
 
 def has_delta_connector(spark_settings: SparkSettings) -> bool:
-    extra = " ".join(
-        spark_settings.conf.get(k, "") for k in ("spark.jars", "spark.jars.packages")
-    )
+    extra = " ".join(spark_settings.conf.get(k, "") for k in ("spark.jars", "spark.jars.packages"))
     return bool(delta_connector_jars()) or "delta-spark" in extra
 
 
-def get_spark(spark_settings: SparkSettings, extra_conf: dict[str, str] | None = None) -> SparkSession:
+def get_spark(
+    spark_settings: SparkSettings, extra_conf: dict[str, str] | None = None
+) -> SparkSession:
     """Get or create the SparkSession described by the ``spark`` section.
 
     Python workers must run this interpreter (it has pyarrow and regrow), so

@@ -28,8 +28,8 @@ HEAVY_MODULES = ("pyspark", "xgboost", "mlflow", "great_expectations")
 os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "regrow-dagbag-home"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-from airflow.dag_processing.dagbag import DagBag
-from airflow.sdk import BaseHook, Connection, Variable
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402  (after AIRFLOW_HOME is set)
+from airflow.sdk import BaseHook, Connection, Variable  # noqa: E402
 
 
 class TopLevelLookupError(RuntimeError):

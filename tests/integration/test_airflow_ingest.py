@@ -17,6 +17,7 @@ from types import SimpleNamespace
 import pyarrow.csv as pv
 import pytest
 import yaml
+
 from regrow import landing
 from regrow.airflow_local import airflow_env, backfill, dags_test, ensure_db, task_states
 from regrow.ingest import EVENT_DATE, EVENTS, QUARANTINE

@@ -23,12 +23,18 @@ def lakehouse_of(settings) -> Lakehouse:
 
 def land(settings, days: int) -> simulate.SimulationSummary:
     return simulate.write_landing(
-        settings.dataset, settings.simulator, settings.landing, settings.resolve(settings.landing.path), days
+        settings.dataset,
+        settings.simulator,
+        settings.landing,
+        settings.resolve(settings.landing.path),
+        days,
     )
 
 
 def counts(lh: Lakehouse, table: str, column: str) -> dict[str, int]:
-    rows = lh.sql(f"SELECT CAST({column} AS VARCHAR) d, count(*) n FROM {table} GROUP BY 1").to_pylist()
+    rows = lh.sql(
+        f"SELECT CAST({column} AS VARCHAR) d, count(*) n FROM {table} GROUP BY 1"
+    ).to_pylist()
     return {r["d"]: r["n"] for r in rows}
 
 
@@ -52,7 +58,9 @@ def stable(make_settings):
 
 def test_clean_days_land_every_row_in_bronze_and_reruns_are_idempotent(spark, stable):
     lh = lakehouse_of(stable)
-    reports = [ingest_day(spark, stable, DAY0 + dt.timedelta(days=i), lakehouse=lh) for i in range(3)]
+    reports = [
+        ingest_day(spark, stable, DAY0 + dt.timedelta(days=i), lakehouse=lh) for i in range(3)
+    ]
     truth = json.loads(Path(stable.resolve(stable.landing.path), "_scenario.json").read_text())
 
     for report, day in zip(reports, truth["per_day"], strict=True):
@@ -68,7 +76,9 @@ def test_clean_days_land_every_row_in_bronze_and_reruns_are_idempotent(spark, st
     assert again.events.bronze_rows == 300
     assert counts(lh, EVENTS, "event_date") == before
     assert lh.table_version(EVENTS) == version + 1
-    ids = lh.sql("SELECT count(DISTINCT transaction_id) n, count(*) m FROM bronze.events").to_pylist()[0]
+    ids = lh.sql(
+        "SELECT count(DISTINCT transaction_id) n, count(*) m FROM bronze.events"
+    ).to_pylist()[0]
     assert ids["n"] == ids["m"] == 900
 
 
@@ -102,12 +112,19 @@ def test_same_file_landed_twice_adds_nothing(spark, stable):
     assert report.events.quarantined_rows == 300
     rejected = quarantine(lh, "events", DAY0)
     assert {r["source_file"] for r in rejected} == {str(folder / "zz-copy.csv")}
-    assert all(r["reason"] == f"duplicate transaction_id (first landed in {original})" for r in rejected)
+    assert all(
+        r["reason"] == f"duplicate transaction_id (first landed in {original})" for r in rejected
+    )
 
 
 def test_broken_feed_rows_go_to_quarantine_with_reasons(spark, make_settings):
     settings = make_settings(
-        simulator={"days": 2, "events_per_day": 400, "scenario": "broken_feed", "drift_onset_day": 1}
+        simulator={
+            "days": 2,
+            "events_per_day": 400,
+            "scenario": "broken_feed",
+            "drift_onset_day": 1,
+        }
     )
     land(settings, 2)
     lh = lakehouse_of(settings)
@@ -155,7 +172,11 @@ def test_mistyped_and_foreign_rows_are_quarantined_individually(spark, make_sett
 
     report = ingest_day(spark, settings, DAY0, lakehouse=lh)
 
-    assert (report.events.rows_in, report.events.bronze_rows, report.events.quarantined_rows) == (6, 2, 4)
+    assert (report.events.rows_in, report.events.bronze_rows, report.events.quarantined_rows) == (
+        6,
+        2,
+        4,
+    )
     good = {r["transaction_id"]: r for r in lh.to_arrow(EVENTS).to_pylist()}
     assert good["t2"]["merchant_category"] == "café"
     assert good["t2"]["event_time"].hour == 10
@@ -172,7 +193,8 @@ def test_a_file_missing_a_column_is_quarantined_whole(spark, make_settings):
     folder = Path(settings.resolve(settings.landing.path), "events", DAY0.isoformat())
     folder.mkdir(parents=True)
     (folder / "a.csv").write_text(
-        "transaction_id,card_id,event_time,amount_eur\nt1,c1,2026-01-01T10:00:00Z,3\n", encoding="utf-8"
+        "transaction_id,card_id,event_time,amount_eur\nt1,c1,2026-01-01T10:00:00Z,3\n",
+        encoding="utf-8",
     )
     lh = lakehouse_of(settings)
 
@@ -204,7 +226,11 @@ def test_bad_labels_are_quarantined(spark, make_settings):
 
     report = ingest_day(spark, settings, DAY0, lakehouse=lh)
 
-    assert (report.labels.rows_in, report.labels.bronze_rows, report.labels.quarantined_rows) == (5, 2, 3)
+    assert (report.labels.rows_in, report.labels.bronze_rows, report.labels.quarantined_rows) == (
+        5,
+        2,
+        3,
+    )
     assert sorted(r["reason"] for r in quarantine(lh, "labels", DAY0)) == [
         "is_fraud 2 not in [0, 1]",
         "label_time 2026-01-02 08:00:00 is after 2026-01-01 (UTC)",
@@ -226,7 +252,10 @@ def test_json_and_parquet_landing(spark, make_settings, fmt):
 
 def test_missing_landing_file_names_the_pattern(spark, make_settings):
     settings = make_settings()
-    with pytest.raises(IngestError, match=r"no events landed for 2026-01-07: nothing matches .*/events/2026-01-07/\*\.csv"):
+    with pytest.raises(
+        IngestError,
+        match=r"no events landed for 2026-01-07: nothing matches .*/events/2026-01-07/\*\.csv",
+    ):
         ingest_day(spark, settings, dt.date(2026, 1, 7))
 
 

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from scipy.stats import ks_2samp
+
 from regrow.landing import find_files
 from regrow.settings import Settings, settings_from_dict
 from regrow.simulate import (
@@ -22,7 +24,6 @@ from regrow.simulate import (
     simulate_day,
     write_landing,
 )
-from scipy.stats import ks_2samp
 
 CONTRACT = {
     "name": "card_transactions",

@@ -1,0 +1,622 @@
+"""regrow.lakehouse on real Spark, real Delta tables (tmp_path) and a real S3 server (moto).
+
+The delta-rs engine is the one under test here (the Delta JVM connector is not installed):
+Spark tasks write the Parquet files, the driver commits them through ``deltalake``. Tables
+are checked by their values, by plain ``deltalake``/``pyarrow`` (the log is standard Delta),
+and under failure: a SIGKILLed writer and concurrent writers in other processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import deltalake
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import functions as F
+
+from regrow.lakehouse import (
+    Lakehouse,
+    LakehouseError,
+    SchemaChangeError,
+    TableNotFoundError,
+)
+
+D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
+EVENTS_SCHEMA = "event_id string, amount double, event_date date"
+UTC = dt.UTC
+
+
+@pytest.fixture
+def lakehouse(make_settings) -> Lakehouse:
+    settings = make_settings()
+    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+
+
+def events(spark, rows):
+    return spark.createDataFrame(rows, EVENTS_SCHEMA)
+
+
+def rows_of(df, *columns) -> list[tuple]:
+    columns = columns or tuple(df.columns)
+    return sorted(tuple(r) for r in df.select(*columns).collect())
+
+
+def arrow_rows(table: pa.Table, *columns) -> list[tuple]:
+    return sorted(tuple(r[c] for c in columns) for r in table.to_pylist())
+
+
+def delta_files(uri: str) -> list[str]:
+    """Files of the current version, as plain delta-rs lists them."""
+    return deltalake.DeltaTable(uri).file_uris()
+
+
+def parquet_rows(uri: str, *columns) -> list[tuple]:
+    """The data columns of every current file, read with pyarrow alone."""
+    out: list[tuple] = []
+    for path in delta_files(uri):
+        out += [tuple(r[c] for c in columns) for r in pq.read_table(path).to_pylist()]
+    return sorted(out)
+
+
+# ----------------------------------------------------------------------- writes and reads
+def test_append_commits_one_version_per_write(spark, lakehouse):
+    first = lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    second = lakehouse.write(events(spark, [("c", 3.0, D1)]), "bronze.events")
+
+    assert (first.version, first.rows_written, first.files_added) == (0, 2, 2)
+    assert (second.version, second.rows_written, second.operation) == (1, 1, "WRITE")
+    assert lakehouse.table_version("bronze.events") == 1
+    assert lakehouse.partition_by("bronze.events") == ["event_date"]
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == [
+        ("a", 1.0, D1),
+        ("b", 2.0, D2),
+        ("c", 3.0, D1),
+    ]
+
+
+def test_overwrite_of_a_partition_replaces_exactly_it_and_reruns_are_idempotent(spark, lakehouse):
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2), ("c", 3.0, D3)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    day2 = events(spark, [("b2", 20.0, D2), ("b3", 30.0, D2)])
+
+    commit = lakehouse.write(day2, "bronze.events", mode="overwrite", partition={"event_date": D2})
+    after_first = rows_of(lakehouse.read(spark, "bronze.events"))
+    rerun = lakehouse.write(day2, "bronze.events", mode="overwrite", partition={"event_date": D2})
+
+    expected = [("a", 1.0, D1), ("b2", 20.0, D2), ("b3", 30.0, D2), ("c", 3.0, D3)]
+    assert after_first == expected
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == expected
+    assert (commit.version, rerun.version, rerun.operation) == (1, 2, "OVERWRITE")
+    # the replaced files are removed in the log: its current files hold exactly these rows
+    assert parquet_rows(lakehouse.uri("bronze.events"), "event_id", "amount") == [
+        (r[0], r[1]) for r in expected
+    ]
+
+
+def test_overwrite_without_partition_replaces_the_whole_table(spark, lakehouse):
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+
+    lakehouse.write(events(spark, [("z", 9.0, D3)]), "bronze.events", mode="overwrite")
+
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == [("z", 9.0, D3)]
+    assert rows_of(lakehouse.read(spark, "bronze.events", version=0)) == [
+        ("a", 1.0, D1),
+        ("b", 2.0, D2),
+    ]
+
+
+def test_merge_updates_matching_keys_and_inserts_the_others(spark, lakehouse):
+    lakehouse.write(events(spark, [("a", 1.0, D1), ("b", 2.0, D1)]), "silver.labels")
+
+    commit = lakehouse.write(
+        events(spark, [("b", 20.0, D2), ("c", 3.0, D2)]),
+        "silver.labels",
+        mode="merge",
+        keys=["event_id"],
+    )
+
+    assert rows_of(lakehouse.read(spark, "silver.labels")) == [
+        ("a", 1.0, D1),
+        ("b", 20.0, D2),
+        ("c", 3.0, D2),
+    ]
+    assert commit.version == 1
+    assert lakehouse.history("silver.labels")[0]["operation"] == "MERGE"
+
+
+def test_read_at_a_version_of_some_partitions_with_a_predicate(spark, lakehouse):
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    lakehouse.write(events(spark, [("c", 3.0, D1), ("d", 4.0, D3)]), "bronze.events")
+
+    v0 = lakehouse.read(spark, "bronze.events", version=0)
+    pruned = lakehouse.read(spark, "bronze.events", partitions={"event_date": [D1, D3]})
+    filtered = lakehouse.read(
+        spark, "bronze.events", where="amount > 1.5", partitions={"event_date": D1}
+    )
+
+    assert rows_of(v0) == [("a", 1.0, D1), ("b", 2.0, D2)]
+    assert rows_of(pruned) == [("a", 1.0, D1), ("c", 3.0, D1), ("d", 4.0, D3)]
+    # pruning skips files, it does not filter rows after reading them
+    assert pruned.inputFiles() and all(
+        "event_date=2026-01-02" not in f for f in pruned.inputFiles()
+    )
+    assert rows_of(filtered) == [("c", 3.0, D1)]
+    with pytest.raises(LakehouseError, match="no version 7"):
+        lakehouse.read(spark, "bronze.events", version=7)
+
+
+def test_history_tables_and_to_arrow_agree_with_spark(spark, lakehouse):
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    lakehouse.write(
+        events(spark, [("c", 3.0, D2)]),
+        "bronze.events",
+        mode="overwrite",
+        partition={"event_date": D2},
+    )
+    lakehouse.write(events(spark, [("x", 1.0, D1)]), "gold.decisions")
+
+    history = lakehouse.history("bronze.events")
+    infos = {t.table: t for t in lakehouse.tables()}
+
+    assert [h["version"] for h in history] == [1, 0]
+    assert [h["regrow.operation"] for h in history] == ["OVERWRITE", "WRITE"]
+    assert set(infos) == {"bronze.events", "gold.decisions"}
+    assert (infos["bronze.events"].rows, infos["bronze.events"].version) == (2, 1)
+    assert infos["bronze.events"].partition_by == ["event_date"]
+    assert (infos["gold.decisions"].rows, infos["gold.decisions"].partition_by) == (1, [])
+    spark_rows = rows_of(lakehouse.read(spark, "bronze.events"))
+    columns = ("event_id", "amount", "event_date")
+    assert arrow_rows(lakehouse.to_arrow("bronze.events"), *columns) == spark_rows
+    assert arrow_rows(lakehouse.to_arrow("bronze.events", version=0), *columns) == [
+        ("a", 1.0, D1),
+        ("b", 2.0, D2),
+    ]
+    assert arrow_rows(
+        lakehouse.to_arrow("bronze.events", partitions={"event_date": D2}), *columns
+    ) == [("c", 3.0, D2)]
+
+
+def test_partition_values_that_need_escaping_are_overwritten_and_read_back(spark, lakehouse):
+    """Folder names of these values are %-escaped: an overwrite must still remove the old
+    files (the log stores their paths encoded once more) and Spark must not decode
+    ``%C3%A9`` byte by byte into ``Ã©``."""
+    cities = ["São Paulo", "a/b", "x y", "日本"]
+    df = spark.createDataFrame([(c, 1) for c in cities], "city string, n long")
+    lakehouse.write(df, "silver.cities", partition_by=["city"])
+
+    for city in cities:
+        lakehouse.write(
+            spark.createDataFrame([(city, 2)], "city string, n long"),
+            "silver.cities",
+            mode="overwrite",
+            partition={"city": city},
+        )
+
+    expected = sorted((c, 2) for c in cities)
+    assert rows_of(lakehouse.read(spark, "silver.cities")) == expected
+    assert arrow_rows(lakehouse.to_arrow("silver.cities"), "city", "n") == expected
+    assert rows_of(lakehouse.read(spark, "silver.cities", partitions={"city": "São Paulo"})) == [
+        ("São Paulo", 2)
+    ]
+
+
+# ---------------------------------------------------------------------------- schema
+def test_an_added_column_is_merged_and_old_rows_read_null(spark, lakehouse):
+    lakehouse.write(events(spark, [("a", 1.0, D1)]), "bronze.events", partition_by=["event_date"])
+    wider = spark.createDataFrame(
+        [("b", 2.0, D2, "web")], "event_id string, amount double, event_date date, channel string"
+    )
+
+    lakehouse.write(wider, "bronze.events")
+    lakehouse.write(events(spark, [("c", 3.0, D3)]), "bronze.events")  # without the new column
+
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == [
+        ("a", 1.0, D1, None),
+        ("b", 2.0, D2, "web"),
+        ("c", 3.0, D3, None),
+    ]
+    assert "channel" in deltalake.DeltaTable(lakehouse.uri("bronze.events")).schema().to_json()
+
+
+def test_a_type_change_is_refused_and_names_the_column(spark, lakehouse):
+    lakehouse.write(events(spark, [("a", 1.0, D1)]), "bronze.events", partition_by=["event_date"])
+    as_text = spark.createDataFrame(
+        [("b", "2.0", D1)], "event_id string, amount string, event_date date"
+    )
+
+    with pytest.raises(SchemaChangeError, match="'amount' is string in the data but double"):
+        lakehouse.write(as_text, "bronze.events")
+    assert lakehouse.table_version("bronze.events") == 0
+
+
+def test_an_overwrite_holding_rows_of_another_partition_is_refused(spark, lakehouse):
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    mixed = events(spark, [("a2", 10.0, D1), ("b2", 20.0, D2)])
+
+    with pytest.raises(LakehouseError, match="2026-01-02") as err:
+        lakehouse.write(mixed, "bronze.events", mode="overwrite", partition={"event_date": D1})
+    assert "2026-01-01" in str(err.value)
+    assert lakehouse.table_version("bronze.events") == 0
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == [("a", 1.0, D1), ("b", 2.0, D2)]
+    with pytest.raises(LakehouseError, match=r"\['amount'\] are not partition columns"):
+        lakehouse.write(mixed, "bronze.events", mode="overwrite", partition={"amount": 1.0})
+
+
+@pytest.mark.parametrize("name", ["events", "bronze.events.v2", "bronze.2events", "bronze/events"])
+def test_a_bad_table_name_is_refused(lakehouse, name):
+    with pytest.raises(LakehouseError, match="is not of the form layer.name"):
+        lakehouse.uri(name)
+
+
+def test_reading_a_missing_table_names_it(spark, lakehouse):
+    with pytest.raises(TableNotFoundError, match="bronze.nothing does not exist"):
+        lakehouse.read(spark, "bronze.nothing")
+    assert not lakehouse.exists("bronze.nothing")
+
+
+def test_merge_without_keys_and_an_unknown_mode_are_refused(spark, lakehouse):
+    df = events(spark, [("a", 1.0, D1)])
+    with pytest.raises(LakehouseError, match="merge into bronze.events needs keys"):
+        lakehouse.write(df, "bronze.events", mode="merge")
+    with pytest.raises(LakehouseError, match="unknown write mode 'upsert'"):
+        lakehouse.write(df, "bronze.events", mode="upsert")  # type: ignore[arg-type]
+    assert not lakehouse.exists("bronze.events")
+
+
+# ----------------------------------------------------------------------------- types
+def test_types_round_trip(spark, lakehouse):
+    plus2 = dt.timezone(dt.timedelta(hours=2))
+    minus5 = dt.timezone(dt.timedelta(hours=-5, minutes=-30))
+    rows = [
+        (
+            1,
+            10,
+            "naïve café ☕ 日本",
+            0.1,
+            True,
+            dt.datetime(2026, 3, 1, 12, 0, 0, 123456, plus2),
+            dt.date(2026, 3, 1),
+        ),
+        (
+            2,
+            2**40,
+            "",
+            -1e300,
+            False,
+            dt.datetime(2026, 3, 1, 23, 30, tzinfo=minus5),
+            dt.date(1999, 12, 31),
+        ),
+        (3, None, None, None, None, None, None),
+    ]
+    schema = "id int, big long, text string, x double, flag boolean, ts timestamp, day date"
+    lakehouse.write(spark.createDataFrame(rows, schema), "silver.typed")
+
+    df = lakehouse.read(spark, "silver.typed")
+    got = rows_of(df.select("id", "big", "text", "x", "flag", F.unix_micros("ts"), "day"))
+    arrow = lakehouse.to_arrow("silver.typed").sort_by("id").to_pylist()
+
+    def micros(t):
+        return None if t is None else int(t.timestamp()) * 10**6 + t.microsecond
+
+    assert got == [(r[0], r[1], r[2], r[3], r[4], micros(r[5]), r[6]) for r in rows]
+    assert dict(
+        zip(df.columns, [f.dataType.simpleString() for f in df.schema.fields], strict=True)
+    ) == {
+        "id": "int",
+        "big": "bigint",
+        "text": "string",
+        "x": "double",
+        "flag": "boolean",
+        "ts": "timestamp",
+        "day": "date",
+    }
+    # 12:00 at +02:00 is 10:00 UTC; 23:30 at -05:30 is 05:00 UTC the next day
+    assert [r["ts"] for r in arrow] == [
+        dt.datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC),
+        dt.datetime(2026, 3, 2, 5, 0, tzinfo=UTC),
+        None,
+    ]
+    assert arrow[0]["text"] == "naïve café ☕ 日本" and arrow[2]["big"] is None
+
+
+# ------------------------------------------------------------------------------ interop
+def test_a_lakehouse_table_is_standard_delta(spark, lakehouse):
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    lakehouse.write(
+        events(spark, [("b2", 5.0, D2)]),
+        "bronze.events",
+        mode="overwrite",
+        partition={"event_date": D2},
+    )
+    uri = lakehouse.uri("bronze.events")
+
+    table = deltalake.DeltaTable(uri)
+    fields = {f.name: f.type.type for f in table.schema().fields}
+
+    assert table.version() == 1
+    assert [h["version"] for h in table.history()] == [1, 0]
+    assert fields == {"event_id": "string", "amount": "double", "event_date": "date"}
+    assert table.metadata().partition_columns == ["event_date"]
+    assert parquet_rows(uri, "event_id", "amount") == [("a", 1.0), ("b2", 5.0)]
+    assert len(deltalake.DeltaTable(uri, version=0).file_uris()) == 2
+    adds = pa.table(table.get_add_actions(flatten=True)).to_pylist()
+    assert sorted((a["partition.event_date"], a["num_records"]) for a in adds) == [(D1, 1), (D2, 1)]
+
+
+def test_a_table_written_by_deltalake_is_read_and_extended(spark, lakehouse):
+    uri = lakehouse.uri("bronze.external")
+    deltalake.write_deltalake(
+        uri,
+        pa.table({"event_id": ["a", "b"], "amount": [1.0, 2.0], "event_date": [D1, D2]}),
+        partition_by=["event_date"],
+    )
+
+    assert rows_of(lakehouse.read(spark, "bronze.external")) == [("a", 1.0, D1), ("b", 2.0, D2)]
+    lakehouse.write(
+        events(spark, [("c", 3.0, D2)]),
+        "bronze.external",
+        mode="overwrite",
+        partition={"event_date": D2},
+    )
+    assert rows_of(lakehouse.read(spark, "bronze.external")) == [("a", 1.0, D1), ("c", 3.0, D2)]
+    assert deltalake.DeltaTable(uri).version() == 1
+    assert parquet_rows(uri, "event_id", "amount") == [("a", 1.0), ("c", 3.0)]
+
+
+# ------------------------------------------------------------------- killed and concurrent
+WRITER = """
+import datetime as dt, json, sys, time
+from pathlib import Path
+from regrow.lakehouse import Lakehouse
+from regrow.settings import LakehouseSettings, SparkSettings
+from regrow.spark import get_spark
+
+spark = get_spark(SparkSettings(master="local[1]", app_name="writer", shuffle_partitions=1,
+                                conf={"spark.ui.enabled": "false"}))
+lakehouse = Lakehouse(LakehouseSettings(engine="delta-rs"), sys.argv[1])
+"""
+
+SLOW_APPEND = (
+    WRITER
+    + """
+def slow(batches):
+    for batch in batches:
+        time.sleep(0.5)
+        yield batch
+
+df = spark.range(0, 400_000, 1, 2).selectExpr("cast(id as string) as event_id",
+    "cast(id as double) as amount", "date'2026-01-09' as event_date")
+Path(sys.argv[2]).touch()
+lakehouse.write(df.mapInArrow(slow, df.schema), "bronze.events")
+"""
+)
+
+OVERWRITER = (
+    WRITER
+    + """
+writer, day, iterations, go = sys.argv[2], dt.date.fromisoformat(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
+Path(f"{go}.{writer}").touch()
+while not go.exists():
+    time.sleep(0.05)
+versions = {"days": [], "shared": []}
+for i in range(iterations):
+    rows = [(f"{writer}-{i}-{k}", float(i), day) for k in range(5)]
+    df = spark.createDataFrame(rows, "event_id string, amount double, event_date date")
+    versions["days"].append(lakehouse.write(df, "bronze.days", mode="overwrite",
+        partition_by=["event_date"], partition={"event_date": day}).version)
+    shared = spark.createDataFrame([(f"{writer}-{i}-{k}", float(i), dt.date(2026, 2, 1))
+        for k in range(5)], "event_id string, amount double, event_date date")
+    versions["shared"].append(lakehouse.write(shared, "bronze.shared", mode="overwrite",
+        partition_by=["event_date"], partition={"event_date": "2026-02-01"}).version)
+print("VERSIONS " + json.dumps(versions))
+"""
+)
+
+
+def _script(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_killed_writer_leaves_the_table_at_its_last_commit(spark, lakehouse, tmp_path):
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    folder = Path(lakehouse.uri("bronze.events"))
+    before_files = set(folder.rglob("*.parquet"))
+    before_logs = set((folder / "_delta_log").glob("*.json"))
+    started = tmp_path / "started"
+    script = _script(tmp_path, "slow_append.py", SLOW_APPEND)
+
+    proc = subprocess.Popen(
+        [sys.executable, str(script), lakehouse.root, str(started)],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not set(folder.rglob("*.parquet")) - before_files:
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the writer wrote no file in 120 s"
+            time.sleep(0.1)
+        assert set((folder / "_delta_log").glob("*.json")) == before_logs, "committed too early"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the writer, its JVM and its Python workers
+        proc.wait(timeout=30)
+        proc.stderr.close()
+
+    orphans = {Path(p) for p in set(folder.rglob("*.parquet")) - before_files}
+    assert orphans and all("event_date=2026-01-09" in str(p) for p in orphans)
+    assert set((folder / "_delta_log").glob("*.json")) == before_logs
+    assert lakehouse.table_version("bronze.events") == 0
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == [("a", 1.0, D1), ("b", 2.0, D2)]
+    listed = lakehouse.vacuum("bronze.events", retention_hours=0, dry_run=True)
+    assert {Path(p.removeprefix("file://")).name for p in listed} == {p.name for p in orphans}
+    assert all(p.exists() for p in orphans)  # a dry run deletes nothing
+
+
+def test_concurrent_overwrites_of_different_and_of_the_same_partition(spark, lakehouse, tmp_path):
+    iterations = 3
+    go = tmp_path / "go"
+    script = _script(tmp_path, "overwriter.py", OVERWRITER)
+    writers = {"w1": "2026-01-01", "w2": "2026-01-02"}
+    procs = {
+        w: subprocess.Popen(
+            [sys.executable, str(script), lakehouse.root, w, day, str(iterations), str(go)],
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w, day in writers.items()
+    }
+    try:
+        deadline = time.monotonic() + 120
+        while not all(Path(f"{go}.{w}").exists() for w in writers):  # both sessions are up
+            assert all(p.poll() is None for p in procs.values())
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        go.touch()
+        outputs = {w: p.communicate(timeout=240) for w, p in procs.items()}
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+    for w, p in procs.items():
+        assert p.returncode == 0, outputs[w][1][-3000:]
+    versions = {w: json.loads(out.split("VERSIONS ", 1)[1]) for w, (out, _) in outputs.items()}
+
+    # different partitions: both writers' last data, exactly
+    last = iterations - 1
+    assert rows_of(lakehouse.read(spark, "bronze.days")) == sorted(
+        (f"{w}-{last}-{k}", float(last), dt.date.fromisoformat(day))
+        for w, day in writers.items()
+        for k in range(5)
+    )
+    # the same partition: exactly one writer's batch at every version, the last one's at the end
+    history = lakehouse.history("bronze.shared")
+    assert sorted(h["version"] for h in history) == list(range(2 * iterations))
+    for h in history:
+        ids = [r[0] for r in lakehouse.read(spark, "bronze.shared", version=h["version"]).collect()]
+        assert len(ids) == 5 and len({i.rsplit("-", 1)[0] for i in ids}) == 1, (h["version"], ids)
+    winner = max(writers, key=lambda w: versions[w]["shared"][-1])
+    assert rows_of(lakehouse.read(spark, "bronze.shared"), "event_id") == [
+        (f"{winner}-{last}-{k}",) for k in range(5)
+    ]
+
+
+# ------------------------------------------------------------------------------------ S3
+@pytest.fixture
+def s3_lakehouse(spark, make_settings, s3_bucket) -> Iterator[Lakehouse]:
+    """A lakehouse on the S3 server. Credentials reach Spark's Python workers through the
+    executor environment (``spark.executorEnv.*`` on a cluster): the session may have been
+    started before the server set them in this process."""
+    environment = spark.sparkContext.environment
+    saved = dict(environment)
+    environment.update({k: v for k, v in os.environ.items() if k.startswith("AWS_")})
+    yield Lakehouse(make_settings().lakehouse, f"{s3_bucket}/lake")
+    environment.clear()
+    environment.update(saved)
+
+
+def test_s3_round_trip(spark, s3_lakehouse):
+    lakehouse = s3_lakehouse
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    lakehouse.write(
+        events(spark, [("b2", 20.0, D2)]),
+        "bronze.events",
+        mode="overwrite",
+        partition={"event_date": D2},
+    )
+
+    assert lakehouse.uri("bronze.events").startswith("s3://regrow-")
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == [("a", 1.0, D1), ("b2", 20.0, D2)]
+    assert rows_of(lakehouse.read(spark, "bronze.events", version=0)) == [
+        ("a", 1.0, D1),
+        ("b", 2.0, D2),
+    ]
+    assert arrow_rows(lakehouse.to_arrow("bronze.events"), "event_id", "amount", "event_date") == [
+        ("a", 1.0, D1),
+        ("b2", 20.0, D2),
+    ]
+    assert [h["version"] for h in lakehouse.history("bronze.events")] == [1, 0]
+    assert [(t.table, t.version, t.rows) for t in lakehouse.tables()] == [("bronze.events", 1, 2)]
+
+
+def test_s3_concurrent_overwrites_of_two_partitions(spark, s3_lakehouse):
+    lakehouse = s3_lakehouse
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    start = threading.Barrier(2)
+
+    def overwrite(day: dt.date) -> int:
+        start.wait(timeout=60)
+        for i in range(3):
+            df = events(spark, [(f"{day}-{i}-{k}", float(i), day) for k in range(3)])
+            commit = lakehouse.write(
+                df, "bronze.events", mode="overwrite", partition={"event_date": day}
+            )
+        return commit.version
+
+    with ThreadPoolExecutor(2) as pool:
+        last_versions = [
+            f.result(timeout=180) for f in [pool.submit(overwrite, d) for d in (D1, D2)]
+        ]
+
+    assert max(last_versions) == 6
+    assert lakehouse.table_version("bronze.events") == 6
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == sorted(
+        (f"{d}-2-{k}", 2.0, d) for d in (D1, D2) for k in range(3)
+    )

@@ -1,0 +1,127 @@
+"""regrow.settings: params.yaml is validated at load, and every error names the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from regrow.settings import PARAMS_ENV, ConfigError, Settings, load_settings, settings_from_dict
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def repo_params() -> dict:
+    return yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def write(tmp_path: Path, raw: dict) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def test_the_repo_params_load_into_typed_settings():
+    settings = load_settings(REPO / "params.yaml")
+
+    assert isinstance(settings, Settings)
+    assert settings.dataset.event_id == "transaction_id"
+    assert settings.dataset.features == [
+        "amount",
+        "distance_from_home_km",
+        "merchant_risk",
+        "merchant_category",
+        "channel",
+        "country",
+        "card_present",
+    ]
+    assert settings.simulator.start_date.isoformat() == "2026-01-01"
+    assert settings.lakehouse.engine == "auto"
+    assert settings.base_dir == str(REPO)
+
+
+@pytest.mark.parametrize(
+    ("section", "values", "key", "shown"),
+    [
+        ("lakehouse", {"engin": "delta-rs"}, "lakehouse.engin", "unknown key"),
+        ("simulator", {"days": "many"}, "simulator.days", "'many'"),
+        ("lakehouse", {"engine": "duckdb"}, "lakehouse.engine", "'duckdb'"),
+        ("simulator", {"fraud_rate": 1.5}, "simulator.fraud_rate", "1.5"),
+    ],
+)
+def test_a_bad_key_or_value_names_the_dotted_key_and_the_value(
+    tmp_path, section, values, key, shown
+):
+    raw = repo_params()
+    raw[section] |= values
+
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, raw))
+    message = str(err.value)
+    assert f"  - {key}: " in message and shown in message
+    assert str(tmp_path / "params.yaml") in message
+
+
+def test_a_missing_required_dataset_key_is_named(tmp_path):
+    raw = repo_params()
+    del raw["dataset"]["label"]
+
+    with pytest.raises(ConfigError, match=r"dataset\.label: required key is missing"):
+        load_settings(write(tmp_path, raw))
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"categorical_features": ["merchant_category", "amount"]},
+            r"columns listed twice in the contract: \['amount'\]",
+        ),
+        ({"slice_columns": ["region"]}, r"slice_columns \['region'\] are not features"),
+        ({"positive_label": 2}, r"positive_label 2 is not one of label_values \[0, 1\]"),
+        (
+            {"numeric_features": [], "categorical_features": [], "boolean_features": []},
+            "declares no feature",
+        ),
+    ],
+)
+def test_the_dataset_contract_is_validated(change, expected):
+    raw = repo_params()
+    raw["dataset"] |= change
+
+    with pytest.raises(ConfigError, match=expected) as err:
+        settings_from_dict(raw, source="contract.yaml")
+    assert str(err.value).startswith("contract.yaml: 1 invalid setting(s)")
+    assert "  - dataset: " in str(err.value)
+
+
+def test_the_params_env_var_is_honoured(tmp_path, monkeypatch):
+    raw = repo_params()
+    raw["simulator"]["days"] = 3
+    path = write(tmp_path, raw)
+    monkeypatch.setenv(PARAMS_ENV, str(path))
+    monkeypatch.chdir(REPO)  # the repo's own params.yaml would be found otherwise
+
+    settings = load_settings()
+
+    assert settings.simulator.days == 3
+    assert settings.base_dir == str(tmp_path)
+
+
+def test_a_missing_params_file_names_the_path(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere" / "params.yaml"
+    with pytest.raises(ConfigError, match=f"params file not found: {missing}"):
+        load_settings(missing)
+    monkeypatch.setenv(PARAMS_ENV, str(missing))
+    with pytest.raises(ConfigError, match=f"params file not found: {missing}"):
+        load_settings()
+
+
+def test_resolve_makes_relative_paths_relative_to_the_params_file(tmp_path):
+    settings = load_settings(write(tmp_path, repo_params()))
+
+    assert settings.resolve("data/lakehouse") == str(tmp_path / "data" / "lakehouse")
+    assert settings.resolve("../shared") == str(tmp_path.parent / "shared")
+    assert settings.resolve("/srv/lake") == "/srv/lake"
+    assert settings.resolve("s3://bucket/lake") == "s3://bucket/lake"
