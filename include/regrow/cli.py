@@ -100,28 +100,42 @@ def simulate(
 
 @app.command()
 def ingest(
-    date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day to ingest.")],
+    date: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day to ingest.")
+    ] = None,
     to: Annotated[
         dt.datetime | None,
         typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive)."),
     ] = None,
     params: ParamsOption = None,
     run_id: Annotated[str | None, typer.Option(help="Run id recorded on every row.")] = None,
+    all_days: Annotated[
+        bool, typer.Option("--all", help="Ingest every day that has landed event files.")
+    ] = False,
 ) -> None:
     """Ingest landing files into bronze.events, bronze.labels and bronze.quarantine.
 
     Each day replaces its own partitions (rerunning a day is idempotent). Rows that cannot
     be parsed or break the contract go to bronze.quarantine with a reason.
     """
+    from regrow import landing
     from regrow.ingest import IngestError, ingest_day
     from regrow.lakehouse import LakehouseError
     from regrow.spark import get_spark
 
+    if all_days == (date is not None):
+        raise _fail("give either --date (and --to) or --all")
     try:
         settings = _settings(params)
+        if all_days:
+            days = landing.landed_days(settings.resolve(settings.landing.path), "events")
+            if not days:
+                raise _fail(f"no landed days under {settings.resolve(settings.landing.path)}/events")
+        else:
+            days = _days(date, to)
         spark = get_spark(settings.spark)
         lakehouse = _lakehouse(settings)
-        for day in _days(date, to):
+        for day in days:
             report = ingest_day(spark, settings, day, run_id=run_id, lakehouse=lakehouse)
             typer.echo(
                 f"{day}: events {report.events.rows_in} in -> {report.events.bronze_rows} bronze, "

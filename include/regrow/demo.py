@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from queue import Queue
 
 from regrow import simulate
 from regrow.airflow_local import airflow_env, dags_test, ensure_db
@@ -31,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--airflow-home", default=".airflow", help="AIRFLOW_HOME for the local runs"
+    )
+    parser.add_argument(
+        "--parallel",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="days run at once (each worker has its own AIRFLOW_HOME/SQLite DB under --airflow-home)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
@@ -52,29 +61,49 @@ def main(argv: list[str] | None = None) -> int:
         landing_root,
     )
 
-    env = airflow_env(Path(args.airflow_home).resolve(), params=params)
-    ensure_db(env)
+    homes = [
+        Path(args.airflow_home).resolve() / f"worker-{k}" for k in range(max(1, args.parallel))
+    ]
+    envs = [airflow_env(home, params=params) for home in homes]
+    with ThreadPoolExecutor(len(envs)) as pool:
+        list(pool.map(ensure_db, envs))
     logger.info(
-        "2/3 running the regrow_ingest DAG for each day (AIRFLOW_HOME=%s)", env["AIRFLOW_HOME"]
+        "2/3 running the regrow_ingest DAG for each day, %d at a time (AIRFLOW_HOME=%s)",
+        len(envs),
+        ", ".join(str(h) for h in homes),
     )
+    # Days are independent (each run replaces its own partitions), so they may run at once;
+    # each worker has its own SQLite metadata DB, which does not take concurrent writers.
+    free: Queue = Queue()
+    for env in envs:
+        free.put(env)
+
+    def run(day: dt.date) -> tuple[dt.date, int, float, str]:
+        env = free.get()
+        try:
+            t0 = time.monotonic()
+            result = dags_test("regrow_ingest", day, env)
+            return day, result.returncode, time.monotonic() - t0, result.stdout or ""
+        finally:
+            free.put(env)
+
     failed: list[dt.date] = []
-    for i, day in enumerate(summary.days, start=1):
-        t0 = time.monotonic()
-        result = dags_test("regrow_ingest", day, env)
-        state = "ok" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        logger.info(
-            "    [%2d/%d] regrow_ingest %s: %s in %.0fs",
-            i,
-            len(summary.days),
-            day,
-            state,
-            time.monotonic() - t0,
-        )
-        if result.returncode != 0:
-            failed.append(day)
-            log = Path(env["AIRFLOW_HOME"]) / f"demo-failed-{day}.log"
-            log.write_text(result.stdout or "")
-            logger.info("        its log: %s", log)
+    with ThreadPoolExecutor(len(envs)) as pool:
+        for i, (day, code, seconds, log) in enumerate(pool.map(run, summary.days), start=1):
+            state = "ok" if code == 0 else f"FAILED (exit {code})"
+            logger.info(
+                "    [%2d/%d] regrow_ingest %s: %s in %.0fs",
+                i,
+                len(summary.days),
+                day,
+                state,
+                seconds,
+            )
+            if code != 0:
+                failed.append(day)
+                log_file = homes[0].parent / f"demo-failed-{day}.log"
+                log_file.write_text(log)
+                logger.info("        its log: %s", log_file)
 
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
     logger.info("3/3 tables under %s:", lakehouse.root)

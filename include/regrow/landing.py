@@ -36,3 +36,18 @@ def find_files(root: str, landing: LandingSettings, kind: Kind, day: dt.date) ->
     if protocol in ("file", "local"):
         return found
     return [f"{protocol}://{p}" for p in found]
+
+
+def landed_days(root: str, kind: Kind) -> list[dt.date]:
+    """Every day that has a folder of ``kind`` files, oldest first."""
+    base = f"{root.rstrip('/')}/{kind}"
+    fs, _, _ = fsspec.get_fs_token_paths(base)
+    if not fs.exists(base):
+        return []
+    days = []
+    for entry in fs.ls(base, detail=False):
+        try:
+            days.append(dt.date.fromisoformat(entry.rstrip("/").rsplit("/", 1)[-1]))
+        except ValueError:
+            continue  # not a day folder
+    return sorted(days)

@@ -1,0 +1,316 @@
+"""Great Expectations on Spark: suites from the contract, severity, row-level isolation."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+
+from regrow.validation import (
+    OUTCOME_SCHEMA,
+    SuiteError,
+    ValidationError,
+    build_suite,
+    load_suite,
+    outcome_rows,
+    row_count_bounds,
+    row_predicates,
+    runtime_parameters,
+    split_invalid_rows,
+    suite_path,
+    validate,
+    write_suites,
+)
+
+DAY = dt.date(2026, 1, 3)
+NOON = dt.datetime(2026, 1, 3, 12, tzinfo=dt.UTC)
+EVENTS = "bronze.events"
+LABELS = "bronze.labels"
+EVENT_DDL = (
+    "transaction_id string, card_id string, event_time timestamp, amount double, "
+    "distance_from_home_km double, merchant_risk double, merchant_category string, "
+    "channel string, country string, card_present boolean, event_date date, "
+    "_source_file string, _ingested_at timestamp, _run_id string"
+)
+LABEL_DDL = (
+    "transaction_id string, card_id string, is_fraud int, label_time timestamp, "
+    "label_date date, _source_file string, _ingested_at timestamp, _run_id string"
+)
+
+
+@pytest.fixture
+def dataset(make_settings):
+    return make_settings().dataset
+
+
+@pytest.fixture
+def reports(tmp_path: Path) -> str:
+    return str(tmp_path / "reports")
+
+
+def event(i: int, card: str | None = "c1", at: dt.datetime | None = None, amount=10.0, **kw):
+    row = {
+        "transaction_id": f"t{i}",
+        "card_id": card,
+        "event_time": at or dt.datetime(2026, 1, 3, 8, i % 60),
+        "amount": amount,
+        "distance_from_home_km": 1.5,
+        "merchant_risk": 0.2,
+        "merchant_category": "grocery",
+        "channel": "web",
+        "country": "FR",
+        "card_present": False,
+        "event_date": DAY,
+        "_source_file": "events.csv",
+        "_ingested_at": dt.datetime(2026, 1, 3, 23),
+        "_run_id": "r1",
+    }
+    return {**row, **kw}
+
+
+def label(i: int, value: int | None = 0, at: dt.datetime | None = None):
+    return {
+        "transaction_id": f"t{i}",
+        "card_id": "c1",
+        "is_fraud": value,
+        "label_time": at or dt.datetime(2026, 1, 3, 9),
+        "label_date": DAY,
+        "_source_file": "labels.csv",
+        "_ingested_at": dt.datetime(2026, 1, 3, 23),
+        "_run_id": "r1",
+    }
+
+
+def frame(spark, ddl: str, rows: list[dict]):
+    names = [c.split()[0] for c in ddl.split(", ")]
+    return spark.createDataFrame([tuple(r[n] for n in names) for r in rows], ddl)
+
+
+def run(spark, dataset, reports, rows, table=EVENTS, **kw):
+    ddl = EVENT_DDL if table == EVENTS else LABEL_DDL
+    column = "event_date" if table == EVENTS else "label_date"
+    return validate(
+        frame(spark, ddl, rows),
+        build_suite(dataset, table),
+        table,
+        {column: DAY},
+        "run-1",
+        reports,
+        now=kw.pop("now", NOON),
+        **kw,
+    )
+
+
+def test_clean_partition_passes_and_builds_data_docs(spark, dataset, reports):
+    outcome = run(spark, dataset, reports, [event(i) for i in range(3)])
+
+    assert outcome.success and outcome.critical_failures == [] and outcome.warnings == []
+    assert len(outcome.results) == len(build_suite(dataset, EVENTS).expectations)
+    assert outcome.data_docs_path.startswith(f"{reports}/data_docs/validations/")
+    assert Path(outcome.data_docs_path).is_file()
+    index = Path(reports, "data_docs", "index.html")
+    assert index.is_file() and "bronze" in index.read_text()
+
+
+def test_null_key_is_a_critical_failure_naming_table_partition_column_and_sample(
+    spark, dataset, reports
+):
+    rows = [event(0), event(1, card=None), event(2)]
+    with pytest.raises(ValidationError) as err:
+        run(spark, dataset, reports, rows)
+
+    message = str(err.value)
+    assert "bronze.events event_date=2026-01-03" in message
+    assert (
+        "expect_column_values_to_not_be_null(card_id): 1 of 3 rows unexpected, e.g. [null]"
+        in message
+    )
+    [failure] = err.value.outcome.critical_failures
+    assert (failure.column, failure.unexpected_count, failure.element_count) == ("card_id", 1, 3)
+
+
+def test_a_schema_change_and_a_duplicate_id_fail_naming_columns_and_values(spark, dataset, reports):
+    from pyspark.sql import functions as F
+
+    df = (
+        frame(spark, EVENT_DDL, [event(0), event(1), event(1)])
+        .drop("merchant_risk")
+        .withColumn("amount", F.col("amount").cast("string"))
+    )
+    with pytest.raises(ValidationError) as err:
+        validate(
+            df, build_suite(dataset, EVENTS), EVENTS, {"event_date": DAY}, "r", reports, now=NOON
+        )
+
+    failed = {(f.expectation_type, f.column) for f in err.value.outcome.critical_failures}
+    assert failed == {
+        ("expect_table_columns_to_match_set", None),
+        ("expect_column_values_to_be_in_type_list", "merchant_risk"),
+        ("expect_column_values_to_be_in_type_list", "amount"),
+        ("expect_column_values_to_be_unique", "transaction_id"),
+    }
+    message = str(err.value)
+    assert 'be_in_type_list(amount): observed "StringType"' in message
+    assert 'be_unique(transaction_id): 2 of 3 rows unexpected, e.g. ["t1", "t1"]' in message
+    assert "merchant_risk" in message
+
+
+def test_label_outside_domain_is_split_out_with_a_reason_and_good_rows_pass(
+    spark, dataset, reports
+):
+    suite = build_suite(dataset, LABELS)
+    df = frame(spark, LABEL_DDL, [label(0), label(1, value=2), label(2, value=1), label(3, None)])
+    with pytest.raises(ValidationError, match=r"be_in_set\(is_fraud\): 1 of 4 .*\[2\]"):
+        validate(df, suite, LABELS, {"label_date": DAY}, "r", reports, now=NOON)
+
+    good, bad = split_invalid_rows(df, suite, runtime_parameters(DAY, now=NOON))
+
+    reasons = {r["transaction_id"]: r["reason"] for r in bad.collect()}
+    assert reasons == {
+        "t1": "expect_column_values_to_be_in_set(is_fraud): 2 not in [0, 1]",
+        "t3": "expect_column_values_to_not_be_null(is_fraud): null",
+    }
+    assert sorted(r["transaction_id"] for r in good.collect()) == ["t0", "t2"]
+    assert bad.columns == [*df.columns, "reason"] and good.columns == df.columns
+    outcome = validate(good, suite, LABELS, {"label_date": DAY}, "r", reports, now=NOON)
+    assert outcome.success and outcome.warnings == []
+
+
+def test_timestamps_from_another_day_or_the_future_fail_and_are_pinned_to_rows(
+    spark, dataset, reports
+):
+    rows = [
+        event(0),
+        event(1, at=dt.datetime(2026, 1, 2, 23, 59)),  # the day before
+        event(2, at=dt.datetime(2026, 1, 3, 13, 0)),  # after "now" (noon)
+        event(3, at=dt.datetime(2026, 1, 4, 0, 0)),  # the next day (end is exclusive)
+    ]
+    with pytest.raises(ValidationError) as err:
+        run(spark, dataset, reports, rows)
+    [failure] = err.value.outcome.critical_failures
+    assert (failure.expectation_type, failure.column) == (
+        "expect_column_values_to_be_between",
+        "event_time",
+    )
+    assert failure.unexpected_count == 3
+
+    suite = build_suite(dataset, EVENTS)
+    _, bad = split_invalid_rows(
+        frame(spark, EVENT_DDL, rows), suite, runtime_parameters(DAY, now=NOON)
+    )
+    reasons = {r["transaction_id"]: r["reason"] for r in bad.collect()}
+    assert reasons["t1"] == (
+        "expect_column_values_to_be_between(event_time): 2026-01-02 23:59:00 "
+        "not in [2026-01-03 00:00:00, 2026-01-03 12:00:00)"
+    )
+    assert sorted(reasons) == ["t1", "t2", "t3"]
+
+
+def test_a_late_label_from_an_earlier_day_passes_but_a_future_one_fails(spark, dataset, reports):
+    rows = [label(0, at=dt.datetime(2025, 12, 20)), label(1, at=dt.datetime(2026, 1, 3, 18))]
+    with pytest.raises(ValidationError) as err:
+        run(spark, dataset, reports, rows, table=LABELS)
+    [failure] = err.value.outcome.critical_failures
+    assert (failure.column, failure.unexpected_count) == ("label_time", 1)
+
+
+def test_a_failing_warning_is_recorded_but_does_not_raise(spark, dataset, reports):
+    rows = [event(0, amount=None), event(1, amount=None), event(2)]
+    outcome = run(spark, dataset, reports, rows)
+
+    assert outcome.success
+    [warning] = outcome.warnings
+    assert (warning.expectation_type, warning.column, warning.unexpected_count) == (
+        "expect_column_values_to_not_be_null",
+        "amount",
+        2,
+    )
+    rows_out = outcome_rows(outcome)
+    [row] = [r for r in rows_out if not r["success"]]
+    assert row == {
+        "table": EVENTS,
+        "partition": "event_date=2026-01-03",
+        "suite": EVENTS,
+        "expectation_type": "expect_column_values_to_not_be_null",
+        "column": "amount",
+        "severity": "warning",
+        "success": False,
+        "element_count": 3,
+        "unexpected_count": 2,
+        "run_id": "run-1",
+        "validated_at": NOON.replace(tzinfo=None),
+    }
+    assert spark.createDataFrame(rows_out, OUTCOME_SCHEMA).count() == len(outcome.results)
+
+
+def test_a_row_count_spike_against_recent_days_is_a_warning(spark, dataset, reports):
+    assert row_count_bounds([3, 3, 4]) == (1, 15)
+    assert row_count_bounds([]) == (1, None)
+
+    outcome = run(spark, dataset, reports, [event(i) for i in range(30)], recent_counts=[3, 3, 3])
+
+    assert outcome.success
+    [warning] = outcome.warnings
+    assert warning.expectation_type == "expect_table_row_count_to_be_between"
+    assert warning.observed_value == 30
+
+
+def test_allowed_categories_flag_new_values_as_a_warning(spark, dataset, reports):
+    suite = build_suite(dataset, EVENTS, allowed_values={"channel": ["web", "pos"]})
+    df = frame(spark, EVENT_DDL, [event(0), event(1, channel="atm")])
+    outcome = validate(df, suite, EVENTS, {"event_date": DAY}, "r", reports, now=NOON)
+
+    [warning] = outcome.warnings
+    assert (warning.column, warning.sample) == ("channel", ["atm"])
+    with pytest.raises(SuiteError, match="'amount'.*not a categorical feature"):
+        build_suite(dataset, EVENTS, allowed_values={"amount": ["1"]})
+
+
+def test_row_level_needs_a_predicate_and_no_tolerance(dataset):
+    import great_expectations as gx
+
+    meta = {"severity": "critical", "row_level": True}
+    unsupported = gx.expectations.ExpectColumnValuesToBeUnique(column="transaction_id", meta=meta)
+    tolerant = gx.expectations.ExpectColumnValuesToNotBeNull(column="amount", mostly=0.9, meta=meta)
+    with pytest.raises(SuiteError, match=r"be_unique\(transaction_id\) is row_level but has no"):
+        row_predicates(gx.ExpectationSuite(name="s", expectations=[unsupported]))
+    with pytest.raises(SuiteError, match=r"not_be_null\(amount\) is row_level but allows"):
+        row_predicates(gx.ExpectationSuite(name="s", expectations=[tolerant]))
+    with pytest.raises(SuiteError, match="no value for suite parameter 'day_start'"):
+        row_predicates(build_suite(dataset, EVENTS), {})
+
+
+def test_every_expectation_carries_severity_and_row_level(dataset):
+    for table in (EVENTS, LABELS):
+        for expectation in build_suite(dataset, table).expectations:
+            meta = expectation.configuration.meta
+            assert meta["severity"] in ("critical", "warning")
+            assert isinstance(meta["row_level"], bool)
+
+
+def test_suite_json_round_trip(dataset, tmp_path):
+    written = write_suites(dataset, tmp_path / "expectations", {"country": ["FR", "DE"]})
+    assert written == [suite_path(tmp_path / "expectations", t) for t in (EVENTS, LABELS)]
+
+    for table, path in zip((EVENTS, LABELS), written, strict=True):
+        raw = json.loads(path.read_text())
+        assert raw["name"] == table and "id" not in raw
+        loaded = load_suite(path)
+        expected = build_suite(dataset, table, {"country": ["FR", "DE"]})
+        assert [e.configuration.to_json_dict() for e in loaded.expectations] == [
+            e.configuration.to_json_dict() for e in expected.expectations
+        ]
+
+
+def test_load_suite_refuses_an_expectation_without_severity(dataset, tmp_path):
+    [path, _] = write_suites(dataset, tmp_path)
+    raw = json.loads(path.read_text())
+    del raw["expectations"][3]["meta"]["severity"]
+    path.write_text(json.dumps(raw))
+    with pytest.raises(SuiteError, match=r"expectation 3 .*meta.severity"):
+        load_suite(path)
+    path.write_text("{not json")
+    with pytest.raises(SuiteError, match="not a readable suite file"):
+        load_suite(path)
