@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help setup check-java demo test bench lint clean
+.PHONY: help setup check-java demo demo-broken-feed test bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,8 +31,11 @@ check-java: ## Spark needs Java 17 (or 21)
 	@java -version 2>&1 | head -n 1 | grep -Eq '"(17|21)[."]' || { \
 	  echo "Spark 4 needs Java 17 or 21; found: $$(java -version 2>&1 | head -n 1)"; exit 1; }
 
-demo: setup ## simulate 30 days, run the ingest DAG over them, print the tables
+demo: setup ## simulate 30 days, run the ingest DAG (ingest + GX gate) over them, print the tables
 	$(RUN) python -m regrow.demo
+
+demo-broken-feed: setup ## 4 days whose last has a broken feed: that day is blocked with its reason
+	$(RUN) python -m regrow.demo --scenario broken_feed --days 4 --workdir data/demo-broken-feed
 
 test: setup ## run the whole test suite (fails when no test is collected)
 	$(RUN) pytest $(PYTEST_ARGS); status=$$?; \

@@ -12,7 +12,14 @@ Daily, with `catchup` for backfills. A run covers one whole UTC day, its logical
 2. **ingest_events**: `jobs/ingest.py --date <ds>` through `SparkSubmitOperator` on the
    `airflow.spark_conn_id` connection (`local[*]` by default, a cluster master to scale
    out). It replaces the day's partitions of `bronze.events`, `bronze.quarantine` and
-   `bronze.labels`, and publishes the Asset `bronze.events`.
+   `bronze.labels`; rows that break the contract or a row-level expectation go to
+   quarantine with the reason.
+3. **validate_bronze**: `jobs/validate.py --date <ds>`: the Great Expectations suites of
+   `expectations/` on the day's bronze partitions. Results go to `gold.validation` and
+   Data Docs (the task log names the page). A critical failure (an empty feed, too many
+   quarantined rows, a schema change) fails the task and blocks the day; warnings (a
+   volume spike, a new category) are recorded. Only then is the Asset `bronze.events`
+   published.
 
 Everything is configured in the `airflow` section of `params.yaml` (`$REGROW_PARAMS`).
 Rerunning a day gives the same tables.
@@ -35,7 +42,7 @@ from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
 
-INGEST_JOB = Path(__file__).resolve().parents[1] / "jobs" / "ingest.py"
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
 BRONZE_EVENTS = Asset(name="bronze.events", uri="regrow://lakehouse/bronze/events", group="bronze")
 
 settings = dag_settings()
@@ -96,28 +103,33 @@ def regrow_ingest():
             logger.info("waiting for landing files matching %s", pattern)
         return PokeReturnValue(is_done=bool(files), xcom_value=files)
 
-    ingest_events = SparkSubmitOperator(
-        task_id="ingest_events",
-        application=str(INGEST_JOB),
-        conn_id=airflow_cfg.spark_conn_id,
-        application_args=[
-            "--date",
-            "{{ ds }}",
-            "--params",
-            PARAMS_FILE,
-            "--run-id",
-            "{{ run_id }}",
-        ],
-        name="regrow_ingest_{{ ds_nodash }}",
-        # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
-        conf={
-            "spark.pyspark.python": sys.executable,
-            "spark.pyspark.driver.python": sys.executable,
-        },
-        outlets=[BRONZE_EVENTS],
-    )
+    def spark_job(task_id: str, job: str, **kwargs) -> SparkSubmitOperator:
+        """A regrow Spark job for the run's day, on the configured Spark connection."""
+        return SparkSubmitOperator(
+            task_id=task_id,
+            application=str(JOBS / job),
+            conn_id=airflow_cfg.spark_conn_id,
+            application_args=[
+                "--date",
+                "{{ ds }}",
+                "--params",
+                PARAMS_FILE,
+                "--run-id",
+                "{{ run_id }}",
+            ],
+            name=f"regrow_{task_id}_{{{{ ds_nodash }}}}",
+            # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
+            conf={
+                "spark.pyspark.python": sys.executable,
+                "spark.pyspark.driver.python": sys.executable,
+            },
+            **kwargs,
+        )
 
-    wait_for_events() >> ingest_events
+    ingest_events = spark_job("ingest_events", "ingest.py")
+    validate_bronze = spark_job("validate_bronze", "validate.py", outlets=[BRONZE_EVENTS])
+
+    wait_for_events() >> ingest_events >> validate_bronze
 
 
 regrow_ingest()

@@ -3,6 +3,7 @@ and a real S3-compatible server (moto) on 127.0.0.1."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -19,6 +20,9 @@ from regrow.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
 os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+# py4j logs "Closing down clientserver connection" at interpreter exit, after pytest has
+# closed the streams: a harmless "--- Logging error ---" without this.
+logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +49,8 @@ def write_params(directory: Path, **sections: dict) -> Path:
     raw["landing"]["path"] = str(directory / "landing")
     raw["lakehouse"]["root"] = str(directory / "lakehouse")
     raw["reports_dir"] = str(directory / "reports")
+    # The suites in git are the ones under test.
+    raw["validation"]["expectations_dir"] = str(REPO / "expectations")
     for name, values in sections.items():
         if isinstance(values, dict) and isinstance(raw.get(name), dict):
             raw[name] = {**raw[name], **values}

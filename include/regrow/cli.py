@@ -19,6 +19,11 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+expectations_app = typer.Typer(
+    help="Great Expectations suites kept in git (validation.expectations_dir).",
+    no_args_is_help=True,
+)
+app.add_typer(expectations_app, name="expectations")
 dags_app = typer.Typer(
     help="Run regrow's Airflow DAGs locally (SQLite, no services).", no_args_is_help=True
 )
@@ -130,7 +135,9 @@ def ingest(
         if all_days:
             days = landing.landed_days(settings.resolve(settings.landing.path), "events")
             if not days:
-                raise _fail(f"no landed days under {settings.resolve(settings.landing.path)}/events")
+                raise _fail(
+                    f"no landed days under {settings.resolve(settings.landing.path)}/events"
+                )
         else:
             days = _days(date, to)
         spark = get_spark(settings.spark)
@@ -217,6 +224,92 @@ def query(
         typer.echo(with_limit.to_string(index=False))
         if len(frame) > limit:
             typer.echo(f"... {len(frame) - limit} more rows (use --limit or --format csv)")
+
+
+@expectations_app.command("generate")
+def expectations_generate(params: ParamsOption = None) -> None:
+    """Write every table's suite, generated from the dataset contract, as reviewable JSON.
+
+    Rerun it after editing the `dataset` or `validation` section of params.yaml; review
+    the diff, and edit the files by hand where the generated rules are not enough.
+    """
+    from regrow.validation import SuiteError, write_suites
+
+    try:
+        settings = _settings(params)
+        written = write_suites(
+            settings.dataset,
+            settings.resolve(settings.validation.expectations_dir),
+            settings.validation.allowed_values,
+        )
+    except (ConfigError, SuiteError) as err:
+        raise _fail(str(err)) from None
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+@app.command()
+def validate(
+    date: Annotated[
+        dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day to validate.")
+    ] = None,
+    table: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Table(s) to validate (default: bronze.events, bronze.labels, bronze.quarantine)."
+        ),
+    ] = None,
+    params: ParamsOption = None,
+    run_id: Annotated[str | None, typer.Option(help="Run id recorded with the results.")] = None,
+    all_days: Annotated[
+        bool, typer.Option("--all", help="Validate every day that has landed event files.")
+    ] = False,
+) -> None:
+    """Run the Great Expectations suites on one day's partitions and print a summary.
+
+    Results go to gold.validation and Data Docs (reports_dir/data_docs). Exits 1 when a
+    critical expectation fails (the day is blocked); warnings are printed, not fatal.
+    """
+    from regrow import landing
+    from regrow.lakehouse import LakehouseError
+    from regrow.spark import get_spark
+    from regrow.validation import SuiteError, ValidationError, validate_day
+
+    if all_days == (date is not None):
+        raise _fail("give either --date or --all")
+    run_id = run_id or f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    blocked = []
+    try:
+        settings = _settings(params)
+        days = (
+            landing.landed_days(settings.resolve(settings.landing.path), "events")
+            if all_days
+            else [date.date()]
+        )
+        spark = get_spark(settings.spark)
+        kwargs = {"tables": table} if table else {}
+        for day in days:
+            try:
+                outcomes = validate_day(
+                    spark, settings, _lakehouse(settings), day, run_id, **kwargs
+                )
+            except ValidationError as err:
+                typer.secho(str(err), fg=typer.colors.RED, err=True)
+                typer.echo(f"Data Docs: {err.outcome.data_docs_path}", err=True)
+                blocked.append(day)
+                continue
+            for outcome in outcomes:
+                typer.echo(
+                    f"{outcome.table} {day}: passed, {len(outcome.results)} expectations, "
+                    f"{len(outcome.warnings)} warning(s)"
+                )
+                for warning in outcome.warnings:
+                    typer.echo(f"  warning: {warning.describe()}")
+            typer.echo(f"Data Docs: {outcomes[-1].data_docs_path}")
+    except (ConfigError, SuiteError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+    if blocked:
+        raise _fail(f"blocked: {', '.join(map(str, blocked))}")
 
 
 @dags_app.command("test")

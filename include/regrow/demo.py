@@ -1,15 +1,20 @@
 """``make demo``: the whole pipeline as far as it exists, on params.yaml.
 
 Simulates the configured days of landing files, runs the ``regrow_ingest`` DAG over them
-with real Airflow (one ``airflow dags test`` run per day, SQLite metadata DB in
-``.airflow/``), then prints every table and where the data lives. Running it twice gives
-the same row counts: each day's run replaces that day's partitions.
+with real Airflow (one ``airflow dags test`` run per day: sensor, Spark ingest, Great
+Expectations gate), then prints every table, the validation results and where the data and
+Data Docs live. Running it twice gives the same row counts: each day's run replaces that
+day's partitions.
+
+With ``--scenario broken_feed`` (``make demo-broken-feed``) it runs in its own folder and
+shows the broken day blocked with its reason while the other days pass.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -18,12 +23,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
 
+import yaml
+
 from regrow import simulate
 from regrow.airflow_local import airflow_env, dags_test, ensure_db
 from regrow.lakehouse import Lakehouse
-from regrow.settings import find_params, load_settings
+from regrow.settings import Settings, find_params, load_settings
 
 logger = logging.getLogger("regrow.demo")
+DAG_ID = "regrow_ingest"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,47 +41,91 @@ def main(argv: list[str] | None = None) -> int:
         "--days", type=int, default=None, help="days to simulate (default: simulator.days)"
     )
     parser.add_argument(
+        "--scenario",
+        default=None,
+        help="run a simulator scenario in --workdir (its own landing, lakehouse and reports)",
+    )
+    parser.add_argument(
+        "--workdir", default="data/demo", help="where a --scenario run keeps its data"
+    )
+    parser.add_argument(
         "--airflow-home", default=".airflow", help="AIRFLOW_HOME for the local runs"
     )
     parser.add_argument(
         "--parallel",
         type=int,
         default=min(2, os.cpu_count() or 1),
-        help="days run at once (each worker has its own AIRFLOW_HOME/SQLite DB under --airflow-home)",
+        help="days run at once; each worker has its own AIRFLOW_HOME (SQLite) under --airflow-home",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-
-    params = find_params(args.params)
-    settings = load_settings(params)
-    landing_root = settings.resolve(settings.landing.path)
     started = time.monotonic()
 
+    params = find_params(args.params)
+    if args.scenario:
+        params = scenario_params(params, args.scenario, Path(args.workdir).resolve(), args.days)
+    settings = load_settings(params)
+    landing_root = settings.resolve(settings.landing.path)
     summary = simulate.write_landing(
         settings.dataset, settings.simulator, settings.landing, landing_root, args.days
     )
     logger.info(
         "1/3 simulated %d day(s) of '%s': %d events, %d labels -> %s",
-        len(summary.days),
-        settings.simulator.scenario,
-        summary.rows["events"],
-        summary.rows["labels"],
-        landing_root,
-    )
+        len(summary.days), settings.simulator.scenario, summary.rows["events"],
+        summary.rows["labels"], landing_root,
+    )  # fmt: skip
 
-    homes = [
-        Path(args.airflow_home).resolve() / f"worker-{k}" for k in range(max(1, args.parallel))
-    ]
-    envs = [airflow_env(home, params=params) for home in homes]
+    home = Path(args.airflow_home).resolve() / (args.scenario or "default")
+    failed = run_days(list(summary.days), params, home, max(1, args.parallel))
+    report(settings)
+    logger.info("done in %.0fs", time.monotonic() - started)
+
+    truth = json.loads(Path(summary.truth_path).read_text()) if summary.truth_path else {}
+    expected = {
+        d["date"] for d in truth.get("per_day", []) if d.get("affected")
+    } if settings.simulator.scenario == "broken_feed" else set()  # fmt: skip
+    blocked = {str(d) for d in failed}
+    if blocked == expected:
+        if blocked:
+            logger.info(
+                "the broken-feed day(s) %s were blocked, as they should be", sorted(blocked)
+            )
+        return 0
+    logger.error("days that failed: %s; expected to fail: %s", sorted(blocked), sorted(expected))
+    return 1
+
+
+def scenario_params(base: Path, scenario: str, workdir: Path, days: int | None) -> Path:
+    """A params file for a scenario run: ``base`` with the scenario set and every data path
+    under ``workdir`` (so it never mixes with the default demo's tables)."""
+    raw = yaml.safe_load(base.read_text(encoding="utf-8"))
+    raw["simulator"]["scenario"] = scenario
+    if days is not None:
+        raw["simulator"]["days"] = days
+        raw["simulator"]["drift_onset_day"] = min(raw["simulator"]["drift_onset_day"], days - 1)
+    raw["landing"]["path"] = str(workdir / "landing")
+    raw["lakehouse"]["root"] = str(workdir / "lakehouse")
+    raw["reports_dir"] = str(workdir / "reports")
+    raw["validation"]["expectations_dir"] = str(
+        base.parent.resolve() / raw["validation"]["expectations_dir"]
+    )
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def run_days(days: list[dt.date], params: Path, home: Path, parallel: int) -> list[dt.date]:
+    """Run the DAG once per day, ``parallel`` at a time; returns the days whose run failed.
+
+    Days are independent (each run replaces its own partitions), so they may run at once;
+    each worker has its own SQLite metadata DB, which does not take concurrent writers.
+    """
+    homes = [home / f"worker-{k}" for k in range(parallel)]
+    envs = [airflow_env(h, params=params) for h in homes]
     with ThreadPoolExecutor(len(envs)) as pool:
         list(pool.map(ensure_db, envs))
-    logger.info(
-        "2/3 running the regrow_ingest DAG for each day, %d at a time (AIRFLOW_HOME=%s)",
-        len(envs),
-        ", ".join(str(h) for h in homes),
-    )
-    # Days are independent (each run replaces its own partitions), so they may run at once;
-    # each worker has its own SQLite metadata DB, which does not take concurrent writers.
+    logger.info("2/3 running the %s DAG for each day, %d at a time (%s)", DAG_ID, len(envs), home)
     free: Queue = Queue()
     for env in envs:
         free.put(env)
@@ -82,46 +134,58 @@ def main(argv: list[str] | None = None) -> int:
         env = free.get()
         try:
             t0 = time.monotonic()
-            result = dags_test("regrow_ingest", day, env)
+            result = dags_test(DAG_ID, day, env)
             return day, result.returncode, time.monotonic() - t0, result.stdout or ""
         finally:
             free.put(env)
 
-    failed: list[dt.date] = []
+    failed = []
     with ThreadPoolExecutor(len(envs)) as pool:
-        for i, (day, code, seconds, log) in enumerate(pool.map(run, summary.days), start=1):
+        for i, (day, code, seconds, log) in enumerate(pool.map(run, days), start=1):
             state = "ok" if code == 0 else f"FAILED (exit {code})"
             logger.info(
-                "    [%2d/%d] regrow_ingest %s: %s in %.0fs",
-                i,
-                len(summary.days),
-                day,
-                state,
-                seconds,
+                "    [%2d/%d] %s %s: %s in %.0fs", i, len(days), DAG_ID, day, state, seconds
             )
             if code != 0:
                 failed.append(day)
-                log_file = homes[0].parent / f"demo-failed-{day}.log"
-                log_file.write_text(log)
-                logger.info("        its log: %s", log_file)
+                log_file = home / f"failed-{day}.log"
+                log_file.write_text(log, encoding="utf-8")
+                for line in log.splitlines():
+                    if "is blocked" in line or line.strip().startswith("- expect_"):
+                        logger.info("        %s", line.strip()[:200])
+                logger.info("        full log: %s", log_file)
+    return failed
 
+
+def report(settings: Settings) -> None:
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
     logger.info("3/3 tables under %s:", lakehouse.root)
     for info in lakehouse.tables():
         logger.info("    %-18s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)
     if lakehouse.exists("bronze.quarantine"):
         for row in lakehouse.sql(
-            "SELECT source_kind, reason, count(*) AS n FROM bronze.quarantine GROUP BY 1, 2 ORDER BY n DESC LIMIT 5"
+            "SELECT source_kind, reason, count(*) AS n FROM bronze.quarantine "
+            "GROUP BY 1, 2 ORDER BY n DESC LIMIT 5"
         ).to_pylist():
-            logger.info("    quarantined %s: %d x %s", row["source_kind"], row["n"], row["reason"])
+            logger.info(
+                "    quarantined %s: %d x %s", row["source_kind"], row["n"], row["reason"][:120]
+            )
+    if lakehouse.exists("gold.validation"):
+        for row in lakehouse.sql(
+            "SELECT severity, success, count(*) AS n FROM gold.validation GROUP BY 1, 2 ORDER BY 1, 2"
+        ).to_pylist():
+            state = "passed" if row["success"] else "failed"
+            logger.info(
+                "    validation: %d %s expectation results %s", row["n"], row["severity"], state
+            )
+    docs = Path(settings.resolve(settings.reports_dir), "data_docs", "index.html")
+    logger.info("    Data Docs: %s", docs if docs.is_file() else "(not built)")
     logger.info(
-        'done in %.0fs. Query the tables: regrow query "SELECT event_date, count(*) FROM bronze.events GROUP BY 1"',
-        time.monotonic() - started,
+        '    query them: regrow query "SELECT event_date, count(*) FROM bronze.events GROUP BY 1"%s',
+        ""
+        if settings.base_dir == str(Path.cwd())
+        else f" --params {Path(settings.base_dir) / 'params.yaml'}",
     )
-    if failed:
-        logger.error("the DAG failed for %s", ", ".join(map(str, failed)))
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

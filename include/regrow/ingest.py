@@ -44,6 +44,8 @@ RUN_ID = "_run_id"
 _CORRUPT = "_corrupt_record"
 _MISSING = "_missing_columns"
 _RAW = "_raw"
+# Columns a file has beyond the contract, as JSON, so that nothing landed is lost.
+EXTRA_COLUMNS = "_extra_columns"
 
 
 class IngestError(RuntimeError):
@@ -80,7 +82,7 @@ def read_landing(
 ) -> DataFrame:
     """The landed rows of ``files`` with every contract column as a string, untouched.
 
-    Extra columns are ignored (they are kept in ``_raw``); a column the file lacks is null
+    Columns beyond the contract are kept as JSON in ``_extra_columns``; a column the file lacks is null
     and named in ``_missing_columns``; a row that does not parse (wrong field count,
     truncated line, bad JSON) keeps its text in ``_corrupt_record``. Remote files are
     copied to ``staging`` first, which must outlive the DataFrame's use.
@@ -92,7 +94,10 @@ def read_landing(
         local = _local_path(source, staging)
         raw = _read_one(spark, local, landing_settings.format)
         present = [c for c in raw.columns if c != _CORRUPT]
+        if not raw.columns:  # an empty file: nothing landed
+            continue
         missing = [c for c in columns if c not in present]
+        extra = [c for c in present if c not in columns]
         selected = [
             (F.col(f"`{c}`").cast("string") if c in present else F.lit(None).cast("string")).alias(
                 c
@@ -108,6 +113,7 @@ def read_landing(
                     F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in present])
                 ).alias(_RAW),
                 F.lit(",".join(missing) or None).cast("string").alias(_MISSING),
+                _as_json(extra).alias(EXTRA_COLUMNS),
                 F.lit(source).alias(SOURCE_FILE),
             )
         )
@@ -116,12 +122,23 @@ def read_landing(
     if not frames:
         return spark.createDataFrame(
             [],
-            ", ".join(f"`{c}` string" for c in [*columns, _CORRUPT, _RAW, _MISSING, SOURCE_FILE]),
+            ", ".join(
+                f"`{c}` string"
+                for c in [*columns, _CORRUPT, _RAW, _MISSING, EXTRA_COLUMNS, SOURCE_FILE]
+            ),
         )
     out = frames[0]
     for frame in frames[1:]:
         out = out.unionByName(frame)
     return out
+
+
+def _as_json(columns: list[str]) -> Column:
+    from pyspark.sql import functions as F
+
+    if not columns:
+        return F.lit(None).cast("string")
+    return F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in columns]))
 
 
 def _local_path(source: str, staging: str) -> str:
@@ -155,7 +172,7 @@ def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
     header = _csv_header(path)
     if header is None:  # an empty file: nothing landed
         logger.warning("%s is empty", path)
-        return spark.createDataFrame([], f"{_CORRUPT} string")
+        return spark.createDataFrame([], "")
     schema = ", ".join([f"`{n}` string" for n in header] + [f"{_CORRUPT} string"])
     return spark.read.csv(
         path,
@@ -165,11 +182,16 @@ def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         mode="PERMISSIVE",
         columnNameOfCorruptRecord=_CORRUPT,
         encoding="UTF-8",
+        # RFC 4180, as Python's csv module and spreadsheets write it: "" inside quotes is a
+        # quote, and a quoted field may hold a newline (Spark's defaults: \ and one line).
+        escape='"',
+        multiLine=True,
     )
 
 
 def _csv_header(path: str) -> list[str] | None:
-    with open(path, encoding="utf-8", errors="replace", newline="") as handle:
+    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
         first = handle.readline()
     if not first.strip():
         return None
@@ -210,23 +232,29 @@ def split_rows(
     required: list[str],
     checks: list[tuple[Callable[[], Column], Callable[[], Column]]],
     dedupe_key: str,
+    latest_by: str | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """Type the raw string columns and split rows into (good, rejected-with-reason).
 
     A row is rejected when it is malformed, its file lacks a column, a required value is
-    missing, a value does not parse as its type, a ``checks`` rule fails (a pair of
-    functions building the failing condition and the reason), or it repeats an earlier
-    row's ``dedupe_key`` (the first by file name and position is kept).
+    missing, a value does not parse as its type or is not valid UTF-8, a ``checks`` rule
+    fails (a pair of functions building the failing condition and the reason; ``raw``
+    columns named ``__*`` are carried for them), or it repeats an earlier row's
+    ``dedupe_key``: the first by file name and position is kept, or with ``latest_by`` the
+    row with the latest value of that column (a revised label replaces the earlier one).
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    carried = [c for c in raw.columns if c.startswith("__")]  # inputs of ``checks``
     typed = raw.select(
         *[F.col(f"`{c}`").alias(f"__s_{c}") for c in types],
         _CORRUPT,
         _MISSING,
         _RAW,
+        EXTRA_COLUMNS,
         SOURCE_FILE,
+        *carried,
         F.monotonically_increasing_id().alias("__pos"),
     )
     typed = typed.select("*", *[_typed(F.col(f"`__s_{c}`"), t).alias(c) for c, t in types.items()])
@@ -244,6 +272,21 @@ def split_rows(
         blank = value.isNull() | (F.trim(value) == "")
         if column in required:
             reasons.append(F.when(F.col(_MISSING).isNull() & blank, F.lit(f"missing {column}")))
+        # Bytes that are not UTF-8 were decoded as U+FFFD: the value is not what was sent.
+        reasons.append(
+            F.when(value.contains("\ufffd"), F.lit(f"{column}: bytes that are not valid UTF-8"))
+        )
+        if logical == "double":  # "Infinity" and "NaN" parse, but are no measurement
+            reasons.append(
+                F.when(
+                    F.isnan(parsed) | (F.abs(parsed) == float("inf")),
+                    F.concat(
+                        F.lit(f"{column}: "),
+                        F.to_json(F.array(value)),
+                        F.lit(" is not a finite number"),
+                    ),
+                )
+            )
         reasons.append(
             F.when(
                 ~blank & parsed.isNull(),
@@ -257,7 +300,10 @@ def split_rows(
     for condition, reason in checks:
         reasons.append(F.when(condition(), reason()))
     flagged = typed.withColumn("__reasons", F.filter(F.array(*reasons), lambda r: r.isNotNull()))
-    order = Window.partitionBy(dedupe_key).orderBy(F.col(SOURCE_FILE), F.col("__pos"))
+    keys = [F.col(SOURCE_FILE), F.col("__pos")]
+    if latest_by:
+        keys.insert(0, F.col(latest_by).desc_nulls_last())
+    order = Window.partitionBy(dedupe_key).orderBy(*keys)
     first = F.first(F.struct(F.col(SOURCE_FILE), F.col("__pos"))).over(order)
     is_valid = F.size("__reasons") == 0
     # Only rows that are otherwise valid take part in the duplicate check.
@@ -271,7 +317,11 @@ def split_rows(
             duplicate,
             F.array(
                 F.concat(
-                    F.lit(f"duplicate {dedupe_key} (first landed in "),
+                    F.lit(
+                        f"duplicate {dedupe_key} (the one with the latest {latest_by} was kept, from "
+                        if latest_by
+                        else f"duplicate {dedupe_key} (first landed in "
+                    ),
                     F.col(f"__first.{SOURCE_FILE}"),
                     F.lit(")"),
                 )
@@ -280,7 +330,7 @@ def split_rows(
     ).drop("__first")
     # Computed once: bronze and quarantine are both cheap filters of it.
     flagged = flagged.where(~is_valid).unionByName(valid).localCheckpoint(eager=True)
-    good = flagged.where(F.size("__reasons") == 0).select(*types, SOURCE_FILE)
+    good = flagged.where(F.size("__reasons") == 0).select(*types, EXTRA_COLUMNS, SOURCE_FILE)
     record = F.coalesce(
         F.col(_CORRUPT),
         F.when(F.col(_MISSING).isNotNull(), F.col(_RAW)),
@@ -295,17 +345,28 @@ def split_rows(
 
 
 def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
-    start = dt.datetime.combine(day, dt.time.min)
+    # Aware datetimes: PySpark turns a naive one into an instant in the *process's* time
+    # zone, whatever the session time zone is.
+    start = dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
     return start, start + dt.timedelta(days=1)
 
 
-def event_rules(dataset: DatasetSettings, day: dt.date):
-    """Row rules of an event: its timestamp is on the landing day."""
+def event_rules(dataset: DatasetSettings, day: dt.date, now: dt.datetime):
+    """Row rules of an event: its timestamp is on the landing day and not in the future."""
     from pyspark.sql import functions as F
 
     start, end = _day_bounds(day)
     ts = F.col(dataset.event_timestamp)
+    now_utc = now.astimezone(dt.UTC)
     return [
+        (
+            lambda: ts > F.lit(now_utc),
+            lambda: F.concat(
+                F.lit(f"{dataset.event_timestamp} "),
+                ts.cast("string"),
+                F.lit(f" is in the future (ingested at {now_utc:%Y-%m-%d %H:%M:%S} UTC)"),
+            ),
+        ),
         (
             lambda: ts.isNotNull() & ((ts < F.lit(start)) | (ts >= F.lit(end))),
             lambda: F.concat(
@@ -313,17 +374,27 @@ def event_rules(dataset: DatasetSettings, day: dt.date):
                 ts.cast("string"),
                 F.lit(f" is not on {day} (UTC)"),
             ),
-        )
+        ),
     ]
 
 
 def label_rules(dataset: DatasetSettings, day: dt.date):
-    """Row rules of a label: a known label value, and not arrived after the landing day."""
+    """Row rules of a label: a known label value, not arrived after the landing day, and
+    for an event that bronze has (``__known_event`` is set by :func:`with_known_events`)."""
     from pyspark.sql import functions as F
 
     _, end = _day_bounds(day)
     label, ts = F.col(dataset.label), F.col(dataset.label_timestamp)
+    event = F.col(dataset.event_id)
     return [
+        (
+            lambda: event.isNotNull() & F.col(KNOWN_EVENT).isNull(),
+            lambda: F.concat(
+                F.lit(f"label for an unknown {dataset.event_id} "),
+                event,
+                F.lit(f" (not in {EVENTS} within {dataset.label_delay_days} days before {day})"),
+            ),
+        ),
         (
             lambda: label.isNotNull() & ~label.isin(dataset.label_values),
             lambda: F.concat(
@@ -344,6 +415,29 @@ def label_rules(dataset: DatasetSettings, day: dt.date):
 
 
 # -------------------------------------------------------------------------------- the job
+KNOWN_EVENT = "__known_event"
+
+
+def with_known_events(
+    raw_labels: DataFrame, lakehouse: Lakehouse, dataset: DatasetSettings, day: dt.date
+) -> DataFrame:
+    """Mark each landed label whose event is in ``bronze.events`` within the label window
+    (``label_delay_days`` before the landing day, up to it) in ``__known_event``."""
+    from pyspark.sql import functions as F
+
+    spark = raw_labels.sparkSession
+    first = day - dt.timedelta(days=dataset.label_delay_days)
+    if lakehouse.exists(EVENTS):
+        window = [first + dt.timedelta(days=i) for i in range(dataset.label_delay_days + 1)]
+        events = lakehouse.read(spark, EVENTS, partitions={EVENT_DATE: window})
+        known = events.select(F.col(dataset.event_id).alias(KNOWN_EVENT)).distinct()
+    else:
+        known = spark.createDataFrame([], f"{KNOWN_EVENT} string")
+    return raw_labels.join(
+        F.broadcast(known), raw_labels[f"`{dataset.event_id}`"] == known[KNOWN_EVENT], "left"
+    )
+
+
 def ingest_day(
     spark: SparkSession,
     settings: Settings,
@@ -367,20 +461,31 @@ def ingest_day(
             f"{landing.day_pattern(root, settings.landing, 'events', day)}"
         )
     label_files = landing.find_files(root, settings.landing, "labels", day)
-    ingested_at = F.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).cast("timestamp")
+    now = dt.datetime.now(dt.UTC)
+    ingested_at = F.lit(now).cast("timestamp")
     meta = [ingested_at.alias(INGESTED_AT), F.lit(run_id).alias(RUN_ID)]
 
     plans = [
         _Plan("events", EVENTS, EVENT_DATE, event_files, dataset.event_columns(),
-              [dataset.event_id, dataset.entity_id, dataset.event_timestamp], event_rules(dataset, day)),
+              [dataset.event_id, dataset.entity_id, dataset.event_timestamp],
+              event_rules(dataset, day, now)),
         _Plan("labels", LABELS, LABEL_DATE, label_files, dataset.label_columns(),
-              [dataset.event_id, dataset.label, dataset.label_timestamp], label_rules(dataset, day)),
+              [dataset.event_id, dataset.label, dataset.label_timestamp], label_rules(dataset, day),
+              latest_by=dataset.label_timestamp),
     ]  # fmt: skip
+    from regrow.validation import runtime_parameters, suite_for
+
+    suites = {plan.kind: suite_for(settings, plan.table) for plan in plans}
+    parameters = runtime_parameters(day, now=now)
     reports = {}
     for plan in plans:
         with tempfile.TemporaryDirectory(prefix="regrow-landing-") as staging:
             raw = read_landing(spark, plan.files, settings.landing, list(plan.types), staging)
-            reports[plan.kind] = _ingest_kind(lakehouse, raw, plan, day, dataset.event_id, meta)
+            if plan.kind == "labels":  # after the day's events are in bronze
+                raw = with_known_events(raw, lakehouse, dataset, day)
+            reports[plan.kind] = _ingest_kind(
+                lakehouse, raw, plan, day, dataset.event_id, meta, suites[plan.kind], parameters
+            )
     return IngestReport(day.isoformat(), run_id, reports["events"], reports["labels"])
 
 
@@ -395,12 +500,24 @@ class _Plan:
     types: dict[str, str]
     required: list[str]
     rules: list
+    latest_by: str | None = None  # of rows sharing an event id, keep the latest by this
 
 
 def _ingest_kind(
-    lakehouse: Lakehouse, raw: DataFrame, plan: _Plan, day: dt.date, dedupe_key: str, meta: list
+    lakehouse: Lakehouse,
+    raw: DataFrame,
+    plan: _Plan,
+    day: dt.date,
+    dedupe_key: str,
+    meta: list,
+    suite,
+    parameters: dict,
 ) -> KindReport:
+    """Parse, quarantine what breaks the contract or a row-level expectation of the
+    table's suite, and write both halves."""
     from pyspark.sql import functions as F
+
+    from regrow.validation import split_invalid_rows
 
     kind, table, date_column, files, types = (
         plan.kind,
@@ -410,12 +527,23 @@ def _ingest_kind(
         plan.types,
     )
     rows_in = raw.count()
-    good, rejected = split_rows(raw, types, plan.required, plan.rules, dedupe_key=dedupe_key)
+    good, rejected = split_rows(
+        raw, types, plan.required, plan.rules, dedupe_key=dedupe_key, latest_by=plan.latest_by
+    )
+    # Row-level expectations of the suite (kept in git, editable) isolate bad rows the
+    # parse rules above let through; the rest of the suite runs after the write.
+    good, failing = split_invalid_rows(good, suite, parameters, checkpoint=False)
+    record = F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in types]))
+    rejected = rejected.unionByName(
+        failing.select(F.col(SOURCE_FILE).alias("source_file"), "reason", record.alias("record"))
+    )
     # One file per ~1M rows: a day is one partition, and tiny files slow every reader.
     n_files = max(1, rows_in // 1_000_000)
     good = good.coalesce(n_files)
     rejected = rejected.coalesce(1)
-    good = good.select(*types, F.lit(day).alias(date_column), F.col(SOURCE_FILE), *meta)
+    good = good.select(
+        *types, F.lit(day).alias(date_column), F.col(EXTRA_COLUMNS), F.col(SOURCE_FILE), *meta
+    )
     rejected = rejected.select(
         F.lit(kind).alias("source_kind"),
         "source_file",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -288,7 +289,7 @@ class Lakehouse:
         schema = pa.schema(schema) if not isinstance(schema, pa.Schema) else schema
         partition_cols = list(dt_.metadata().partition_columns)
         spark_schema = from_arrow_schema(schema)
-        files = dt_.file_uris(partition_filters=_partition_filters(partitions))
+        files = dt_.file_uris(file_pruning_predicate=_partition_filters(partitions))
         if not files:
             return spark.createDataFrame([], spark_schema)
         if not self.is_remote and _hive_layout(files, partition_cols):
@@ -781,7 +782,9 @@ def _stats(batch_stats: dict[str, list], num_records: int) -> str:
     mins, maxs, nulls = {}, {}, {}
     for name, (lo, hi, n_null) in batch_stats.items():
         nulls[name] = n_null
-        if lo is not None:
+        # JSON has no infinity or NaN (and a NaN bound would be wrong anyway): no bound.
+        finite = all(not isinstance(v, float) or math.isfinite(v) for v in (lo, hi))
+        if lo is not None and finite:
             mins[name], maxs[name] = lo, hi
     return json.dumps(
         {"numRecords": num_records, "minValues": mins, "maxValues": maxs, "nullCount": nulls},
@@ -920,7 +923,7 @@ def _file_specs(dt_: DeltaTable, filters: list | None) -> list[dict[str, Any]]:
     table_uri = dt_.table_uri.rstrip("/")
     local_root = table_uri.removeprefix("file://")
     specs = []
-    for uri in dt_.file_uris(partition_filters=filters):
+    for uri in dt_.file_uris(file_pruning_predicate=filters):
         rel = uri.removeprefix(table_uri).removeprefix(local_root).lstrip("/")
         values = by_path.get(rel) or by_path.get(unquote(rel)) or {}
         specs.append({"uri": uri, "values": {k: _partition_str(v) for k, v in values.items()}})

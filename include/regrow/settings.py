@@ -134,6 +134,19 @@ class LakehouseSettings(_Section):
     storage_options: dict[str, str] = {}
 
 
+class ValidationSettings(_Section):
+    """Great Expectations gates on every table (suites in ``expectations_dir``)."""
+
+    expectations_dir: str = "expectations"
+    # A day's row count outside [median/f, median*f] of the recent days is a warning.
+    row_count_factor: float = Field(default=5.0, gt=1)
+    recent_days: int = Field(default=7, gt=0)
+    # A day whose quarantined rows exceed this fraction of its landed rows is blocked.
+    max_quarantine_fraction: float = Field(default=0.02, ge=0, le=1)
+    # Known values of categorical features; a value outside them is a warning (drift).
+    allowed_values: dict[str, list[str]] = {}
+
+
 class SparkSettings(_Section):
     master: str = "local[*]"
     app_name: str = "regrow"
@@ -163,11 +176,24 @@ class Settings(_Section):
     landing: LandingSettings = LandingSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     lakehouse: LakehouseSettings = LakehouseSettings()
+    validation: ValidationSettings = ValidationSettings()
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()
     reports_dir: str = "reports"
     # Directory the relative paths above are resolved against (set by the loader).
     base_dir: str = "."
+
+    @model_validator(mode="after")
+    def _check_allowed_values(self) -> Settings:
+        unknown = [
+            c for c in self.validation.allowed_values if c not in self.dataset.categorical_features
+        ]
+        if unknown:
+            raise ValueError(
+                f"validation.allowed_values names {unknown}, which are not categorical features "
+                f"of the dataset contract ({self.dataset.categorical_features})"
+            )
+        return self
 
     def resolve(self, path: str) -> str:
         """An absolute path or URI for ``path`` (relative paths are relative to params.yaml)."""

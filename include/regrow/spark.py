@@ -16,8 +16,8 @@ DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 
 
-def delta_connector_jars() -> list[str]:
-    """Delta Lake JVM connector jars visible to Spark (pyspark's own jars or $SPARK_HOME/jars)."""
+def _spark_jars(pattern: str) -> list[str]:
+    """Jars matching ``pattern`` in pyspark's own jars or $SPARK_HOME/jars."""
     import pyspark
 
     homes = {os.path.dirname(pyspark.__file__)}
@@ -25,8 +25,32 @@ def delta_connector_jars() -> list[str]:
         homes.add(os.environ["SPARK_HOME"])
     found: list[str] = []
     for home in sorted(homes):
-        found += glob.glob(os.path.join(home, "jars", "delta-spark_*.jar"))
+        found += glob.glob(os.path.join(home, "jars", pattern))
     return found
+
+
+def delta_connector_jars() -> list[str]:
+    """Delta Lake JVM connector jars visible to Spark."""
+    return _spark_jars("delta-spark_*.jar")
+
+
+def s3a_conf() -> dict[str, str]:
+    """With hadoop-aws on the classpath (the Docker image), Spark reads and writes
+    ``s3://`` paths through S3A, with the endpoint from ``AWS_ENDPOINT_URL`` if set.
+    Without it (a pip-only install) S3 goes through pyarrow/delta-rs instead."""
+    if not _spark_jars("hadoop-aws-*.jar"):
+        return {}
+    conf = {
+        "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        "spark.hadoop.fs.s3a.aws.credentials.provider": (
+            "software.amazon.awssdk.auth.credentials.DefaultCredentialsProvider"
+        ),
+    }
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+    return conf
 
 
 def has_delta_connector(spark_settings: SparkSettings) -> bool:
@@ -72,7 +96,7 @@ def get_spark(
         builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
             "spark.sql.catalog.spark_catalog", DELTA_CATALOG
         )
-    for key, value in {**spark_settings.conf, **(extra_conf or {})}.items():
+    for key, value in {**s3a_conf(), **spark_settings.conf, **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

@@ -40,10 +40,11 @@ from regrow.ingest import (
     INGESTED_AT,
     LABEL_DATE,
     LABELS,
+    QUARANTINE,
     RUN_ID,
     SOURCE_FILE,
 )
-from regrow.settings import DatasetSettings
+from regrow.settings import DatasetSettings, Settings
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -62,6 +63,8 @@ DAY_START = "day_start"
 DAY_END = "day_end"
 ROW_COUNT_MIN = "row_count_min"
 ROW_COUNT_MAX = "row_count_max"
+MAX_QUARANTINED = "max_quarantined"
+VALIDATION = "gold.validation"
 
 # A feature may be null in at most 5% of a day's rows before the day is flagged.
 DEFAULT_NOT_NULL_MOSTLY = 0.95
@@ -161,6 +164,8 @@ def _event_expectations(
 ) -> list:
     columns = {**dataset.event_columns(), EVENT_DATE: "date", **_META_COLUMNS}
     out = _schema_expectations(columns)
+    # A day without a single event is a missing or empty feed, not a quiet day.
+    out.append(_expect("ExpectTableRowCountToBeBetween", CRITICAL, min_value=1))
     out += _not_null([dataset.event_id, dataset.entity_id, dataset.event_timestamp])
     out.append(_expect("ExpectColumnValuesToBeUnique", CRITICAL, column=dataset.event_id))
     # On the partition's day, and not in the future (day_end is capped at validation time).
@@ -224,10 +229,32 @@ def _label_expectations(dataset: DatasetSettings, _: Mapping[str, Sequence[str]]
     return out + _row_count()
 
 
+def _quarantine_expectations(dataset: DatasetSettings, _: Mapping[str, Sequence[str]]) -> list:
+    """Quarantine is where bad rows go; too many of them in a day means the feed is broken
+    and the day is blocked (the bound is a share of the day's landed rows)."""
+    columns = {
+        "source_kind": "string",
+        "source_file": "string",
+        "reason": "string",
+        "record": "string",
+        "ingest_date": "date",
+    }
+    return [
+        *_schema_expectations(columns),
+        _expect(
+            "ExpectTableRowCountToBeBetween",
+            CRITICAL,
+            min_value=0,
+            max_value=_param(MAX_QUARANTINED),
+        ),
+    ]
+
+
 # Add silver.features / gold.predictions here: a partition column and an expectation list.
 TABLES: dict[str, TableSpec] = {
     EVENTS: TableSpec(EVENT_DATE, _event_expectations),
     LABELS: TableSpec(LABEL_DATE, _label_expectations),
+    QUARANTINE: TableSpec("ingest_date", _quarantine_expectations),
 }
 
 
@@ -254,7 +281,13 @@ def build_suite(
             "table": table,
             "partition_column": TABLES[table].date_column,
             "generated_from": f"params.yaml dataset {dataset.name}",
-            "runtime_parameters": [DAY_START, DAY_END, ROW_COUNT_MIN, ROW_COUNT_MAX],
+            "runtime_parameters": [
+                DAY_START,
+                DAY_END,
+                ROW_COUNT_MIN,
+                ROW_COUNT_MAX,
+                MAX_QUARANTINED,
+            ],
         },
     )
 
@@ -334,20 +367,26 @@ def row_count_bounds(
 def recent_row_counts(lakehouse: Lakehouse, table: str, day: dt.date, days: int = 7) -> list[int]:
     """Row counts of ``table``'s partitions in the ``days`` before ``day``, from the Delta
     log's file statistics (no data is read); days without a partition are left out."""
+    counts = partition_counts(lakehouse, table)
+    wanted = [str(day - dt.timedelta(days=n)) for n in range(days, 0, -1)]
+    return [counts[d] for d in wanted if d in counts]
+
+
+def partition_counts(lakehouse: Lakehouse, table: str) -> dict[str, int]:
+    """Rows per day partition of ``table`` (``{"2026-01-01": n}``), from the Delta log's
+    file statistics; empty if the table does not exist."""
     import pyarrow as pa
 
     if not lakehouse.exists(table):
-        return []
+        return {}
     column = TABLES[table].date_column
-    wanted = {str(day - dt.timedelta(days=n)) for n in range(1, days + 1)}
     adds = lakehouse.delta_table(table).get_add_actions(flatten=True)
     adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
     counts: dict[str, int] = {}
     for row in adds.select([f"partition.{column}", "num_records"]).to_pylist():
         value = str(row[f"partition.{column}"])
-        if value in wanted:
-            counts[value] = counts.get(value, 0) + int(row["num_records"] or 0)
-    return [counts[d] for d in sorted(counts)]
+        counts[value] = counts.get(value, 0) + int(row["num_records"] or 0)
+    return counts
 
 
 def partition_day(partition: Mapping[str, Any]) -> dt.date:
@@ -469,7 +508,10 @@ def _between_row(kwargs: dict[str, Any]) -> tuple[Column, Column]:
     if not outside:
         raise SuiteError(f"between({kwargs['column']}) has neither min_value nor max_value")
     interval = "{}{}, {}{}".format(
-        "(" if strict_min else "[", _shown(low), _shown(high), ")" if strict_max else "]"
+        "(" if strict_min or low is None else "[",
+        "-inf" if low is None else _shown(low),
+        "+inf" if high is None else _shown(high),
+        ")" if strict_max or high is None else "]",
     )
     violated = outside[0] if len(outside) == 1 else outside[0] | outside[1]
     return col.isNotNull() & violated, F.concat(col.cast("string"), F.lit(f" not in {interval}"))
@@ -485,8 +527,6 @@ _ROW_PREDICATES: dict[str, Callable[[dict[str, Any]], tuple[Column, Column]]] = 
 
 
 def _shown(value: Any) -> str:
-    if value is None:
-        return "-inf/+inf"
     if isinstance(value, dt.datetime):
         return (
             value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if value.tzinfo else str(value)
@@ -557,7 +597,7 @@ class ExpectationOutcome:
     error: str | None = None
 
     def describe(self) -> str:
-        name = f"{self.expectation_type}({self.column or ''})"
+        name = f"{self.expectation_type}({self.column})" if self.column else self.expectation_type
         if self.error:
             return f"{name}: could not be evaluated: {self.error}"
         if self.unexpected_count is not None:
@@ -641,24 +681,50 @@ def outcome_rows(outcome: ValidationOutcome) -> list[dict[str, Any]]:
     ]
 
 
-def _outcome_of(result) -> ExpectationOutcome:
+def _outcomes_of(results) -> list[ExpectationOutcome]:
+    """regrow's view of GX results; a column the table lacks is named as such instead of
+    the metric's traceback (GX evaluates every expectation on it and fails each)."""
+    missing = {
+        column
+        for r in results
+        for column in ((r.result or {}).get("details") or {})
+        .get("mismatched", {})
+        .get("missing", [])
+    }
+    return [_outcome_of(r, missing) for r in results]
+
+
+def _outcome_of(result, missing: set[str]) -> ExpectationOutcome:
     config = result.expectation_config
     meta = config.meta or {}
-    info = result.exception_info or {}
-    error = info.get("exception_message") if info.get("raised_exception") else None
     body = result.result or {}
+    column = config.kwargs.get("column")
+    error = _error_of(result.exception_info or {})
+    if error and column in missing:
+        error = "the column is missing"
+    mismatched = (body.get("details") or {}).get("mismatched")
     return ExpectationOutcome(
         expectation_type=config.type,
-        column=config.kwargs.get("column"),
+        column=column,
         severity=meta.get("severity", CRITICAL),
         row_level=bool(meta.get("row_level", False)),
         success=bool(result.success),
         element_count=body.get("element_count"),
         unexpected_count=body.get("unexpected_count"),
-        observed_value=body.get("observed_value"),
+        observed_value=mismatched or body.get("observed_value"),
         sample=list(body.get("partial_unexpected_list") or [])[:SAMPLE_SIZE],
         error=error,
     )
+
+
+def _error_of(info: Mapping[str, Any]) -> str | None:
+    """The exception message of a result: GX keys it by metric when a metric failed."""
+    if info.get("raised_exception"):
+        return str(info.get("exception_message"))
+    for value in info.values():
+        if isinstance(value, Mapping) and value.get("raised_exception"):
+            return str(value.get("exception_message"))
+    return None
 
 
 # ----------------------------------------------------------------------- validation
@@ -782,7 +848,7 @@ def validate(
         suite=suite.name,
         run_id=run_id,
         validated_at=now,
-        results=[_outcome_of(r) for r in suite_result.results],
+        results=_outcomes_of(suite_result.results),
         data_docs_path=unquote(urlparse(url).path) if url else None,
     )
     logger.info(
@@ -799,3 +865,85 @@ def validate(
     if raise_on_critical:
         outcome.raise_for_critical()
     return outcome
+
+
+# ----------------------------------------------------------------------- a day's gate
+def suite_for(settings: Settings, table: str) -> gx.ExpectationSuite:
+    """The suite of ``table``: its file in ``validation.expectations_dir`` (reviewed, in
+    git), else the one generated from the contract, with a warning saying so."""
+    path = suite_path(settings.resolve(settings.validation.expectations_dir), table)
+    if path.is_file():
+        return load_suite(path)
+    logger.warning(
+        "no suite file %s: validating %s with the suite generated from the contract "
+        "(`regrow expectations generate` writes it for review)",
+        path, table,
+    )  # fmt: skip
+    return build_suite(settings.dataset, table, settings.validation.allowed_values)
+
+
+def validate_day(
+    spark,
+    settings: Settings,
+    lakehouse: Lakehouse,
+    day: dt.date,
+    run_id: str,
+    tables: Sequence[str] = (EVENTS, LABELS, QUARANTINE),
+) -> list[ValidationOutcome]:
+    """Validate one day's partition of each of ``tables``; record every expectation's
+    result in ``gold.validation`` and build Data Docs; then raise :class:`ValidationError`
+    naming each critical failure (warnings are recorded and logged only)."""
+    from pyspark.sql import functions as F
+
+    cfg = settings.validation
+    reports_dir = settings.resolve(settings.reports_dir)
+    # A share of what landed that day: its bronze rows plus its quarantined rows.
+    landed = sum(
+        partition_counts(lakehouse, t).get(str(day), 0) for t in (EVENTS, LABELS, QUARANTINE)
+    )
+    max_quarantined = math.floor(cfg.max_quarantine_fraction * landed)
+    outcomes = []
+    for table in tables:
+        if table not in TABLES:
+            raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(TABLES)})")
+        column = TABLES[table].date_column
+        partition = {column: day}
+        df = lakehouse.read(spark, table, partitions=partition)
+        recent = recent_row_counts(lakehouse, table, day, cfg.recent_days)
+        low, high = row_count_bounds(recent, cfg.row_count_factor)
+        outcome = validate(
+            df,
+            suite_for(settings, table),
+            table,
+            partition,
+            run_id,
+            reports_dir,
+            recent_counts=recent,
+            parameters={ROW_COUNT_MIN: low, ROW_COUNT_MAX: high, MAX_QUARANTINED: max_quarantined},
+            raise_on_critical=False,
+        )
+        for warning in outcome.warnings:
+            logger.warning("%s %s: warning: %s", table, day, warning.describe())
+        logger.info(
+            "%s %s: %s; Data Docs: %s",
+            table,
+            day,
+            "passed" if outcome.success else "FAILED",
+            outcome.data_docs_path,
+        )
+        outcomes.append(outcome)
+    rows = [row | {"day": day} for o in outcomes for row in outcome_rows(o)]
+    results = spark.createDataFrame(rows, f"{OUTCOME_SCHEMA}, day date")
+    for table in tables:
+        lakehouse.write(
+            results.where(F.col("table") == table),
+            VALIDATION,
+            "overwrite",
+            partition_by=["day", "table"],
+            partition={"day": day, "table": table},
+        )
+    failed = [o for o in outcomes if o.critical_failures]
+    if failed:
+        message = "\n".join(o.message() for o in failed)
+        raise ValidationError(f"{day} is blocked:\n{message}", failed[0])
+    return outcomes

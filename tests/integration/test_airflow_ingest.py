@@ -24,6 +24,7 @@ from regrow.ingest import EVENT_DATE, EVENTS, QUARANTINE
 from regrow.lakehouse import Lakehouse
 from regrow.settings import load_settings
 from regrow.simulate import write_landing
+from regrow.validation import VALIDATION
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ START = dt.date(2026, 1, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(3)]
 MISSING_DAY = DAYS[-1] + dt.timedelta(days=1)  # never landed
 SENSOR_TIMEOUT_SECONDS = 4
-TASKS_OK = {"wait_for_events": "success", "ingest_events": "success"}
+BLOCKED_DAY = MISSING_DAY + dt.timedelta(days=1)  # an events file with a header and no row
+TASKS_OK = {"wait_for_events": "success", "ingest_events": "success", "validate_bronze": "success"}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     raw["landing"]["path"] = str(tmp / "landing")
     raw["lakehouse"]["root"] = str(tmp / "lakehouse")
     raw["reports_dir"] = str(tmp / "reports")
+    raw["validation"]["expectations_dir"] = str(REPO / "expectations")
     raw["simulator"] |= {
         "start_date": START,
         "days": len(DAYS),
@@ -55,6 +58,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         "sensor_poke_interval_seconds": 1,
         "sensor_timeout_seconds": SENSOR_TIMEOUT_SECONDS,
         "retry_delay_seconds": 1,  # a failing Spark job retries in seconds, not minutes
+        "retries": 0,  # the failure paths below fail for good; retrying only costs time
     }
     params = tmp / "params.yaml"
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -130,6 +134,7 @@ def test_sensor_fails_when_the_landing_file_is_missing(workspace):
     assert task_states(DAG_ID, MISSING_DAY, workspace.env) == {
         "wait_for_events": "failed",
         "ingest_events": "upstream_failed",
+        "validate_bronze": "upstream_failed",
     }
     # It waited (poked more than once, rescheduling in between) for the day's file ...
     assert log.count(f"waiting for landing files matching {expected}") >= 2, log[-5000:]
@@ -139,3 +144,41 @@ def test_sensor_fails_when_the_landing_file_is_missing(workspace):
     assert f"ALERT {DAG_ID}.wait_for_events failed for {MISSING_DAY}" in log
     assert elapsed > SENSOR_TIMEOUT_SECONDS
     assert _rows(workspace, EVENTS, **{EVENT_DATE: MISSING_DAY}) == 0
+
+
+def test_every_day_is_validated_and_recorded(workspace, backfilled):
+    results = workspace.lakehouse.sql(
+        "SELECT CAST(day AS VARCHAR) d, \"table\" t, bool_and(success OR severity = 'warning') ok "
+        "FROM gold.validation GROUP BY 1, 2"
+    ).to_pylist()
+    recorded = {(r["d"], r["t"]): r["ok"] for r in results}
+    for day in DAYS:
+        for table in ("bronze.events", "bronze.labels", "bronze.quarantine"):
+            assert recorded[(str(day), table)] is True, (day, table)
+    docs = Path(workspace.settings.resolve(workspace.settings.reports_dir), "data_docs")
+    assert (docs / "index.html").is_file()
+
+
+def test_a_day_failing_a_critical_expectation_is_blocked(workspace, backfilled):
+    folder = Path(landing.day_dir(workspace.landing_root, "events", BLOCKED_DAY))
+    folder.mkdir(parents=True)
+    header = ",".join(workspace.settings.dataset.event_columns())
+    (folder / "part-00000.csv").write_text(header + "\n", encoding="utf-8")
+
+    result = dags_test(DAG_ID, BLOCKED_DAY, workspace.env)
+    log = result.stdout
+
+    assert result.returncode != 0, log[-5000:]
+    assert task_states(DAG_ID, BLOCKED_DAY, workspace.env) == {
+        "wait_for_events": "success",
+        "ingest_events": "success",
+        "validate_bronze": "failed",
+    }
+    assert f"{BLOCKED_DAY} is blocked" in log
+    assert "expect_table_row_count_to_be_between" in log
+    assert "Data Docs: " in log
+    failed = workspace.lakehouse.sql(
+        f"SELECT expectation_type FROM {VALIDATION} WHERE day = DATE '{BLOCKED_DAY}' "
+        "AND NOT success AND severity = 'critical'"
+    ).to_pylist()
+    assert {"expect_table_row_count_to_be_between"} <= {r["expectation_type"] for r in failed}

@@ -25,11 +25,15 @@ def test_help_explains_every_command():
 
 
 def test_simulate_ingest_tables_query(spark, tmp_path):
-    params = str(write_params(tmp_path, simulator={"days": 2, "events_per_day": 120, "n_entities": 30}))
+    params = str(
+        write_params(tmp_path, simulator={"days": 2, "events_per_day": 120, "n_entities": 30})
+    )
 
     simulated = invoke("simulate", "--params", params)
     assert simulated.exit_code == 0
-    assert "simulated 2 day(s) (stable) from 2026-01-01 to 2026-01-02: 240 events" in simulated.output
+    assert (
+        "simulated 2 day(s) (stable) from 2026-01-01 to 2026-01-02: 240 events" in simulated.output
+    )
 
     ingested = invoke("ingest", "--all", "--params", params)
     assert ingested.exit_code == 0, ingested.output

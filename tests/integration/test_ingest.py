@@ -212,6 +212,9 @@ def test_bad_labels_are_quarantined(spark, make_settings):
     (root / "events" / DAY0.isoformat()).mkdir(parents=True)
     (root / "events" / DAY0.isoformat() / "e.csv").write_text(
         "transaction_id,card_id,event_time,amount,distance_from_home_km,merchant_risk,merchant_category,channel,country,card_present\n"
+        + "".join(
+            f"t{i},c{i},2026-01-01T07:00:00Z,5,1,0.1,grocery,pos,FR,true\n" for i in (1, 2, 3, 4)
+        )
     )
     (root / "labels" / DAY0.isoformat()).mkdir(parents=True)
     (root / "labels" / DAY0.isoformat() / "l.csv").write_text(
@@ -221,22 +224,21 @@ def test_bad_labels_are_quarantined(spark, make_settings):
         "t3,c3,2,2026-01-01T08:00:00Z\n"
         "t4,c4,1,2026-01-02T08:00:00Z\n"
         ",c5,1,2026-01-01T08:00:00Z\n"
+        "t9,c9,1,2026-01-01T08:00:00Z\n"
     )
     lh = lakehouse_of(settings)
 
     report = ingest_day(spark, settings, DAY0, lakehouse=lh)
 
-    assert (report.labels.rows_in, report.labels.bronze_rows, report.labels.quarantined_rows) == (
-        5,
-        2,
-        3,
-    )
+    counts = (report.labels.rows_in, report.labels.bronze_rows, report.labels.quarantined_rows)
+    assert counts == (6, 2, 4)
     assert sorted(r["reason"] for r in quarantine(lh, "labels", DAY0)) == [
         "is_fraud 2 not in [0, 1]",
+        "label for an unknown transaction_id t9 (not in bronze.events within 30 days before 2026-01-01)",
         "label_time 2026-01-02 08:00:00 is after 2026-01-01 (UTC)",
         "missing transaction_id",
     ]
-    assert report.events.rows_in == 0
+    assert report.events.bronze_rows == 4
 
 
 @pytest.mark.parametrize("fmt", ["json", "parquet"])
@@ -274,3 +276,31 @@ def test_landing_and_lakehouse_on_s3(spark, make_settings, s3_bucket):
     assert all(f.startswith("s3://") for f in report.events.files)
     assert lh.read(spark, EVENTS).count() == 150
     assert {t.table for t in lh.tables()} == {EVENTS, LABELS, QUARANTINE}
+
+
+def test_a_revised_label_replaces_the_earlier_one_of_the_day(spark, make_settings):
+    settings = make_settings()
+    root = Path(settings.resolve(settings.landing.path))
+    (root / "events" / DAY0.isoformat()).mkdir(parents=True)
+    (root / "events" / DAY0.isoformat() / "e.csv").write_text(
+        "transaction_id,card_id,event_time,amount,distance_from_home_km,merchant_risk,"
+        "merchant_category,channel,country,card_present\n"
+        "t1,c1,2026-01-01T07:00:00Z,5,1,0.1,grocery,pos,FR,true\n"
+    )
+    (root / "labels" / DAY0.isoformat()).mkdir(parents=True)
+    (root / "labels" / DAY0.isoformat() / "a.csv").write_text(
+        "transaction_id,card_id,is_fraud,label_time\nt1,c1,1,2026-01-01T20:00:00Z\n"
+    )
+    (root / "labels" / DAY0.isoformat() / "b.csv").write_text(
+        "transaction_id,card_id,is_fraud,label_time\nt1,c1,0,2026-01-01T09:00:00Z\n"
+    )
+    lh = lakehouse_of(settings)
+
+    ingest_day(spark, settings, DAY0, lakehouse=lh)
+
+    assert [r["is_fraud"] for r in lh.to_arrow(LABELS).to_pylist()] == [1]
+    (row,) = quarantine(lh, "labels", DAY0)
+    assert row["reason"] == (
+        "duplicate transaction_id (the one with the latest label_time was kept, from "
+        f"{root / 'labels' / DAY0.isoformat() / 'a.csv'})"
+    )

@@ -15,6 +15,8 @@ from regrow.validation import (
     build_suite,
     load_suite,
     outcome_rows,
+    quarantine_records,
+    recent_row_counts,
     row_count_bounds,
     row_predicates,
     runtime_parameters,
@@ -154,7 +156,10 @@ def test_a_schema_change_and_a_duplicate_id_fail_naming_columns_and_values(spark
     message = str(err.value)
     assert 'be_in_type_list(amount): observed "StringType"' in message
     assert 'be_unique(transaction_id): 2 of 3 rows unexpected, e.g. ["t1", "t1"]' in message
-    assert "merchant_risk" in message
+    assert 'columns_to_match_set(): observed {"missing": ["merchant_risk"]}' in message
+    assert (
+        "be_in_type_list(merchant_risk): could not be evaluated: the column is missing" in message
+    )
 
 
 def test_label_outside_domain_is_split_out_with_a_reason_and_good_rows_pass(
@@ -174,6 +179,23 @@ def test_label_outside_domain_is_split_out_with_a_reason_and_good_rows_pass(
     }
     assert sorted(r["transaction_id"] for r in good.collect()) == ["t0", "t2"]
     assert bad.columns == [*df.columns, "reason"] and good.columns == df.columns
+    quarantined = quarantine_records(bad, "labels", DAY, "r").orderBy("reason").collect()
+    assert quarantined[0].asDict().keys() == {
+        "source_kind",
+        "source_file",
+        "reason",
+        "record",
+        "_ingested_at",
+        "_run_id",
+        "ingest_date",
+    }
+    first = quarantined[0]
+    assert (first.source_kind, first.source_file, first.ingest_date) == (
+        "labels",
+        "labels.csv",
+        DAY,
+    )
+    assert json.loads(first.record)["is_fraud"] == 2
     outcome = validate(good, suite, LABELS, {"label_date": DAY}, "r", reports, now=NOON)
     assert outcome.success and outcome.warnings == []
 
@@ -214,6 +236,15 @@ def test_a_late_label_from_an_earlier_day_passes_but_a_future_one_fails(spark, d
         run(spark, dataset, reports, rows, table=LABELS)
     [failure] = err.value.outcome.critical_failures
     assert (failure.column, failure.unexpected_count) == ("label_time", 1)
+    _, bad = split_invalid_rows(
+        frame(spark, LABEL_DDL, rows),
+        build_suite(dataset, LABELS),
+        runtime_parameters(DAY, now=NOON),
+    )
+    assert [r["reason"] for r in bad.collect()] == [
+        "expect_column_values_to_be_between(label_time): 2026-01-03 18:00:00 "
+        "not in (-inf, 2026-01-03 12:00:00)"
+    ]
 
 
 def test_a_failing_warning_is_recorded_but_does_not_raise(spark, dataset, reports):
@@ -257,6 +288,24 @@ def test_a_row_count_spike_against_recent_days_is_a_warning(spark, dataset, repo
     assert warning.observed_value == 30
 
 
+def test_recent_row_counts_come_from_the_delta_log(tmp_path):
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from regrow.lakehouse import Lakehouse
+    from regrow.settings import LakehouseSettings
+
+    for day, n in [("2025-12-20", 50), ("2026-01-01", 5), ("2026-01-02", 7), ("2026-01-02", 1)]:
+        rows = pa.table({"x": list(range(n)), "event_date": [dt.date.fromisoformat(day)] * n})
+        write_deltalake(
+            str(tmp_path / "bronze" / "events"), rows, mode="append", partition_by=["event_date"]
+        )
+    lakehouse = Lakehouse(LakehouseSettings(root=str(tmp_path)), str(tmp_path))
+
+    assert recent_row_counts(lakehouse, EVENTS, DAY, days=7) == [5, 8]
+    assert recent_row_counts(lakehouse, LABELS, DAY) == []
+
+
 def test_allowed_categories_flag_new_values_as_a_warning(spark, dataset, reports):
     suite = build_suite(dataset, EVENTS, allowed_values={"channel": ["web", "pos"]})
     df = frame(spark, EVENT_DDL, [event(0), event(1, channel="atm")])
@@ -268,7 +317,7 @@ def test_allowed_categories_flag_new_values_as_a_warning(spark, dataset, reports
         build_suite(dataset, EVENTS, allowed_values={"amount": ["1"]})
 
 
-def test_row_level_needs_a_predicate_and_no_tolerance(dataset):
+def test_row_level_needs_a_predicate_and_no_tolerance(spark, dataset):
     import great_expectations as gx
 
     meta = {"severity": "critical", "row_level": True}

@@ -1,0 +1,48 @@
+"""Spark job: run the Great Expectations gates on one day's tables (spark-submit-able).
+
+    python jobs/validate.py --date 2026-01-05 [--table bronze.events ...] [--params params.yaml]
+
+Exits non-zero when a critical expectation fails: the day is blocked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import sys
+
+from regrow.lakehouse import Lakehouse
+from regrow.settings import load_settings
+from regrow.spark import get_spark
+from regrow.validation import ValidationError, validate_day
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser.add_argument("--table", action="append", help="table to validate (repeatable)")
+    parser.add_argument("--params", default=None, help="params.yaml (default: $REGROW_PARAMS)")
+    parser.add_argument("--run-id", default=os.environ.get("AIRFLOW_CTX_DAG_RUN_ID", "manual"))
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings(args.params)
+    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    kwargs = {"tables": args.table} if args.table else {}
+    try:
+        validate_day(
+            get_spark(settings.spark), settings, lakehouse, args.date, args.run_id, **kwargs
+        )
+    except ValidationError as err:
+        logging.getLogger("regrow.validate").error(
+            "%s\nData Docs: %s", err, err.outcome.data_docs_path
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""A day's validation gate end to end: ingest, then every table's suite, results in
+gold.validation, Data Docs, and a blocked day with a readable reason."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from regrow import simulate
+from regrow.ingest import EVENTS, ingest_day
+from regrow.lakehouse import Lakehouse
+from regrow.settings import load_settings
+from regrow.validation import (
+    TABLES,
+    VALIDATION,
+    ValidationError,
+    build_suite,
+    load_suite,
+    suite_path,
+    validate_day,
+)
+from tests.conftest import REPO
+
+DAY0 = dt.date(2026, 1, 1)
+
+
+def lakehouse_of(settings) -> Lakehouse:
+    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+
+
+def land_and_ingest(spark, settings, days: int) -> Lakehouse:
+    simulate.write_landing(
+        settings.dataset,
+        settings.simulator,
+        settings.landing,
+        settings.resolve(settings.landing.path),
+        days,
+    )
+    lh = lakehouse_of(settings)
+    for i in range(days):
+        ingest_day(spark, settings, DAY0 + dt.timedelta(days=i), lakehouse=lh)
+    return lh
+
+
+def test_committed_suites_match_the_contract():
+    """expectations/*.json are generated from params.yaml: regenerate after a contract change."""
+    settings = load_settings(REPO / "params.yaml")
+    for table in TABLES:
+        committed = load_suite(suite_path(REPO / "expectations", table))
+        generated = build_suite(settings.dataset, table, settings.validation.allowed_values)
+        assert [e.configuration.to_json_dict() for e in committed.expectations] == [
+            e.configuration.to_json_dict() for e in generated.expectations
+        ], f"expectations/{table}.json is stale: run `regrow expectations generate`"
+
+
+def test_clean_days_pass_and_are_recorded(spark, make_settings):
+    settings = make_settings(simulator={"days": 2, "events_per_day": 200, "n_entities": 60})
+    lh = land_and_ingest(spark, settings, 2)
+
+    outcomes = validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=1), "run-1")
+
+    assert [o.table for o in outcomes] == ["bronze.events", "bronze.labels", "bronze.quarantine"]
+    assert all(not o.critical_failures for o in outcomes)
+    rows = lh.sql(f'SELECT "table", success, severity, run_id FROM {VALIDATION}').to_pylist()
+    assert {r["table"] for r in rows} == {"bronze.events", "bronze.labels", "bronze.quarantine"}
+    assert all(r["run_id"] == "run-1" for r in rows)
+    assert len(rows) == sum(len(o.results) for o in outcomes)
+    assert Path(outcomes[0].data_docs_path).is_file()
+
+
+def test_broken_feed_day_is_blocked_with_a_readable_reason(spark, make_settings):
+    settings = make_settings(
+        simulator={
+            "days": 3,
+            "events_per_day": 300,
+            "scenario": "broken_feed",
+            "drift_onset_day": 2,
+        }
+    )
+    lh = land_and_ingest(spark, settings, 3)
+    validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=1), "ok")  # before onset: passes
+
+    with pytest.raises(ValidationError) as blocked:
+        validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=2), "broken")
+
+    message = str(blocked.value)
+    assert message.startswith("2026-01-03 is blocked:")
+    assert "bronze.quarantine ingest_date=2026-01-03" in message
+    assert "expect_table_row_count_to_be_between" in message
+    failed = lh.sql(
+        f'SELECT "table", expectation_type FROM {VALIDATION} '
+        "WHERE day = DATE '2026-01-03' AND NOT success AND severity = 'critical'"
+    ).to_pylist()
+    assert {
+        "table": "bronze.quarantine",
+        "expectation_type": "expect_table_row_count_to_be_between",
+    } in failed
+
+
+def test_new_category_and_volume_spike_are_warnings_not_blocks(spark, make_settings, tmp_path):
+    settings = make_settings(
+        simulator={
+            "days": 3,
+            "events_per_day": 100,
+            "n_entities": 60,
+            "scenario": "new_category",
+            "drift_onset_day": 2,
+            "drift_strength": 3.0,
+        }
+    )
+    root = Path(settings.resolve(settings.landing.path))
+    simulate.write_landing(settings.dataset, settings.simulator, settings.landing, str(root), 3)
+    # Day 3 lands ten times the usual volume (the same generator with 1000 events a day).
+    spike = settings.simulator.model_copy(update={"events_per_day": 1000})
+    simulate.write_landing(settings.dataset, spike, settings.landing, str(tmp_path / "spike"), 3)
+    day3 = (DAY0 + dt.timedelta(days=2)).isoformat()
+    shutil.rmtree(root / "events" / day3)
+    shutil.copytree(tmp_path / "spike" / "events" / day3, root / "events" / day3)
+    lh = lakehouse_of(settings)
+    for i in range(3):
+        ingest_day(spark, settings, DAY0 + dt.timedelta(days=i), lakehouse=lh)
+
+    outcomes = validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=2), "spike")
+
+    events = outcomes[0]
+    warned = {(w.expectation_type, w.column) for w in events.warnings}
+    assert ("expect_table_row_count_to_be_between", None) in warned
+    assert ("expect_column_values_to_be_in_set", "merchant_category") in warned
+    assert not events.critical_failures
+    category = next(w for w in events.warnings if w.column == "merchant_category")
+    assert simulate.NEW_CATEGORY in json.dumps(category.sample)
+
+
+def test_an_empty_feed_blocks_the_day(spark, make_settings):
+    settings = make_settings()
+    folder = Path(settings.resolve(settings.landing.path), "events", DAY0.isoformat())
+    folder.mkdir(parents=True)
+    (folder / "empty.csv").write_bytes(b"")
+    lh = lakehouse_of(settings)
+    ingest_day(spark, settings, DAY0, lakehouse=lh)
+
+    with pytest.raises(
+        ValidationError,
+        match=r"(?s)bronze.events event_date=2026-01-01.*expect_table_row_count_to_be_between",
+    ):
+        validate_day(spark, settings, lh, DAY0, "empty", tables=[EVENTS])
