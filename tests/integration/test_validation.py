@@ -10,6 +10,7 @@ import pytest
 
 from regrow.validation import (
     OUTCOME_SCHEMA,
+    TABLES,
     SuiteError,
     ValidationError,
     build_suite,
@@ -156,7 +157,7 @@ def test_a_schema_change_and_a_duplicate_id_fail_naming_columns_and_values(spark
     message = str(err.value)
     assert 'be_in_type_list(amount): observed "StringType"' in message
     assert 'be_unique(transaction_id): 2 of 3 rows unexpected, e.g. ["t1", "t1"]' in message
-    assert 'columns_to_match_set(): observed {"missing": ["merchant_risk"]}' in message
+    assert 'columns_to_match_set: observed {"missing": ["merchant_risk"]}' in message
     assert (
         "be_in_type_list(merchant_risk): could not be evaluated: the column is missing" in message
     )
@@ -341,9 +342,9 @@ def test_every_expectation_carries_severity_and_row_level(dataset):
 
 def test_suite_json_round_trip(dataset, tmp_path):
     written = write_suites(dataset, tmp_path / "expectations", {"country": ["FR", "DE"]})
-    assert written == [suite_path(tmp_path / "expectations", t) for t in (EVENTS, LABELS)]
+    assert written == [suite_path(tmp_path / "expectations", t) for t in TABLES]
 
-    for table, path in zip((EVENTS, LABELS), written, strict=True):
+    for table, path in zip(TABLES, written, strict=True):
         raw = json.loads(path.read_text())
         assert raw["name"] == table and "id" not in raw
         loaded = load_suite(path)
@@ -354,7 +355,7 @@ def test_suite_json_round_trip(dataset, tmp_path):
 
 
 def test_load_suite_refuses_an_expectation_without_severity(dataset, tmp_path):
-    [path, _] = write_suites(dataset, tmp_path)
+    path = write_suites(dataset, tmp_path)[0]
     raw = json.loads(path.read_text())
     del raw["expectations"][3]["meta"]["severity"]
     path.write_text(json.dumps(raw))
