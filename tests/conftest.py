@@ -61,6 +61,20 @@ def write_params(directory: Path, **sections: dict) -> Path:
     return path
 
 
+def lakehouse_of(settings: Settings):
+    """The lakehouse a test's settings point at."""
+    from regrow.lakehouse import Lakehouse
+
+    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+
+
+def quarantined(lakehouse, kind: str, day) -> list[dict]:
+    """The quarantine rows of one kind (events/labels) and ingest day."""
+    return lakehouse.sql(
+        f"SELECT * FROM bronze.quarantine WHERE source_kind = '{kind}' AND ingest_date = DATE '{day}'"
+    ).to_pylist()
+
+
 @pytest.fixture
 def make_settings(tmp_path: Path):
     """``make_settings(simulator={"days": 3})`` -> Settings rooted in tmp_path."""

@@ -18,23 +18,12 @@ from pathlib import Path
 import pytest
 
 from regrow.ingest import EVENTS, LABELS, IngestReport, ingest_day
-from regrow.lakehouse import Lakehouse
 from regrow.settings import Settings, load_settings
 from tests import bad_inputs as corpus
-from tests.conftest import write_params
+from tests.conftest import lakehouse_of, quarantined, write_params
 
 DAY = corpus.DAY
 MALFORMED = "malformed record (wrong number of fields or unparseable)"
-
-
-def lakehouse_of(settings) -> Lakehouse:
-    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
-
-
-def quarantine(lh: Lakehouse, kind: str, day: dt.date) -> list[dict]:
-    return lh.sql(
-        f"SELECT * FROM bronze.quarantine WHERE source_kind = '{kind}' AND ingest_date = DATE '{day}'"
-    ).to_pylist()
 
 
 def by_file(rows: list[dict], column: str) -> dict[str, list[dict]]:
@@ -74,7 +63,7 @@ def ingest(spark, settings: Settings, cases: list[corpus.Case], day: dt.date) ->
     for table, date_column in ((EVENTS, "event_date"), (LABELS, "label_date")):
         if lh.exists(table):
             bronze += [r for r in lh.to_arrow(table).to_pylist() if r[date_column] == day]
-    rejected = quarantine(lh, "events", day) + quarantine(lh, "labels", day)
+    rejected = quarantined(lh, "events", day) + quarantined(lh, "labels", day)
     return Outcome(
         report, landed, by_file(bronze, "_source_file"), by_file(rejected, "source_file")
     )

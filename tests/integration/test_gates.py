@@ -23,13 +23,9 @@ from regrow.validation import (
     suite_path,
     validate_day,
 )
-from tests.conftest import REPO
+from tests.conftest import REPO, lakehouse_of
 
 DAY0 = dt.date(2026, 1, 1)
-
-
-def lakehouse_of(settings) -> Lakehouse:
-    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
 
 
 def land_and_ingest(spark, settings, days: int) -> Lakehouse:

@@ -13,12 +13,9 @@ import pytest
 from regrow import simulate
 from regrow.ingest import EVENTS, LABELS, QUARANTINE, IngestError, ingest_day
 from regrow.lakehouse import Lakehouse
+from tests.conftest import lakehouse_of, quarantined
 
 DAY0 = dt.date(2026, 1, 1)
-
-
-def lakehouse_of(settings) -> Lakehouse:
-    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
 
 
 def land(settings, days: int) -> simulate.SimulationSummary:
@@ -41,12 +38,6 @@ def counts(lh: Lakehouse, table: str, column: str) -> dict[str, int]:
 def _record_id(record: str) -> str:
     """The event id of a quarantined record: JSON of its fields, or the raw line if malformed."""
     return json.loads(record)["transaction_id"] if record.startswith("{") else record.split(",")[0]
-
-
-def quarantine(lh: Lakehouse, kind: str, day: dt.date) -> list[dict]:
-    return lh.sql(
-        f"SELECT * FROM bronze.quarantine WHERE source_kind = '{kind}' AND ingest_date = DATE '{day}'"
-    ).to_pylist()
 
 
 @pytest.fixture
@@ -110,7 +101,7 @@ def test_same_file_landed_twice_adds_nothing(spark, stable):
     assert report.events.rows_in == 600
     assert report.events.bronze_rows == 300
     assert report.events.quarantined_rows == 300
-    rejected = quarantine(lh, "events", DAY0)
+    rejected = quarantined(lh, "events", DAY0)
     assert {r["source_file"] for r in rejected} == {str(folder / "zz-copy.csv")}
     assert all(
         r["reason"] == f"duplicate transaction_id (first landed in {original})" for r in rejected
@@ -135,7 +126,7 @@ def test_broken_feed_rows_go_to_quarantine_with_reasons(spark, make_settings):
     events = report.events
     assert events.rows_in == events.bronze_rows + events.quarantined_rows
     assert events.quarantined_rows > 0
-    reasons = " | ".join(r["reason"] for r in quarantine(lh, "events", day))
+    reasons = " | ".join(r["reason"] for r in quarantined(lh, "events", day))
     assert "missing transaction_id" in reasons
     assert "missing card_id" in reasons
     assert "missing event_time" in reasons
@@ -143,7 +134,7 @@ def test_broken_feed_rows_go_to_quarantine_with_reasons(spark, make_settings):
     assert "malformed record" in reasons  # the truncated last line
     assert "duplicate transaction_id" in reasons  # the redelivered file
     # Every quarantined row keeps its source file and raw record.
-    assert all(r["source_file"] and r["record"] for r in quarantine(lh, "events", day))
+    assert all(r["source_file"] and r["record"] for r in quarantined(lh, "events", day))
     clean = ingest_day(spark, settings, DAY0, lakehouse=lh)
     assert clean.events.quarantined_rows == 0
 
@@ -181,7 +172,7 @@ def test_mistyped_and_foreign_rows_are_quarantined_individually(spark, make_sett
     assert good["t2"]["merchant_category"] == "café"
     assert good["t2"]["event_time"].hour == 10
     assert good["t2"]["card_present"] is False
-    reasons = {_record_id(r["record"]): r["reason"] for r in quarantine(lh, "events", DAY0)}
+    reasons = {_record_id(r["record"]): r["reason"] for r in quarantined(lh, "events", DAY0)}
     assert reasons["t3"] == "event_time 2025-12-31 23:59:59 is not on 2026-01-01 (UTC)"
     assert reasons["t4"] == 'card_present: ["maybe"] is not a valid boolean'
     assert reasons["t5"] == 'event_time: ["not-a-time"] is not a valid timestamp'
@@ -201,7 +192,7 @@ def test_a_file_missing_a_column_is_quarantined_whole(spark, make_settings):
     report = ingest_day(spark, settings, DAY0, lakehouse=lh)
 
     assert (report.events.bronze_rows, report.events.quarantined_rows) == (0, 1)
-    (row,) = quarantine(lh, "events", DAY0)
+    (row,) = quarantined(lh, "events", DAY0)
     assert row["reason"].startswith("file lacks column(s) amount,distance_from_home_km")
     assert json.loads(row["record"])["amount_eur"] == "3"
 
@@ -232,7 +223,7 @@ def test_bad_labels_are_quarantined(spark, make_settings):
 
     counts = (report.labels.rows_in, report.labels.bronze_rows, report.labels.quarantined_rows)
     assert counts == (6, 2, 4)
-    assert sorted(r["reason"] for r in quarantine(lh, "labels", DAY0)) == [
+    assert sorted(r["reason"] for r in quarantined(lh, "labels", DAY0)) == [
         "is_fraud 2 not in [0, 1]",
         "label for an unknown transaction_id t9 (not in bronze.events within 30 days before 2026-01-01)",
         "label_time 2026-01-02 08:00:00 is after 2026-01-01 (UTC)",
@@ -299,7 +290,7 @@ def test_a_revised_label_replaces_the_earlier_one_of_the_day(spark, make_setting
     ingest_day(spark, settings, DAY0, lakehouse=lh)
 
     assert [r["is_fraud"] for r in lh.to_arrow(LABELS).to_pylist()] == [1]
-    (row,) = quarantine(lh, "labels", DAY0)
+    (row,) = quarantined(lh, "labels", DAY0)
     assert row["reason"] == (
         "duplicate transaction_id (the one with the latest label_time was kept, from "
         f"{root / 'labels' / DAY0.isoformat() / 'a.csv'})"
