@@ -100,6 +100,8 @@ def scenario_params(base: Path, scenario: str, workdir: Path, days: int | None) 
     under ``workdir`` (so it never mixes with the default demo's tables)."""
     raw = yaml.safe_load(base.read_text(encoding="utf-8"))
     raw["simulator"]["scenario"] = scenario
+    # A day blocked by its data stays blocked on a retry: show it at once, not after backoff.
+    raw["airflow"]["retries"] = 0
     if days is not None:
         raw["simulator"]["days"] = days
         raw["simulator"]["drift_onset_day"] = min(raw["simulator"]["drift_onset_day"], days - 1)
