@@ -153,7 +153,7 @@ def run_days(days: list[dt.date], params: Path, home: Path, parallel: int) -> li
                 log_file = home / f"failed-{day}.log"
                 log_file.write_text(log, encoding="utf-8")
                 for line in log.splitlines():
-                    if "is blocked" in line or line.strip().startswith("- expect_"):
+                    if "critical expectation(s) failed" in line or line.strip().startswith("- expect_"):
                         logger.info("        %s", line.strip()[:200])
                 logger.info("        full log: %s", log_file)
     return failed
