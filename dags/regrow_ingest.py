@@ -1,5 +1,5 @@
 """
-### regrow_ingest: land one day of raw files in bronze
+### regrow_ingest: land one day of raw files in bronze, then build silver
 
 Daily, with `catchup` for backfills. A run covers one whole UTC day, its logical date
 (`ds`): the run for 2026-01-01 starts at 2026-01-02T00:00, once that day is over.
@@ -20,6 +20,17 @@ Daily, with `catchup` for backfills. A run covers one whole UTC day, its logical
    quarantined rows, a schema change) fails the task and blocks the day; warnings (a
    volume spike, a new category) are recorded. Only then is the Asset `bronze.events`
    published.
+4. **build_features** and **build_labels** (independent of each other):
+   **build_features**: `jobs/features.py --date <ds>`: the day's `silver.features`, the
+   contract's features plus per-entity aggregates over strictly earlier events (the
+   `features` section). It reads the day and the earlier days its longest window reaches;
+   if one of them is not in bronze yet (a backfill running days out of order), the task
+   fails naming it, and its retry finds it.
+   **build_labels**: `jobs/labels.py --date <ds>`: the labels that landed that day, joined
+   to their events, in `silver.labels`.
+5. **validate_silver**: the Great Expectations suites of both silver tables on the day's
+   partitions (nothing lost against bronze, keys, counts of earlier events never
+   negative). Then the Asset `silver.features` is published: scoring runs on it.
 
 Everything is configured in the `airflow` section of `params.yaml` (`$REGROW_PARAMS`).
 Rerunning a day gives the same tables.
@@ -44,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
 BRONZE_EVENTS = Asset(name="bronze.events", uri="regrow://lakehouse/bronze/events", group="bronze")
+SILVER_FEATURES = Asset(
+    name="silver.features", uri="regrow://lakehouse/silver/features", group="silver"
+)
 
 settings = dag_settings()
 airflow_cfg = settings.airflow
@@ -73,7 +87,7 @@ def alert_on_failure(context) -> None:
     ),
     catchup=airflow_cfg.catchup,
     max_active_runs=airflow_cfg.max_active_runs,
-    tags=["regrow", "ingest", "bronze", "spark"],
+    tags=["regrow", "ingest", "bronze", "silver", "spark"],
     default_args={
         "owner": "regrow",
         "retries": airflow_cfg.retries,
@@ -103,7 +117,9 @@ def regrow_ingest():
             logger.info("waiting for landing files matching %s", pattern)
         return PokeReturnValue(is_done=bool(files), xcom_value=files)
 
-    def spark_job(task_id: str, job: str, **kwargs) -> SparkSubmitOperator:
+    def spark_job(
+        task_id: str, job: str, args: list[str] | None = None, **kwargs
+    ) -> SparkSubmitOperator:
         """A regrow Spark job for the run's day, on the configured Spark connection."""
         return SparkSubmitOperator(
             task_id=task_id,
@@ -116,6 +132,7 @@ def regrow_ingest():
                 PARAMS_FILE,
                 "--run-id",
                 "{{ run_id }}",
+                *(args or []),
             ],
             name=f"regrow_{task_id}_{{{{ ds_nodash }}}}",
             # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
@@ -128,8 +145,17 @@ def regrow_ingest():
 
     ingest_events = spark_job("ingest_events", "ingest.py")
     validate_bronze = spark_job("validate_bronze", "validate.py", outlets=[BRONZE_EVENTS])
+    build_features = spark_job("build_features", "features.py")
+    build_labels = spark_job("build_labels", "labels.py")
+    validate_silver = spark_job(
+        "validate_silver",
+        "validate.py",
+        ["--table", "silver.features", "--table", "silver.labels"],
+        outlets=[SILVER_FEATURES],
+    )
 
     wait_for_events() >> ingest_events >> validate_bronze
+    validate_bronze >> [build_features, build_labels] >> validate_silver
 
 
 regrow_ingest()

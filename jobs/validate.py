@@ -2,17 +2,16 @@
 
     python jobs/validate.py --date 2026-01-05 [--table bronze.events ...] [--params params.yaml]
 
-Exits non-zero when a critical expectation fails: the day is blocked.
+Without --table, the bronze tables. Exits non-zero when a critical expectation fails: the
+day is blocked.
 """
 
 from __future__ import annotations
 
-import argparse
-import datetime as dt
 import logging
-import os
 import sys
 
+from regrow.jobs import day_job_parser, setup_logging
 from regrow.lakehouse import Lakehouse
 from regrow.settings import load_settings
 from regrow.spark import get_spark
@@ -20,15 +19,10 @@ from regrow.validation import ValidationError, validate_day
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="YYYY-MM-DD")
+    parser = day_job_parser(__doc__)
     parser.add_argument("--table", action="append", help="table to validate (repeatable)")
-    parser.add_argument("--params", default=None, help="params.yaml (default: $REGROW_PARAMS)")
-    parser.add_argument("--run-id", default=os.environ.get("AIRFLOW_CTX_DAG_RUN_ID", "manual"))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    setup_logging()
     settings = load_settings(args.params)
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
     kwargs = {"tables": args.table} if args.table else {}

@@ -153,6 +153,145 @@ def ingest(
         raise _fail(str(err)) from None
 
 
+def _silver_days(
+    settings: Settings, lakehouse, date: dt.datetime | None, to: dt.datetime | None, all_days: bool
+) -> list[dt.date]:
+    """The days a silver command builds: --date [--to], or --all (every bronze.events day)."""
+    from regrow.ingest import EVENTS
+
+    if all_days == (date is not None):
+        raise _fail("give either --date (and --to) or --all")
+    if date is not None:
+        return _days(date, to)
+    days = sorted(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(EVENTS))
+    if not days:
+        raise _fail(f"bronze.events under {lakehouse.root} has no day yet: run regrow ingest first")
+    return days
+
+
+DateOption = Annotated[dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day to build.")]
+ToOption = Annotated[
+    dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive).")
+]
+AllOption = Annotated[
+    bool, typer.Option("--all", help="Every day that bronze.events has, oldest first.")
+]
+RunIdOption = Annotated[str | None, typer.Option(help="Run id recorded on every row.")]
+
+
+@app.command()
+def features(
+    date: DateOption = None,
+    to: ToOption = None,
+    params: ParamsOption = None,
+    run_id: RunIdOption = None,
+    all_days: AllOption = False,
+) -> None:
+    """Build silver.features for a day: the contract's features plus per-entity window
+    aggregates over strictly earlier events (features section of params.yaml).
+
+    A day reads its own bronze.events partition and the days its longest window reaches;
+    one of them missing stops with its name. Each day replaces its own partition.
+    """
+    from regrow.features import build_features
+    from regrow.lakehouse import LakehouseError
+    from regrow.spark import get_spark
+
+    try:
+        settings = _settings(params)
+        lakehouse = _lakehouse(settings)
+        days = _silver_days(settings, lakehouse, date, to, all_days)
+        spark = get_spark(settings.spark)
+        run_id = run_id or _manual_run_id()
+        for day in days:
+            report = build_features(spark, settings, day, run_id, lakehouse)
+            typer.echo(
+                f"{day}: {report.rows} events -> silver.features v{report.version} "
+                f"(read bronze.events v{report.source_version}, {report.days_read[0]}..{day})"
+            )
+    except (ConfigError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+
+
+@app.command()
+def labels(
+    date: DateOption = None,
+    to: ToOption = None,
+    params: ParamsOption = None,
+    run_id: RunIdOption = None,
+    all_days: AllOption = False,
+) -> None:
+    """Build silver.labels for a landing day: the labels that arrived that day, joined to
+    the event they belong to (entity, event time). Maturity is decided per cut-off when a
+    training set is built, not here.
+    """
+    from regrow.labels import build_labels
+    from regrow.lakehouse import LakehouseError
+    from regrow.spark import get_spark
+
+    try:
+        settings = _settings(params)
+        lakehouse = _lakehouse(settings)
+        days = _silver_days(settings, lakehouse, date, to, all_days)
+        spark = get_spark(settings.spark)
+        run_id = run_id or _manual_run_id()
+        for day in days:
+            report = build_labels(spark, settings, day, run_id, lakehouse)
+            typer.echo(f"{day}: {report.rows} label(s) -> silver.labels v{report.version}")
+    except (ConfigError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+
+
+@app.command()
+def trainset(
+    cutoff: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            help="Cut-off day, exclusive (default: split.cutoff_date, else the day after the "
+            "newest features day).",
+        ),
+    ] = None,
+    params: ParamsOption = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Snapshot directory (default: split.output_dir).")
+    ] = None,
+) -> None:
+    """Build the training set of a cut-off from silver: matured labels only, split by time,
+    statistics fitted on train only, leakage checks; written as Parquet + manifest.json.
+    """
+    from regrow.lakehouse import LakehouseError
+    from regrow.spark import get_spark
+    from regrow.trainset import LeakageError, TrainsetError, build_trainset
+
+    try:
+        settings = _settings(params)
+        result = build_trainset(
+            get_spark(settings.spark),
+            settings,
+            _lakehouse(settings),
+            cutoff.date() if cutoff else None,
+            output,
+        )
+    except (ConfigError, LakehouseError, TrainsetError, LeakageError) as err:
+        raise _fail(str(err)) from None
+    m = result.manifest
+    typer.echo(
+        f"training set of cut-off {m['cutoff_date']} (window {m['window']['start']}.."
+        f"{m['window']['end']}) -> {result.path}"
+    )
+    for name, split in m["splits"].items():
+        typer.echo(
+            f"  {name:<10} {split['rows']:>8} rows  label rate {split['label_rate']:.4f}  "
+            f"{split['first_day']}..{split['last_day']}"
+        )
+    typer.echo(f"  {len(m['columns']['features'])} features; {m['content_hash']}")
+
+
+def _manual_run_id() -> str:
+    return f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+
+
 @app.command()
 def tables(params: ParamsOption = None) -> None:
     """List every table: name, Delta version, row count, partitioning and location."""
@@ -241,6 +380,7 @@ def expectations_generate(params: ParamsOption = None) -> None:
             settings.dataset,
             settings.resolve(settings.validation.expectations_dir),
             settings.validation.allowed_values,
+            settings.features,
         )
     except (ConfigError, SuiteError) as err:
         raise _fail(str(err)) from None
@@ -256,7 +396,8 @@ def validate(
     table: Annotated[
         list[str] | None,
         typer.Option(
-            help="Table(s) to validate (default: bronze.events, bronze.labels, bronze.quarantine)."
+            help="Table(s) to validate (default: bronze.events, bronze.labels, bronze.quarantine;"
+            " also silver.features, silver.labels)."
         ),
     ] = None,
     params: ParamsOption = None,
@@ -277,7 +418,7 @@ def validate(
 
     if all_days == (date is not None):
         raise _fail("give either --date or --all")
-    run_id = run_id or f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    run_id = run_id or _manual_run_id()
     blocked = []
     try:
         settings = _settings(params)

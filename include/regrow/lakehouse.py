@@ -60,6 +60,10 @@ class TableNotFoundError(LakehouseError):
     pass
 
 
+class MissingPartitionError(LakehouseError):
+    """A job needs a partition of an upstream table that is not there (not built yet, or empty)."""
+
+
 class SchemaChangeError(LakehouseError):
     """A write whose column types differ from the table's (only additive changes merge)."""
 
@@ -175,6 +179,41 @@ class Lakehouse:
 
     def partition_by(self, table: str) -> list[str]:
         return list(self.delta_table(table).metadata().partition_columns)
+
+    def partition_rows(self, table: str, column: str | None = None) -> dict[str, int]:
+        """Rows per value of a partition column of ``table`` (``{"2026-01-01": n}``), from
+        the Delta log's file statistics (no data is read); ``{}`` if there is no table.
+
+        Args:
+            column: the partition column to count by; default: the first one.
+        """
+        if not self.exists(table):
+            return {}
+        dt_ = self.delta_table(table)
+        columns = list(dt_.metadata().partition_columns)
+        column = column or (columns[0] if columns else None)
+        if column not in columns:
+            raise LakehouseError(f"{table} is not partitioned by {column} ({columns})")
+        adds = dt_.get_add_actions(flatten=True)
+        adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
+        counts: dict[str, int] = {}
+        for row in adds.select([f"partition.{column}", "num_records"]).to_pylist():
+            value = str(row[f"partition.{column}"])
+            counts[value] = counts.get(value, 0) + int(row["num_records"] or 0)
+        return counts
+
+    def require_days(self, table: str, days: Sequence[dt.date], hint: str = "") -> None:
+        """Raise :class:`MissingPartitionError` naming every one of ``days`` that has no rows
+        in ``table`` (partitioned by day)."""
+        present = self.partition_rows(table)
+        missing = [d for d in days if str(d) not in present]
+        if missing:
+            column = self.partition_by(table)[0] if present else "date"
+            names = ", ".join(f"{column}={d}" for d in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise MissingPartitionError(
+                f"{table} has no partition {names}{more} (missing or empty){hint}"
+            )
 
     def tables(self) -> list[TableInfo]:
         """Every Delta table found under the root (``layer/name/_delta_log``)."""

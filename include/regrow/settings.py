@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -147,6 +148,74 @@ class ValidationSettings(_Section):
     allowed_values: dict[str, list[str]] = {}
 
 
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration_seconds(text: str) -> int:
+    """Seconds in a duration like ``90s``, ``15m``, ``1h``, ``7d``."""
+    match = _DURATION.match(text)
+    if not match or int(match[1]) == 0:
+        raise ValueError(f"{text!r} is not a duration like 30m, 1h, 24h or 7d")
+    return int(match[1]) * _SECONDS[match[2]]
+
+
+class FeatureSettings(_Section):
+    """Per-entity features computed from strictly earlier events only (point in time)."""
+
+    # Look-back windows; the longest decides how many earlier days a day's features read.
+    windows: list[str] = Field(default=["1h", "24h", "7d"], min_length=1)
+    # Numeric features whose sum over each window is a feature (count of events always is).
+    sum_columns: list[str] = []
+    # Numeric features divided by the entity's mean over the longest window.
+    ratio_columns: list[str] = []
+
+    @model_validator(mode="after")
+    def _check_windows(self) -> FeatureSettings:
+        for window in self.windows:
+            duration_seconds(window)
+        if len(set(self.windows)) != len(self.windows):
+            raise ValueError(f"windows listed twice: {self.windows}")
+        return self
+
+    def window_seconds(self) -> dict[str, int]:
+        return {w: duration_seconds(w) for w in self.windows}
+
+    def lookback_days(self) -> int:
+        """Whole earlier days the longest window can reach into."""
+        return -(-max(self.window_seconds().values()) // 86400)
+
+
+class SplitSettings(_Section):
+    """How a training set is cut from silver: by time, never at random."""
+
+    # Exclusive: the set uses events and labels from before 00:00 UTC of this day.
+    # null = the day after the newest day of silver.features.
+    cutoff_date: dt.date | None = None
+    # Events of the window_days before the cut-off are candidates.
+    window_days: int = Field(default=30, gt=0)
+    # window_closed: only events whose label window (dataset.label_delay_days) has closed by
+    #   the cut-off; an unlabeled one is then a negative. Unbiased label rate.
+    # label_arrived: also younger events whose label has already arrived (more recent
+    #   positives, but the label rate of recent days is then inflated).
+    matured: Literal["window_closed", "label_arrived"] = "window_closed"
+    # The newest days of the matured events are the test split, the days before them the
+    # validation split, the rest the training split.
+    test_days: int = Field(default=3, gt=0)
+    validation_days: int = Field(default=3, gt=0)
+    # Category values seen fewer times than this in train share one "rare" code.
+    rare_category_min_count: int = Field(default=20, ge=1)
+    # Class balance of the training split only, after the split: none | undersample |
+    # oversample (to balance_ratio negatives per positive).
+    balance: Literal["none", "undersample", "oversample"] = "none"
+    balance_ratio: float = Field(default=1.0, gt=0)
+    seed: int = 42
+    # The snapshot DVC tracks (Parquet per split, manifest.json, transform.json).
+    output_dir: str = "data/trainset"
+    # Flat numbers of the manifest, for `dvc metrics show`.
+    metrics_file: str = "metrics/trainset.json"
+
+
 class SparkSettings(_Section):
     master: str = "local[*]"
     app_name: str = "regrow"
@@ -177,6 +246,8 @@ class Settings(_Section):
     simulator: SimulatorSettings = SimulatorSettings()
     lakehouse: LakehouseSettings = LakehouseSettings()
     validation: ValidationSettings = ValidationSettings()
+    features: FeatureSettings = FeatureSettings()
+    split: SplitSettings = SplitSettings()
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()
     reports_dir: str = "reports"
@@ -184,7 +255,7 @@ class Settings(_Section):
     base_dir: str = "."
 
     @model_validator(mode="after")
-    def _check_allowed_values(self) -> Settings:
+    def _check_cross_sections(self) -> Settings:
         unknown = [
             c for c in self.validation.allowed_values if c not in self.dataset.categorical_features
         ]
@@ -193,6 +264,15 @@ class Settings(_Section):
                 f"validation.allowed_values names {unknown}, which are not categorical features "
                 f"of the dataset contract ({self.dataset.categorical_features})"
             )
+        for key in ("sum_columns", "ratio_columns"):
+            unknown = [
+                c for c in getattr(self.features, key) if c not in self.dataset.numeric_features
+            ]
+            if unknown:
+                raise ValueError(
+                    f"features.{key} names {unknown}, which are not numeric features of the "
+                    f"dataset contract ({self.dataset.numeric_features})"
+                )
         return self
 
     def resolve(self, path: str) -> str:

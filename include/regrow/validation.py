@@ -34,6 +34,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
+from regrow.features import FEATURES as SILVER_FEATURES
+from regrow.features import RUN_ID as FEATURES_RUN_ID
+from regrow.features import SECONDS_SINCE_PRIOR, SOURCE_VERSION, derived_columns
 from regrow.ingest import (
     EVENT_DATE,
     EVENTS,
@@ -44,7 +47,9 @@ from regrow.ingest import (
     RUN_ID,
     SOURCE_FILE,
 )
-from regrow.settings import DatasetSettings, Settings
+from regrow.labels import RUN_ID as LABELS_RUN_ID
+from regrow.labels import SILVER_LABELS, SOURCE_VERSIONS, label_columns
+from regrow.settings import DatasetSettings, FeatureSettings, Settings
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -64,6 +69,8 @@ DAY_END = "day_end"
 ROW_COUNT_MIN = "row_count_min"
 ROW_COUNT_MAX = "row_count_max"
 MAX_QUARANTINED = "max_quarantined"
+# Rows of the bronze partition a silver partition was built from: nothing may be lost.
+SOURCE_ROWS = "source_rows"
 VALIDATION = "gold.validation"
 
 # A feature may be null in at most 5% of a day's rows before the day is flagged.
@@ -92,6 +99,7 @@ _SPARK_TYPES = {
     "double": ["DoubleType"],
     "boolean": ["BooleanType"],
     "int": ["IntegerType", "LongType"],
+    "long": ["LongType", "IntegerType"],
     "date": ["DateType"],
 }
 _META_COLUMNS = {SOURCE_FILE: "string", INGESTED_AT: "timestamp", RUN_ID: "string"}
@@ -112,10 +120,11 @@ class SuiteError(ValueError):
 # ---------------------------------------------------------------------------- suites
 @dataclass(frozen=True)
 class TableSpec:
-    """A table's partition column and the function listing its expectations."""
+    """A table's partition column and the function listing its expectations (from the
+    contract, the allowed category values and the feature settings)."""
 
     date_column: str
-    expectations: Callable[[DatasetSettings, Mapping[str, Sequence[str]]], list]
+    expectations: Callable[[DatasetSettings, Mapping[str, Sequence[str]], FeatureSettings], list]
 
 
 def _expect(kind: str, severity: Severity, row_level: bool = False, **kwargs: Any):
@@ -160,7 +169,7 @@ def _row_count() -> list:
 
 
 def _event_expectations(
-    dataset: DatasetSettings, allowed_values: Mapping[str, Sequence[str]]
+    dataset: DatasetSettings, allowed_values: Mapping[str, Sequence[str]], _: FeatureSettings
 ) -> list:
     columns = {**dataset.event_columns(), EVENT_DATE: "date", **_META_COLUMNS}
     out = _schema_expectations(columns)
@@ -199,7 +208,7 @@ def _event_expectations(
     return out + _row_count()
 
 
-def _label_expectations(dataset: DatasetSettings, _: Mapping[str, Sequence[str]]) -> list:
+def _label_expectations(dataset: DatasetSettings, *_: Any) -> list:
     columns = {**dataset.label_columns(), LABEL_DATE: "date", **_META_COLUMNS}
     out = _schema_expectations(columns)
     out += _not_null([dataset.event_id, dataset.label, dataset.label_timestamp])
@@ -229,7 +238,7 @@ def _label_expectations(dataset: DatasetSettings, _: Mapping[str, Sequence[str]]
     return out + _row_count()
 
 
-def _quarantine_expectations(dataset: DatasetSettings, _: Mapping[str, Sequence[str]]) -> list:
+def _quarantine_expectations(dataset: DatasetSettings, *_: Any) -> list:
     """Quarantine is where bad rows go; too many of them in a day means the feed is broken
     and the day is blocked (the bound is a share of the day's landed rows)."""
     columns = {
@@ -250,30 +259,122 @@ def _quarantine_expectations(dataset: DatasetSettings, _: Mapping[str, Sequence[
     ]
 
 
-# Add silver.features / gold.predictions here: a partition column and an expectation list.
+def _source_rows() -> list:
+    """Exactly as many rows as the bronze partition the silver one was built from."""
+    return [
+        _expect("ExpectTableRowCountToEqual", CRITICAL, value=_param(SOURCE_ROWS)),
+    ]
+
+
+def _silver_feature_expectations(
+    dataset: DatasetSettings, _: Mapping[str, Sequence[str]], features: FeatureSettings
+) -> list:
+    """One row per bronze event of the day, keys present, and window aggregates that are
+    counts of earlier events (never negative, never counting the event itself)."""
+    derived = derived_columns(features)
+    columns = {
+        **dataset.event_columns(),
+        **derived,
+        EVENT_DATE: "date",
+        SOURCE_VERSION: "long",
+        FEATURES_RUN_ID: "string",
+    }
+    out = _schema_expectations(columns)
+    out += _source_rows()
+    out += _not_null([dataset.event_id, dataset.entity_id, dataset.event_timestamp])
+    out.append(_expect("ExpectColumnValuesToBeUnique", CRITICAL, column=dataset.event_id))
+    out.append(
+        _expect(
+            "ExpectColumnValuesToBeBetween",
+            CRITICAL,
+            column=dataset.event_timestamp,
+            min_value=_param(DAY_START),
+            max_value=_param(DAY_END),
+            strict_max=True,
+        )
+    )
+    counts = [c for c, t in derived.items() if t == "long"]
+    out += _not_null(counts)
+    out += [
+        _expect("ExpectColumnValuesToBeBetween", CRITICAL, column=c, min_value=0) for c in counts
+    ]
+    # Strictly earlier: a previous event is at least a microsecond before.
+    out.append(
+        _expect(
+            "ExpectColumnValuesToBeBetween",
+            CRITICAL,
+            column=SECONDS_SINCE_PRIOR,
+            min_value=0,
+            strict_min=True,
+        )
+    )
+    return out + _row_count()
+
+
+def _silver_label_expectations(dataset: DatasetSettings, *_: Any) -> list:
+    """Every bronze label of the landing day joined to its event; a label never arrives
+    before its event."""
+    columns = {**label_columns(dataset), SOURCE_VERSIONS: "string", LABELS_RUN_ID: "string"}
+    out = _schema_expectations(columns)
+    out += _source_rows()
+    out += _not_null(
+        [dataset.event_id, dataset.entity_id, dataset.event_timestamp, dataset.label,
+         dataset.label_timestamp]
+    )  # fmt: skip
+    out.append(_expect("ExpectColumnValuesToBeUnique", CRITICAL, column=dataset.event_id))
+    out.append(
+        _expect(
+            "ExpectColumnValuesToBeInSet",
+            CRITICAL,
+            column=dataset.label,
+            value_set=list(dataset.label_values),
+        )
+    )
+    out.append(
+        _expect(
+            "ExpectColumnPairValuesAToBeGreaterThanB",
+            CRITICAL,
+            column_A=dataset.label_timestamp,
+            column_B=dataset.event_timestamp,
+            or_equal=True,
+        )
+    )
+    return out
+
+
 TABLES: dict[str, TableSpec] = {
     EVENTS: TableSpec(EVENT_DATE, _event_expectations),
     LABELS: TableSpec(LABEL_DATE, _label_expectations),
     QUARANTINE: TableSpec("ingest_date", _quarantine_expectations),
+    SILVER_FEATURES: TableSpec(EVENT_DATE, _silver_feature_expectations),
+    SILVER_LABELS: TableSpec(LABEL_DATE, _silver_label_expectations),
 }
+# The bronze table each silver table is built from, day for day (for SOURCE_ROWS).
+SOURCES = {SILVER_FEATURES: EVENTS, SILVER_LABELS: LABELS}
+BRONZE_TABLES = (EVENTS, LABELS, QUARANTINE)
+SILVER_TABLES = (SILVER_FEATURES, SILVER_LABELS)
 
 
 def build_suite(
     dataset: DatasetSettings,
     table: str,
     allowed_values: Mapping[str, Sequence[str]] | None = None,
+    features: FeatureSettings | None = None,
 ) -> gx.ExpectationSuite:
     """The expectation suite of ``table``, generated from the schema contract.
 
     Args:
         allowed_values: ``{categorical column: allowed values}``; absent columns get no
             value-set expectation (nothing is derived from data).
+        features: the feature settings silver.features is built with (default: defaults).
     """
     import great_expectations as gx
 
     if table not in TABLES:
         raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(TABLES)})")
-    expectations = TABLES[table].expectations(dataset, allowed_values or {})
+    expectations = TABLES[table].expectations(
+        dataset, allowed_values or {}, features or FeatureSettings()
+    )
     return gx.ExpectationSuite(
         name=table,
         expectations=expectations,
@@ -287,6 +388,7 @@ def build_suite(
                 ROW_COUNT_MIN,
                 ROW_COUNT_MAX,
                 MAX_QUARANTINED,
+                SOURCE_ROWS,
             ],
         },
     )
@@ -301,13 +403,15 @@ def write_suites(
     dataset: DatasetSettings,
     directory: str | os.PathLike[str],
     allowed_values: Mapping[str, Sequence[str]] | None = None,
+    features: FeatureSettings | None = None,
 ) -> list[Path]:
     """Write every table's generated suite as reviewable JSON; returns the files written."""
     Path(directory).mkdir(parents=True, exist_ok=True)
     written = []
     for table in TABLES:
         path = suite_path(directory, table)
-        path.write_text(_suite_json(build_suite(dataset, table, allowed_values)), encoding="utf-8")
+        suite = build_suite(dataset, table, allowed_values, features)
+        path.write_text(_suite_json(suite), encoding="utf-8")
         written.append(path)
         logger.info("wrote suite %s", path)
     return written
@@ -375,18 +479,7 @@ def recent_row_counts(lakehouse: Lakehouse, table: str, day: dt.date, days: int 
 def partition_counts(lakehouse: Lakehouse, table: str) -> dict[str, int]:
     """Rows per day partition of ``table`` (``{"2026-01-01": n}``), from the Delta log's
     file statistics; empty if the table does not exist."""
-    import pyarrow as pa
-
-    if not lakehouse.exists(table):
-        return {}
-    column = TABLES[table].date_column
-    adds = lakehouse.delta_table(table).get_add_actions(flatten=True)
-    adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
-    counts: dict[str, int] = {}
-    for row in adds.select([f"partition.{column}", "num_records"]).to_pylist():
-        value = str(row[f"partition.{column}"])
-        counts[value] = counts.get(value, 0) + int(row["num_records"] or 0)
-    return counts
+    return lakehouse.partition_rows(table, TABLES[table].date_column)
 
 
 def partition_day(partition: Mapping[str, Any]) -> dt.date:
@@ -879,7 +972,9 @@ def suite_for(settings: Settings, table: str) -> gx.ExpectationSuite:
         "(`regrow expectations generate` writes it for review)",
         path, table,
     )  # fmt: skip
-    return build_suite(settings.dataset, table, settings.validation.allowed_values)
+    return build_suite(
+        settings.dataset, table, settings.validation.allowed_values, settings.features
+    )
 
 
 def validate_day(
@@ -888,7 +983,7 @@ def validate_day(
     lakehouse: Lakehouse,
     day: dt.date,
     run_id: str,
-    tables: Sequence[str] = (EVENTS, LABELS, QUARANTINE),
+    tables: Sequence[str] = BRONZE_TABLES,
 ) -> list[ValidationOutcome]:
     """Validate one day's partition of each of ``tables``; record every expectation's
     result in ``gold.validation`` and build Data Docs; then raise :class:`ValidationError`
@@ -919,7 +1014,14 @@ def validate_day(
             run_id,
             reports_dir,
             recent_counts=recent,
-            parameters={ROW_COUNT_MIN: low, ROW_COUNT_MAX: high, MAX_QUARANTINED: max_quarantined},
+            parameters={
+                ROW_COUNT_MIN: low,
+                ROW_COUNT_MAX: high,
+                MAX_QUARANTINED: max_quarantined,
+                SOURCE_ROWS: partition_counts(lakehouse, SOURCES.get(table, table)).get(
+                    str(day), 0
+                ),
+            },
             raise_on_critical=False,
         )
         for warning in outcome.warnings:

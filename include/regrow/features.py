@@ -1,0 +1,176 @@
+"""silver.features: one row per event, with what the model may know at the event's time.
+
+The contract's own features, plus per-entity aggregates over **strictly earlier** events:
+for each window ``w`` of ``features.windows``
+
+- ``prior_events_{w}``: how many events the entity had in the ``w`` before this one;
+- ``{col}_prior_sum_{w}``: their sum of ``col`` (each of ``features.sum_columns``);
+
+and, over the longest window,
+
+- ``seconds_since_prior_event``: time since the entity's previous event (null: none);
+- ``{col}_to_prior_mean_{w}``: ``col`` divided by the entity's mean of it (each of
+  ``features.ratio_columns``; null when there is no earlier value or the mean is 0).
+
+"Strictly earlier" is a Spark range frame ending one microsecond before the event: an
+event never sees itself, another event of the same instant, or anything later. A day reads
+its own ``bronze.events`` partition and the ``lookback_days`` before it, so its features
+never change when later days arrive, and are the same computed alone or in a backfill.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from regrow.ingest import EVENT_DATE, EVENTS
+from regrow.settings import DatasetSettings, FeatureSettings, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from regrow.lakehouse import Lakehouse
+
+logger = logging.getLogger(__name__)
+
+FEATURES = "silver.features"
+SECONDS_SINCE_PRIOR = "seconds_since_prior_event"
+# Lineage on every row: the bronze.events version the day was computed from, and the run.
+SOURCE_VERSION = "_source_version"
+RUN_ID = "_run_id"
+_MICROS = 1_000_000
+
+
+def derived_columns(cfg: FeatureSettings) -> dict[str, str]:
+    """Names and logical types of the features computed here, in column order."""
+    windows = cfg.windows
+    longest = max(windows, key=lambda w: cfg.window_seconds()[w])
+    columns: dict[str, str] = {}
+    for w in windows:
+        columns[f"prior_events_{w}"] = "long"
+        columns |= {f"{c}_prior_sum_{w}": "double" for c in cfg.sum_columns}
+    columns[SECONDS_SINCE_PRIOR] = "double"
+    columns |= {f"{c}_to_prior_mean_{longest}": "double" for c in cfg.ratio_columns}
+    return columns
+
+
+def feature_columns(dataset: DatasetSettings, cfg: FeatureSettings) -> list[str]:
+    """Every model input column of silver.features: the contract's, then the derived ones."""
+    return [*dataset.features, *derived_columns(cfg)]
+
+
+def compute_features(
+    events: DataFrame, dataset: DatasetSettings, cfg: FeatureSettings, day: dt.date
+) -> DataFrame:
+    """The features of ``day``'s events.
+
+    Args:
+        events: bronze events of ``day`` and of the days before it that the longest window
+            reaches (more is harmless; less leaves the aggregates short).
+
+    Returns:
+        One row per event of ``day``: event id, entity id, event timestamp, the contract's
+        features, the derived features, and ``event_date``.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    ts_us = "__ts_us"
+    seconds = cfg.window_seconds()
+    longest = max(seconds, key=seconds.get)
+    history = events.withColumn(ts_us, F.unix_micros(F.col(dataset.event_timestamp)))
+    by_entity = Window.partitionBy(dataset.entity_id).orderBy(ts_us)
+
+    def before(window: str):
+        """Events of the same entity in the ``window`` before this one, itself excluded."""
+        return by_entity.rangeBetween(-seconds[window] * _MICROS, -1)
+
+    derived = []
+    for w in cfg.windows:
+        derived.append(F.count(F.lit(1)).over(before(w)).alias(f"prior_events_{w}"))
+        derived += [
+            F.coalesce(F.sum(c).over(before(w)), F.lit(0.0))
+            .cast("double")
+            .alias(f"{c}_prior_sum_{w}")
+            for c in cfg.sum_columns
+        ]
+    previous = F.max(ts_us).over(before(longest))
+    derived.append(((F.col(ts_us) - previous) / _MICROS).cast("double").alias(SECONDS_SINCE_PRIOR))
+    for c in cfg.ratio_columns:
+        mean = F.avg(c).over(before(longest))
+        derived.append(
+            F.when(mean != 0, F.col(c) / mean).cast("double").alias(f"{c}_to_prior_mean_{longest}")
+        )
+    base = [dataset.event_id, dataset.entity_id, dataset.event_timestamp, *dataset.features]
+    return (
+        history.select(*base, EVENT_DATE, *derived)
+        .where(F.col(EVENT_DATE) == F.lit(day))
+        .select(*base, *derived_columns(cfg), EVENT_DATE)
+    )
+
+
+@dataclass(frozen=True)
+class FeaturesReport:
+    day: str
+    rows: int
+    source_version: int
+    days_read: list[str]
+    version: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def lookback(lakehouse: Lakehouse, day: dt.date, cfg: FeatureSettings) -> list[dt.date]:
+    """The days a day's features read: itself and the earlier days its longest window
+    reaches, not before the first day ``bronze.events`` has.
+
+    Raises:
+        MissingPartitionError: naming the day, or an earlier day inside the windows,
+            that has no ``bronze.events`` partition (not ingested yet, or empty).
+    """
+    present = lakehouse.partition_rows(EVENTS)
+    first = min((dt.date.fromisoformat(d) for d in present), default=day)
+    days = [day - dt.timedelta(days=n) for n in range(cfg.lookback_days(), -1, -1)]
+    days = [d for d in days if d >= min(first, day)]
+    lakehouse.require_days(
+        EVENTS,
+        days,
+        hint=f": silver.features of {day} reads {days[0]}..{day}; ingest those days first "
+        "(regrow ingest --date D)",
+    )
+    return days
+
+
+def build_features(
+    spark: SparkSession,
+    settings: Settings,
+    day: dt.date,
+    run_id: str,
+    lakehouse: Lakehouse,
+) -> FeaturesReport:
+    """Compute ``day``'s features from bronze.events and replace its silver.features
+    partition (rerunning a day gives the same rows)."""
+    from pyspark.sql import functions as F
+
+    days = lookback(lakehouse, day, settings.features)
+    version = lakehouse.table_version(EVENTS)
+    events = lakehouse.read(spark, EVENTS, version=version, partitions={EVENT_DATE: days})
+    features = compute_features(events, settings.dataset, settings.features, day).select(
+        "*", F.lit(version).cast("long").alias(SOURCE_VERSION), F.lit(run_id).alias(RUN_ID)
+    )
+    commit = lakehouse.write(
+        features,
+        FEATURES,
+        "overwrite",
+        partition_by=[EVENT_DATE],
+        partition={EVENT_DATE: day},
+    )
+    rows = lakehouse.partition_rows(FEATURES).get(str(day), 0)
+    logger.info(
+        "silver.features %s: %d rows from bronze.events v%d (%s..%s) -> v%d",
+        day, rows, version, days[0], day, commit.version,
+    )  # fmt: skip
+    return FeaturesReport(str(day), rows, version, [str(d) for d in days], commit.version)

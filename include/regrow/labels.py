@@ -1,0 +1,222 @@
+"""silver.labels: natural labels joined to the event they belong to, and their maturity.
+
+A label *arrives* late (a chargeback days or weeks after the transaction). ``silver.labels``
+keeps every label as it arrived, partitioned by the day it landed (``label_date``), joined
+to its event (entity, event time, event day). Nothing in it depends on a cut-off, so a day
+written once never changes.
+
+What a training set may know is decided at its cut-off instant (:func:`labels_as_of`):
+
+- ``arrived``: a label arrived before the cut-off (the latest one, if it was revised);
+- ``window_closed``: none arrived, but the label window (``dataset.label_delay_days``) has
+  closed by the cut-off: the event counts as the negative label;
+- ``unknown``: neither; the event's label is not known yet. It is not a negative.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+from regrow.ingest import EVENT_DATE, EVENTS, LABEL_DATE, LABELS
+from regrow.lakehouse import LakehouseError
+from regrow.settings import DatasetSettings, Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+    from regrow.lakehouse import Lakehouse
+
+logger = logging.getLogger(__name__)
+
+SILVER_LABELS = "silver.labels"
+LABEL_STATUS = "label_status"
+ARRIVED, WINDOW_CLOSED, UNKNOWN = "arrived", "window_closed", "unknown"
+# Lineage on every row: the bronze versions the day was built from, and the run.
+SOURCE_VERSIONS = "_source_versions"  # {"bronze.events": 12, "bronze.labels": 9}
+RUN_ID = "_run_id"
+
+
+class UnmatchedLabelsError(LakehouseError):
+    """Labels whose event is not in bronze.events (it was re-ingested without them)."""
+
+
+def negative_label(dataset: DatasetSettings) -> int:
+    """The label an event gets when its window closes without a label."""
+    return next(v for v in dataset.label_values if v != dataset.positive_label)
+
+
+def label_columns(dataset: DatasetSettings) -> dict[str, str]:
+    """Columns of silver.labels and their logical types, in order."""
+    return {
+        dataset.event_id: "string",
+        dataset.entity_id: "string",
+        dataset.event_timestamp: "timestamp",
+        EVENT_DATE: "date",
+        dataset.label: "int",
+        dataset.label_timestamp: "timestamp",
+        LABEL_DATE: "date",
+    }
+
+
+def join_labels(labels: DataFrame, events: DataFrame, dataset: DatasetSettings) -> DataFrame:
+    """Each landed label with its event's entity, time and day.
+
+    Args:
+        labels: bronze.labels rows (one landing day).
+        events: bronze.events of the days those labels can belong to.
+
+    Raises:
+        UnmatchedLabelsError: naming labels whose event is not in ``events``.
+    """
+    from pyspark.sql import functions as F
+
+    e = events.select(
+        F.col(dataset.event_id).alias("__event"),
+        F.col(dataset.entity_id).alias("__entity"),
+        F.col(dataset.event_timestamp).alias("__event_time"),
+        F.col(EVENT_DATE).alias("__event_date"),
+    )
+    joined = labels.join(e, labels[dataset.event_id] == e["__event"], "left")
+    unmatched = joined.where(F.col("__event").isNull()).select(dataset.event_id)
+    lost = unmatched.limit(5).collect()
+    if lost:
+        ids = [r[0] for r in lost]
+        raise UnmatchedLabelsError(
+            f"{unmatched.count()} label(s) belong to no event in bronze.events (e.g. "
+            f"{dataset.event_id} {ids}): re-ingest the labels' landing day so they are "
+            "quarantined with a reason, or restore the events"
+        )
+    return joined.select(
+        F.col(dataset.event_id),
+        F.col("__entity").alias(dataset.entity_id),
+        F.col("__event_time").alias(dataset.event_timestamp),
+        F.col("__event_date").alias(EVENT_DATE),
+        F.col(dataset.label).cast("int").alias(dataset.label),
+        F.col(dataset.label_timestamp),
+        F.col(LABEL_DATE),
+    )
+
+
+def labels_as_of(
+    events: DataFrame,
+    labels: DataFrame,
+    dataset: DatasetSettings,
+    cutoff: dt.datetime,
+) -> DataFrame:
+    """Every event with its label as known at ``cutoff`` (an instant, exclusive).
+
+    Args:
+        events: rows with the dataset's event id and event timestamp (other columns kept).
+        labels: silver.labels rows (any days; those arrived at or after ``cutoff`` are ignored).
+
+    Returns:
+        ``events`` plus the label column, the label timestamp (for a closed window: when it
+        closed) and ``label_status``: ``arrived``, ``window_closed`` or ``unknown`` (label
+        null).
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    cutoff_lit = F.lit(cutoff).cast("timestamp")
+    latest = Window.partitionBy(dataset.event_id).orderBy(
+        F.col(dataset.label_timestamp).desc(), F.col(LABEL_DATE).desc(), F.col(dataset.label).desc()
+    )
+    known = (
+        labels.where(F.col(dataset.label_timestamp) < cutoff_lit)
+        .withColumn("__rank", F.row_number().over(latest))
+        .where("__rank = 1")
+        .select(
+            F.col(dataset.event_id).alias("__labelled"),
+            F.col(dataset.label).alias("__label"),
+            F.col(dataset.label_timestamp).alias("__label_time"),
+        )
+    )
+    closes = F.col(dataset.event_timestamp) + F.make_interval(days=F.lit(dataset.label_delay_days))
+    joined = events.join(known, events[dataset.event_id] == known["__labelled"], "left")
+    status = (
+        F.when(F.col("__labelled").isNotNull(), F.lit(ARRIVED))
+        .when(closes <= cutoff_lit, F.lit(WINDOW_CLOSED))
+        .otherwise(F.lit(UNKNOWN))
+    )
+    label = F.when(F.col("__labelled").isNotNull(), F.col("__label")).when(
+        closes <= cutoff_lit, F.lit(negative_label(dataset))
+    )
+    label_time = F.when(F.col("__labelled").isNotNull(), F.col("__label_time")).when(
+        closes <= cutoff_lit, closes
+    )
+    own = [c for c in events.columns if c not in (dataset.label, dataset.label_timestamp)]
+    return joined.select(
+        *own,
+        label.cast("int").alias(dataset.label),
+        label_time.cast("timestamp").alias(dataset.label_timestamp),
+        status.alias(LABEL_STATUS),
+    )
+
+
+@dataclass(frozen=True)
+class LabelsReport:
+    day: str
+    rows: int
+    source_versions: dict[str, int]
+    version: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_labels(
+    spark: SparkSession,
+    settings: Settings,
+    day: dt.date,
+    run_id: str,
+    lakehouse: Lakehouse,
+) -> LabelsReport:
+    """Join the labels that landed on ``day`` to their events and replace the day's
+    silver.labels partition (a day with no labels leaves it empty).
+
+    Raises:
+        MissingPartitionError: ``day`` was never ingested (no bronze.events partition).
+        UnmatchedLabelsError: a label's event is not in bronze.events.
+    """
+    from pyspark.sql import functions as F
+
+    dataset = settings.dataset
+    # The day's events prove the day was ingested: its labels may be legitimately none.
+    lakehouse.require_days(
+        EVENTS,
+        [day],
+        hint=f": ingest {day} before building its labels (regrow ingest --date {day})",
+    )
+    versions = {EVENTS: lakehouse.table_version(EVENTS)}
+    if lakehouse.partition_rows(LABELS).get(str(day)):
+        versions[LABELS] = lakehouse.table_version(LABELS)
+        labels = lakehouse.read(
+            spark, LABELS, version=versions[LABELS], partitions={LABEL_DATE: day}
+        )
+        first = day - dt.timedelta(days=dataset.label_delay_days)
+        window = [first + dt.timedelta(days=i) for i in range(dataset.label_delay_days + 1)]
+        events = lakehouse.read(
+            spark, EVENTS, version=versions[EVENTS], partitions={EVENT_DATE: window}
+        )
+        joined = join_labels(labels, events, dataset)
+    else:
+        schema = ", ".join(f"`{c}` {t}" for c, t in label_columns(dataset).items())
+        joined = spark.createDataFrame([], schema)
+    out = joined.select(
+        "*",
+        F.to_json(
+            F.create_map(*[x for k, v in versions.items() for x in (F.lit(k), F.lit(v))])
+        ).alias(SOURCE_VERSIONS),
+        F.lit(run_id).alias(RUN_ID),
+    )
+    commit = lakehouse.write(
+        out, SILVER_LABELS, "overwrite", partition_by=[LABEL_DATE], partition={LABEL_DATE: day}
+    )
+    rows = lakehouse.partition_rows(SILVER_LABELS).get(str(day), 0)
+    logger.info(
+        "silver.labels %s: %d label(s) joined to their events -> v%d", day, rows, commit.version
+    )
+    return LabelsReport(str(day), rows, versions, commit.version)
