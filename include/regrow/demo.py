@@ -2,9 +2,11 @@
 
 Simulates the configured days of landing files, runs the ``regrow_ingest`` DAG over them
 with real Airflow (one ``airflow dags test`` run per day: sensor, Spark ingest, Great
-Expectations gate), then prints every table, the validation results and where the data and
-Data Docs live. Running it twice gives the same row counts: each day's run replaces that
-day's partitions.
+Expectations gate on bronze, silver features and labels, gate on silver), builds the
+training set of the newest cut-off (matured labels only, split by time, leakage checks),
+then prints every table, the validation results and where the data, the training set and
+Data Docs live. Running it twice gives the same row counts and the same training set: each
+day's run replaces that day's partitions.
 
 With ``--scenario broken_feed`` (``make demo-broken-feed``) it runs in its own folder and
 shows the broken day blocked with its reason while the other days pass.
@@ -70,13 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         settings.dataset, settings.simulator, settings.landing, landing_root, args.days
     )
     logger.info(
-        "1/3 simulated %d day(s) of '%s': %d events, %d labels -> %s",
+        "1/4 simulated %d day(s) of '%s': %d events, %d labels -> %s",
         len(summary.days), settings.simulator.scenario, summary.rows["events"],
         summary.rows["labels"], landing_root,
     )  # fmt: skip
 
     home = Path(args.airflow_home).resolve() / (args.scenario or "default")
     failed = run_days(list(summary.days), params, home, max(1, args.parallel))
+    trained = training_set(settings, required=not args.scenario)
     report(settings)
     logger.info("done in %.0fs", time.monotonic() - started)
 
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         d["date"] for d in truth.get("per_day", []) if d.get("affected")
     } if settings.simulator.scenario == "broken_feed" else set()  # fmt: skip
     blocked = {str(d) for d in failed}
+    if not trained:
+        return 1
     if blocked == expected:
         if blocked:
             logger.info(
@@ -127,7 +132,7 @@ def run_days(days: list[dt.date], params: Path, home: Path, parallel: int) -> li
     envs = [airflow_env(h, params=params) for h in homes]
     with ThreadPoolExecutor(len(envs)) as pool:
         list(pool.map(ensure_db, envs))
-    logger.info("2/3 running the %s DAG for each day, %d at a time (%s)", DAG_ID, len(envs), home)
+    logger.info("2/4 running the %s DAG for each day, %d at a time (%s)", DAG_ID, len(envs), home)
     free: Queue = Queue()
     for env in envs:
         free.put(env)
@@ -153,15 +158,52 @@ def run_days(days: list[dt.date], params: Path, home: Path, parallel: int) -> li
                 log_file = home / f"failed-{day}.log"
                 log_file.write_text(log, encoding="utf-8")
                 for line in log.splitlines():
-                    if "critical expectation(s) failed" in line or line.strip().startswith("- expect_"):
+                    if "critical expectation(s) failed" in line or line.strip().startswith(
+                        "- expect_"
+                    ):
                         logger.info("        %s", line.strip()[:200])
                 logger.info("        full log: %s", log_file)
     return failed
 
 
+def training_set(settings: Settings, required: bool) -> bool:
+    """Build the training set of the default cut-off and log its numbers.
+
+    Returns False when it cannot be built and ``required`` (the default demo); a scenario
+    run with too few days only logs why.
+    """
+    from regrow.lakehouse import LakehouseError
+    from regrow.spark import get_spark
+    from regrow.trainset import LeakageError, TrainsetError, build_trainset
+
+    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    try:
+        result = build_trainset(get_spark(settings.spark), settings, lakehouse)
+    except (TrainsetError, LakehouseError, LeakageError) as err:
+        logger.log(logging.ERROR if required else logging.INFO, "3/4 no training set: %s", err)
+        return not required
+    m = result.manifest
+    logger.info(
+        "3/4 training set of cut-off %s (labels as known then, %s) -> %s",
+        m["cutoff_date"], m["matured"], result.path,
+    )  # fmt: skip
+    for name, split in m["splits"].items():
+        logger.info(
+            "    %-10s %6d rows  %4d positives  label rate %.4f  %s..%s",
+            name, split["rows"], split["positives"], split["label_rate"],
+            split["first_day"], split["last_day"],
+        )  # fmt: skip
+    candidates = m["candidates"]
+    logger.info(
+        "    left out: %d event(s) whose label was not known at the cut-off; %s",
+        sum(n for k, n in candidates.items() if k.endswith("_excluded")), m["content_hash"],
+    )  # fmt: skip
+    return True
+
+
 def report(settings: Settings) -> None:
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
-    logger.info("3/3 tables under %s:", lakehouse.root)
+    logger.info("4/4 tables under %s:", lakehouse.root)
     for info in lakehouse.tables():
         logger.info("    %-18s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)
     if lakehouse.exists("bronze.quarantine"):

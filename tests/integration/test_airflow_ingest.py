@@ -1,6 +1,6 @@
 """regrow_ingest under real Airflow: ``airflow dags test`` in a temp AIRFLOW_HOME (SQLite).
 
-A few simulated days are backfilled (planned by ``airflow backfill create --dry-run``, run
+Two simulated days (each run: sensor, five spark-submit jobs) are backfilled (planned by ``airflow backfill create --dry-run``, run
 one ``dags test`` per day: see :func:`regrow.airflow_local.backfill`), then checked in the
 Delta tables; a day whose landing file never arrives makes the sensor poke, time out and
 fail the run with the missing path in the log.
@@ -20,22 +20,28 @@ import yaml
 
 from regrow import landing
 from regrow.airflow_local import airflow_env, backfill, dags_test, ensure_db, task_states
-from regrow.ingest import EVENT_DATE, EVENTS, QUARANTINE
+from regrow.features import FEATURES
+from regrow.ingest import EVENT_DATE, EVENTS, LABELS, QUARANTINE
+from regrow.labels import SILVER_LABELS
 from regrow.lakehouse import Lakehouse
 from regrow.settings import load_settings
 from regrow.simulate import write_landing
-from regrow.validation import VALIDATION
+from regrow.validation import BRONZE_TABLES, SILVER_TABLES, VALIDATION
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "regrow_ingest"
 START = dt.date(2026, 1, 1)
-DAYS = [START + dt.timedelta(days=i) for i in range(3)]
+DAYS = [START + dt.timedelta(days=i) for i in range(2)]
 MISSING_DAY = DAYS[-1] + dt.timedelta(days=1)  # never landed
 SENSOR_TIMEOUT_SECONDS = 4
 BLOCKED_DAY = MISSING_DAY + dt.timedelta(days=1)  # an events file with a header and no row
-TASKS_OK = {"wait_for_events": "success", "ingest_events": "success", "validate_bronze": "success"}
+TASKS = (
+    "wait_for_events", "ingest_events", "validate_bronze",
+    "build_features", "build_labels", "validate_silver",
+)  # fmt: skip
+TASKS_OK = dict.fromkeys(TASKS, "success")
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +127,19 @@ def test_bronze_holds_every_landed_event_once(workspace, backfilled):
     assert workspace.lakehouse.table_version(EVENTS) == len(DAYS) - 1
 
 
+def test_silver_has_one_feature_row_per_bronze_event(workspace, backfilled):
+    for day in DAYS:
+        events = _rows(workspace, EVENTS, **{EVENT_DATE: day})
+        assert _rows(workspace, FEATURES, **{EVENT_DATE: day}) == events, day
+    # The second day's windows reached into the first: some events have earlier ones.
+    seen = workspace.lakehouse.sql(
+        f"SELECT max(prior_events_7d) n FROM {FEATURES} WHERE {EVENT_DATE} = DATE '{DAYS[1]}'"
+    ).to_pylist()[0]["n"]
+    assert seen > 0
+    # Every label that landed is joined to its event in silver.labels.
+    assert _rows(workspace, SILVER_LABELS) == _rows(workspace, LABELS)
+
+
 def test_sensor_fails_when_the_landing_file_is_missing(workspace):
     expected = landing.day_pattern(
         workspace.landing_root, workspace.settings.landing, "events", MISSING_DAY
@@ -133,8 +152,7 @@ def test_sensor_fails_when_the_landing_file_is_missing(workspace):
     assert result.returncode != 0, log[-5000:]
     assert task_states(DAG_ID, MISSING_DAY, workspace.env) == {
         "wait_for_events": "failed",
-        "ingest_events": "upstream_failed",
-        "validate_bronze": "upstream_failed",
+        **dict.fromkeys(TASKS[1:], "upstream_failed"),
     }
     # It waited (poked more than once, rescheduling in between) for the day's file ...
     assert log.count(f"waiting for landing files matching {expected}") >= 2, log[-5000:]
@@ -153,7 +171,7 @@ def test_every_day_is_validated_and_recorded(workspace, backfilled):
     ).to_pylist()
     recorded = {(r["d"], r["t"]): r["ok"] for r in results}
     for day in DAYS:
-        for table in ("bronze.events", "bronze.labels", "bronze.quarantine"):
+        for table in (*BRONZE_TABLES, *SILVER_TABLES):
             assert recorded[(str(day), table)] is True, (day, table)
     docs = Path(workspace.settings.resolve(workspace.settings.reports_dir), "data_docs")
     assert (docs / "index.html").is_file()
@@ -173,6 +191,8 @@ def test_a_day_failing_a_critical_expectation_is_blocked(workspace, backfilled):
         "wait_for_events": "success",
         "ingest_events": "success",
         "validate_bronze": "failed",
+        # Nothing is built on a blocked day.
+        **dict.fromkeys(TASKS[3:], "upstream_failed"),
     }
     assert f"{BLOCKED_DAY} is blocked" in log
     assert "expect_table_row_count_to_be_between" in log
