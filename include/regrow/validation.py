@@ -963,18 +963,42 @@ def validate(
 # ----------------------------------------------------------------------- a day's gate
 def suite_for(settings: Settings, table: str) -> gx.ExpectationSuite:
     """The suite of ``table``: its file in ``validation.expectations_dir`` (reviewed, in
-    git), else the one generated from the contract, with a warning saying so."""
+    git), else the one generated from the contract, with a warning saying so.
+
+    Raises:
+        SuiteError: the file expects other columns than params.yaml now gives the table
+            (e.g. ``features.windows`` changed): regenerate and review it.
+    """
     path = suite_path(settings.resolve(settings.validation.expectations_dir), table)
-    if path.is_file():
-        return load_suite(path)
-    logger.warning(
-        "no suite file %s: validating %s with the suite generated from the contract "
-        "(`regrow expectations generate` writes it for review)",
-        path, table,
-    )  # fmt: skip
-    return build_suite(
+    generated = build_suite(
         settings.dataset, table, settings.validation.allowed_values, settings.features
     )
+    if not path.is_file():
+        logger.warning(
+            "no suite file %s: validating %s with the suite generated from the contract "
+            "(`regrow expectations generate` writes it for review)",
+            path, table,
+        )  # fmt: skip
+        return generated
+    suite = load_suite(path)
+    expected, found = _column_set(generated), _column_set(suite)
+    if found is not None and expected is not None and set(found) != set(expected):
+        raise SuiteError(
+            f"{path} expects the columns of {table} to be {sorted(found)}, but params.yaml "
+            f"now gives {sorted(expected)} (missing from the suite: "
+            f"{sorted(set(expected) - set(found))}, no longer built: "
+            f"{sorted(set(found) - set(expected))}): run `regrow expectations generate` and "
+            "review the diff"
+        )
+    return suite
+
+
+def _column_set(suite: gx.ExpectationSuite) -> list[str] | None:
+    for expectation in suite.expectations:
+        config = expectation.configuration.to_json_dict()
+        if config["type"] == "expect_table_columns_to_match_set":
+            return list(config["kwargs"]["column_set"])
+    return None
 
 
 def validate_day(

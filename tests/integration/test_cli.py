@@ -19,7 +19,10 @@ def invoke(*args: str):
 def test_help_explains_every_command():
     result = invoke("--help")
     assert result.exit_code == 0
-    for command in ("simulate", "ingest", "tables", "history", "query", "dags"):
+    for command in (
+        "simulate", "ingest", "validate", "features", "labels", "trainset",
+        "tables", "history", "query", "dags",
+    ):  # fmt: skip
         assert command in result.output
     assert "SQL (DuckDB)" in invoke("query", "--help").output
 

@@ -17,9 +17,11 @@ from regrow.settings import load_settings
 from regrow.validation import (
     TABLES,
     VALIDATION,
+    SuiteError,
     ValidationError,
     build_suite,
     load_suite,
+    suite_for,
     suite_path,
     validate_day,
 )
@@ -47,10 +49,23 @@ def test_committed_suites_match_the_contract():
     settings = load_settings(REPO / "params.yaml")
     for table in TABLES:
         committed = load_suite(suite_path(REPO / "expectations", table))
-        generated = build_suite(settings.dataset, table, settings.validation.allowed_values)
+        generated = build_suite(
+            settings.dataset, table, settings.validation.allowed_values, settings.features
+        )
         assert [e.configuration.to_json_dict() for e in committed.expectations] == [
             e.configuration.to_json_dict() for e in generated.expectations
         ], f"expectations/{table}.json is stale: run `regrow expectations generate`"
+
+
+def test_a_suite_left_stale_by_a_features_change_stops_with_the_columns(make_settings):
+    settings = make_settings(features={"windows": ["1h", "30d"]})
+
+    with pytest.raises(SuiteError) as err:
+        suite_for(settings, "silver.features")
+    message = str(err.value)
+    assert "silver.features.json" in message and "regrow expectations generate" in message
+    assert "'prior_events_30d'" in message and "'prior_events_24h'" in message
+    assert suite_for(settings, "bronze.events") is not None  # untouched by that change
 
 
 def test_clean_days_pass_and_are_recorded(spark, make_settings):

@@ -48,6 +48,11 @@ def test_the_repo_params_load_into_typed_settings():
         ("simulator", {"days": "many"}, "simulator.days", "'many'"),
         ("lakehouse", {"engine": "duckdb"}, "lakehouse.engine", "'duckdb'"),
         ("simulator", {"fraud_rate": 1.5}, "simulator.fraud_rate", "1.5"),
+        ("features", {"windows": ["1h", "1x"]}, "features", "'1x' is not a duration"),
+        ("features", {"windows": ["1h", "60m", "1h"]}, "features", "windows listed twice"),
+        ("split", {"matured": "soon"}, "split.matured", "'soon'"),
+        ("split", {"test_days": 0}, "split.test_days", "0"),
+        ("split", {"cutoff_date": "2026-02-30"}, "split.cutoff_date", "2026-02-30"),
     ],
 )
 def test_a_bad_key_or_value_names_the_dotted_key_and_the_value(
@@ -94,6 +99,25 @@ def test_the_dataset_contract_is_validated(change, expected):
         settings_from_dict(raw, source="contract.yaml")
     assert str(err.value).startswith("contract.yaml: 1 invalid setting(s)")
     assert "  - dataset: " in str(err.value)
+
+
+@pytest.mark.parametrize("key", ["sum_columns", "ratio_columns"])
+def test_window_aggregates_name_numeric_features_of_the_contract(key):
+    raw = repo_params()
+    raw["features"][key] = ["amount", "channel"]  # channel is categorical
+
+    with pytest.raises(ConfigError, match=rf"features\.{key} names \['channel'\]"):
+        settings_from_dict(raw)
+
+
+def test_feature_windows_are_durations_and_set_the_lookback():
+    raw = repo_params()
+    raw["features"]["windows"] = ["90s", "15m", "36h"]
+
+    cfg = settings_from_dict(raw).features
+
+    assert cfg.window_seconds() == {"90s": 90, "15m": 900, "36h": 129600}
+    assert cfg.lookback_days() == 2  # 36 h reaches into the two days before
 
 
 def test_the_params_env_var_is_honoured(tmp_path, monkeypatch):
