@@ -138,6 +138,7 @@ def lookback(lakehouse: Lakehouse, day: dt.date, cfg: FeatureSettings) -> list[d
     lakehouse.require_days(
         EVENTS,
         days,
+        EVENT_DATE,
         hint=f": silver.features of {day} reads {days[0]}..{day}; ingest those days first "
         "(regrow ingest --date D)",
     )

@@ -188,6 +188,7 @@ def build_labels(
     lakehouse.require_days(
         EVENTS,
         [day],
+        EVENT_DATE,
         hint=f": ingest {day} before building its labels (regrow ingest --date {day})",
     )
     versions = {EVENTS: lakehouse.table_version(EVENTS)}

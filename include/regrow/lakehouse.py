@@ -202,13 +202,14 @@ class Lakehouse:
             counts[value] = counts.get(value, 0) + int(row["num_records"] or 0)
         return counts
 
-    def require_days(self, table: str, days: Sequence[dt.date], hint: str = "") -> None:
+    def require_days(
+        self, table: str, days: Sequence[dt.date], column: str, hint: str = ""
+    ) -> None:
         """Raise :class:`MissingPartitionError` naming every one of ``days`` that has no rows
-        in ``table`` (partitioned by day)."""
-        present = self.partition_rows(table)
+        in ``table``'s ``column`` partitions."""
+        present = self.partition_rows(table, column) if self.exists(table) else {}
         missing = [d for d in days if str(d) not in present]
         if missing:
-            column = self.partition_by(table)[0] if present else "date"
             names = ", ".join(f"{column}={d}" for d in missing[:10])
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
             raise MissingPartitionError(

@@ -88,7 +88,10 @@ class Transform:
     ) -> Transform:
         out = cls()
         for c in numeric:
-            values = train[c].astype("float64")
+            values = train[c].astype("float64").dropna()
+            if values.empty:  # no value in train: impute 0, do not scale
+                out.numeric[c] = {"median": 0.0, "mean": 0.0, "std": 1.0}
+                continue
             median, mean, std = values.median(), values.mean(), values.std(ddof=0)
             out.numeric[c] = {
                 "median": _finite(median, 0.0),
@@ -183,7 +186,7 @@ def _check_coverage(lakehouse: Lakehouse, cutoff: dt.date, window_days: int) -> 
         )
     days = [start + dt.timedelta(days=i) for i in range(window_days)]
     days = [d for d in days if d >= first]
-    lakehouse.require_days(FEATURES, days, hint=": build it (regrow features --date D)")
+    lakehouse.require_days(FEATURES, days, EVENT_DATE, hint=": build it (regrow features --date D)")
     # Every landing day whose bronze labels exist must have been joined into silver.labels.
     bronze, silver = lakehouse.partition_rows(LABELS), lakehouse.partition_rows(SILVER_LABELS)
     unbuilt = [d for d in days if str(d) in bronze and str(d) not in silver]

@@ -1,0 +1,195 @@
+"""silver.labels on real Spark and real Delta tables: labels joined to their events, and
+what a cut-off may know of them (arrived, window closed, unknown)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from pyspark.sql import functions as F
+from typer.testing import CliRunner
+
+from regrow.cli import app
+from regrow.ingest import EVENTS, LABELS
+from regrow.labels import (
+    LABEL_STATUS,
+    SILVER_LABELS,
+    UnmatchedLabelsError,
+    build_labels,
+    join_labels,
+    label_columns,
+    labels_as_of,
+)
+from regrow.lakehouse import MissingPartitionError
+from tests.bronze_rows import (
+    at,
+    event,
+    events_frame,
+    label,
+    labels_frame,
+    write_events,
+    write_labels,
+)
+from tests.conftest import lakehouse_of
+
+D1, D2, D3, D4 = (dt.date(2026, 1, d) for d in (1, 2, 3, 4))
+
+
+def silver_labels(spark, dataset, rows: list[tuple[str, int, dt.datetime]]):
+    """silver.labels rows (event id, label, label time) for labels_as_of, which reads no
+    other column than these and the landing day."""
+    ddl = ", ".join(f"`{c}` {t}" for c, t in label_columns(dataset).items())
+    values = [(tid, "c", at(D1), D1, value, time, time.date()) for tid, value, time in rows]
+    return spark.createDataFrame(values, ddl)
+
+
+def as_text(df, *columns: str) -> dict[str, tuple]:
+    """Rows by event id, timestamps as UTC text (independent of the local time zone)."""
+    text = [
+        F.date_format(c, "yyyy-MM-dd HH:mm").alias(c) if dict(df.dtypes)[c] == "timestamp" else c
+        for c in columns
+    ]
+    return {r[0]: tuple(r[1:]) for r in df.select("transaction_id", *text).collect()}
+
+
+def test_labels_as_of_a_cutoff_arrived_window_closed_or_unknown(spark, make_settings):
+    dataset = make_settings(dataset={"label_delay_days": 2}).dataset
+    events = events_frame(
+        spark,
+        dataset,
+        [
+            event("arrived", "c1", at(D1, 10), amount=12.5),
+            event("revised", "c1", at(D1, 15)),
+            event("closed", "c2", at(D1, 12)),
+            event("closes_at_cutoff", "c2", at(D2, 0)),
+            event("late_positive", "c3", at(D1, 18)),
+            event("labelled_at_cutoff", "c3", at(D3, 9)),
+            event("young", "c4", at(D3, 8)),
+            event("young_labelled", "c4", at(D3, 20)),
+        ],
+    )
+    labels = silver_labels(
+        spark,
+        dataset,
+        [
+            ("arrived", 1, at(D2, 9)),
+            ("revised", 1, at(D2, 10)),
+            ("revised", 0, at(D3, 10)),  # the revision: the latest before the cut-off wins
+            ("revised", 1, at(D4, 5)),  # revised again after the cut-off: not known yet
+            ("late_positive", 1, at(D4, 6)),
+            ("labelled_at_cutoff", 1, at(D4, 0)),  # the cut-off is exclusive
+            ("young_labelled", 1, at(D3, 23)),
+        ],
+    )
+
+    known = labels_as_of(events, labels, dataset, at(D4))
+
+    assert as_text(known, "is_fraud", "label_time", LABEL_STATUS) == {
+        "arrived": (1, "2026-01-02 09:00", "arrived"),
+        "revised": (0, "2026-01-03 10:00", "arrived"),
+        "closed": (0, "2026-01-03 12:00", "window_closed"),
+        "closes_at_cutoff": (0, "2026-01-04 00:00", "window_closed"),
+        "late_positive": (0, "2026-01-03 18:00", "window_closed"),
+        "labelled_at_cutoff": (None, None, "unknown"),
+        "young": (None, None, "unknown"),
+        "young_labelled": (1, "2026-01-03 23:00", "arrived"),
+    }
+    assert known.where("transaction_id = 'arrived'").first()["amount"] == 12.5
+
+
+def test_join_labels_takes_entity_and_time_from_the_event(spark, make_settings):
+    dataset = make_settings().dataset
+    events = events_frame(spark, dataset, [event("t1", "card-a", at(D1, 7))])
+    labels = labels_frame(spark, dataset, [label("t1", "card-typo", at(D3, 9))])
+
+    joined = join_labels(labels, events, dataset)
+
+    assert list(joined.columns) == list(label_columns(dataset))
+    assert as_text(joined, "card_id", "event_time", "event_date", "label_time", "label_date") == {
+        "t1": ("card-a", "2026-01-01 07:00", D1, "2026-01-03 09:00", D3)
+    }
+
+
+def test_join_labels_names_the_labels_without_an_event(spark, make_settings):
+    dataset = make_settings().dataset
+    events = events_frame(spark, dataset, [event("t1", "c1", at(D1, 7))])
+    labels = labels_frame(
+        spark,
+        dataset,
+        [
+            label("t1", "c1", at(D3, 9)),
+            label("ghost-1", "c1", at(D3, 9)),
+            label("ghost-2", "c9", at(D3, 10)),
+        ],
+    )
+
+    with pytest.raises(UnmatchedLabelsError, match=r"2 label\(s\) belong to no event") as err:
+        join_labels(labels, events, dataset)
+    assert "'ghost-1'" in str(err.value) and "'ghost-2'" in str(err.value)
+    assert "'t1'" not in str(err.value)
+
+
+def test_build_labels_joins_a_landing_day_and_leaves_a_day_without_labels_empty(
+    spark, make_settings
+):
+    settings = make_settings(dataset={"label_delay_days": 2})
+    lh = lakehouse_of(settings)
+    write_events(
+        spark,
+        lh,
+        settings.dataset,
+        [
+            event("a", "c1", at(D1, 7)),
+            event("b", "c2", at(D2, 8)),
+            event("c", "c3", at(D3, 9)),
+        ],
+    )
+
+    empty = build_labels(spark, settings, D2, "run-1", lh)  # bronze.labels does not exist yet
+
+    assert (empty.rows, empty.source_versions) == (0, {EVENTS: 0})
+    assert lh.read(spark, SILVER_LABELS).count() == 0
+    write_labels(
+        spark,
+        lh,
+        settings.dataset,
+        [label("a", "c1", at(D3, 10)), label("c", "c3", at(D3, 11), is_fraud=0)],
+    )
+    report = build_labels(spark, settings, D3, "run-1", lh)
+    params = str(Path(settings.base_dir) / "params.yaml")
+    rerun = CliRunner().invoke(
+        app, ["labels", "--date", f"{D3}", "--run-id", "run-2", "--params", params]
+    )
+
+    assert (empty.version, report.rows, report.source_versions) == (0, 2, {EVENTS: 0, LABELS: 0})
+    assert (rerun.exit_code, rerun.output) == (0, "2026-01-03: 2 label(s) -> silver.labels v2\n")
+    rows = {r["transaction_id"]: r for r in lh.sql("SELECT * FROM silver.labels").to_pylist()}
+    assert set(rows) == {"a", "c"}
+    a = rows["a"]
+    assert (a["card_id"], a["event_date"], a["is_fraud"], a["label_date"]) == ("c1", D1, 1, D3)
+    assert (a["event_time"].isoformat(), a["label_time"].isoformat()) == (
+        "2026-01-01T07:00:00+00:00",
+        "2026-01-03T10:00:00+00:00",
+    )
+    assert rows["c"]["is_fraud"] == 0
+    assert json.loads(a["_source_versions"]) == {EVENTS: 0, LABELS: 0}
+    assert {r["_run_id"] for r in rows.values()} == {"run-2"}  # the rerun replaced the day
+
+
+def test_build_labels_stops_on_a_day_never_ingested_and_on_an_unknown_event(spark, make_settings):
+    settings = make_settings(dataset={"label_delay_days": 2})
+    lh = lakehouse_of(settings)
+    write_events(spark, lh, settings.dataset, [event("a", "c1", at(D1, 7))])
+    # A label landing on D4 for an event of D1: outside the 2-day label window.
+    write_events(spark, lh, settings.dataset, [event("d", "c4", at(D4, 7))])
+    write_labels(spark, lh, settings.dataset, [label("a", "c1", at(D4, 8))])
+
+    with pytest.raises(
+        MissingPartitionError, match="bronze.events has no partition event_date=2026-01-02"
+    ):
+        build_labels(spark, settings, D2, "run-1", lh)
+    with pytest.raises(UnmatchedLabelsError, match=r"1 label\(s\) .*\['a'\]"):
+        build_labels(spark, settings, D4, "run-1", lh)
+    assert not lh.exists(SILVER_LABELS)
