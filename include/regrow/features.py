@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+from regrow import landing
 from regrow.ingest import EVENT_DATE, EVENTS
 from regrow.settings import DatasetSettings, FeatureSettings, Settings
 
@@ -123,16 +125,25 @@ class FeaturesReport:
         return asdict(self)
 
 
-def lookback(lakehouse: Lakehouse, day: dt.date, cfg: FeatureSettings) -> list[dt.date]:
+def lookback(
+    lakehouse: Lakehouse,
+    day: dt.date,
+    cfg: FeatureSettings,
+    landed: Collection[dt.date] = (),
+) -> list[dt.date]:
     """The days a day's features read: itself and the earlier days its longest window
-    reaches, not before the first day ``bronze.events`` has.
+    reaches, from the first day of the data on.
+
+    The data starts at the first day ``bronze.events`` has, or the first of ``landed``
+    (the days whose event files landed) if earlier: so a backfill that runs days at once
+    cannot build a day before the landed days its windows reach are ingested.
 
     Raises:
         MissingPartitionError: naming the day, or an earlier day inside the windows,
             that has no ``bronze.events`` partition (not ingested yet, or empty).
     """
-    present = lakehouse.partition_rows(EVENTS)
-    first = min((dt.date.fromisoformat(d) for d in present), default=day)
+    present = [dt.date.fromisoformat(d) for d in lakehouse.partition_rows(EVENTS, EVENT_DATE)]
+    first = min([*present, *landed], default=day)
     days = [day - dt.timedelta(days=n) for n in range(cfg.lookback_days(), -1, -1)]
     days = [d for d in days if d >= min(first, day)]
     lakehouse.require_days(
@@ -156,7 +167,8 @@ def build_features(
     partition (rerunning a day gives the same rows)."""
     from pyspark.sql import functions as F
 
-    days = lookback(lakehouse, day, settings.features)
+    landed = landing.landed_days(settings.resolve(settings.landing.path), "events")
+    days = lookback(lakehouse, day, settings.features, landed)
     version = lakehouse.table_version(EVENTS)
     events = lakehouse.read(spark, EVENTS, version=version, partitions={EVENT_DATE: days})
     features = compute_features(events, settings.dataset, settings.features, day).select(

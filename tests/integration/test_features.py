@@ -5,12 +5,13 @@ and a missing bronze.events day named."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from regrow import simulate
+from regrow import landing, simulate
 from regrow.cli import app
 from regrow.features import FEATURES, build_features, compute_features, feature_columns
 from regrow.ingest import EVENT_DATE, EVENTS
@@ -147,3 +148,17 @@ def test_a_gap_in_the_lookback_names_the_missing_bronze_partition(spark, make_se
     # The first day of the data has no earlier day to read: not an error.
     assert build_features(spark, settings, D1, "run-1", lh).days_read == [str(D1)]
     assert not lh.partition_rows(FEATURES).get(str(D3))
+
+
+def test_a_landed_day_not_yet_ingested_is_not_taken_for_the_start_of_the_data(spark, make_settings):
+    """Two days backfilled at once: day 2 must not be built before day 1, which landed, is
+    in bronze (it would silently miss day 1's history)."""
+    settings = make_settings(features=WINDOWS)
+    lh = lakehouse_of(settings)
+    write_events(spark, lh, settings.dataset, [event("b2", "c1", at(D2, 12))])
+    landed = Path(landing.day_dir(settings.resolve(settings.landing.path), "events", D1))
+    landed.mkdir(parents=True)
+    (landed / "part-00000.csv").write_text("transaction_id\n", encoding="utf-8")
+
+    with pytest.raises(MissingPartitionError, match="no partition event_date=2026-01-01 "):
+        build_features(spark, settings, D2, "run-1", lh)
