@@ -1,0 +1,271 @@
+"""`dvc repro` of dvc.yaml in a temporary copy of the repository, as a user runs it.
+
+The copy is a fresh git repository holding what a clone needs for the pipeline; its
+params.yaml is shrunk to a few small days. The stages run this environment's `regrow`
+(real Spark and Delta, a JVM per stage), so the module takes a few minutes: the whole
+chain runs once (module fixture) and each test then checks one promise of dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+# What `dvc repro` needs from a clone: the pipeline, its params, the DVC config, the
+# .gitignore that covers the outs, and the files the stages depend on.
+PIPELINE_FILES = [
+    "dvc.yaml",
+    "params.yaml",
+    ".dvc",
+    ".dvcignore",
+    ".gitignore",
+    "include",
+    "expectations",
+]
+# 7 days: with 3-day label windows, events of the first 4 days have matured by the default
+# cut-off (the day after the last), enough for a 2/1/1-day train/validation/test split.
+SMALL_PARAMS = {
+    "simulator": {"days": 7, "events_per_day": 100, "n_entities": 40, "mean_label_delay_days": 1.5},
+    "dataset": {"label_delay_days": 3},
+    "split": {"test_days": 1, "validation_days": 1, "rare_category_min_count": 2},
+}
+STAGES = ["simulate", "ingest", "validate", "features", "labels", "trainset"]
+UP_TO_DATE = "Data and pipelines are up to date."
+
+
+def _env() -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        # REGROW_PARAMS would point the stages away from the copy's params.yaml; the S3
+        # endpoint of the remote under test comes from its DVC config, not the environment.
+        if k not in ("REGROW_PARAMS", "AWS_ENDPOINT_URL", "VIRTUAL_ENV")
+    }
+    return env | {
+        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "DVC_NO_ANALYTICS": "1",
+        "GIT_AUTHOR_NAME": "regrow tests",
+        "GIT_AUTHOR_EMAIL": "tests@regrow.invalid",
+        "GIT_COMMITTER_NAME": "regrow tests",
+        "GIT_COMMITTER_EMAIL": "tests@regrow.invalid",
+    }
+
+
+def run(repo: Path, *args: str, check: bool = True, timeout: float = 300):
+    result = subprocess.run(
+        list(args), cwd=repo, env=_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode != 0:
+        pytest.fail(
+            f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
+            f"\n--- stderr\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def dvc(repo: Path, *args: str, **kwargs):
+    return run(repo, str(BIN / "dvc"), *args, **kwargs)
+
+
+def repro(repo: Path, **kwargs):
+    return dvc(repo, "repro", timeout=1500, **kwargs)
+
+
+def ran(result) -> list[str]:
+    """The stages a `dvc repro` ran, in order."""
+    return re.findall(r"^Running stage '([^']+)':$", result.stdout, re.M)
+
+
+def skipped(result) -> list[str]:
+    return re.findall(r"^Stage '([^']+)' didn't change, skipping$", result.stdout, re.M)
+
+
+def commit(repo: Path, message: str) -> None:
+    run(repo, "git", "add", "-A")
+    run(repo, "git", "commit", "-q", "-m", message)
+
+
+def edit_params(repo: Path, **sections: dict) -> None:
+    path = repo / "params.yaml"
+    raw = yaml.safe_load(path.read_text())
+    for name, values in sections.items():
+        raw[name] = {**raw[name], **values}
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
+def manifest(repo: Path) -> dict:
+    return json.loads((repo / "data" / "trainset" / "manifest.json").read_text())
+
+
+@dataclass
+class Clone:
+    path: Path
+    first_repro: subprocess.CompletedProcess
+    status_after_first: str  # `git status --porcelain` before the results were committed
+    days: tuple[dt.date, dt.date]
+
+
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory) -> Clone:
+    repo = tmp_path_factory.mktemp("clone")
+    listed = run(
+        REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
+        "--", *PIPELINE_FILES,
+    ).stdout  # fmt: skip
+    for name in filter(None, listed.split("\0")):
+        if (REPO / name).is_file():  # a tracked file deleted in the work tree is skipped
+            (repo / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, repo / name)
+    edit_params(repo, **SMALL_PARAMS)
+    run(repo, "git", "init", "-q", "-b", "main")
+    commit(repo, "a fresh clone")
+
+    first = repro(repo)
+    status = run(repo, "git", "status", "--porcelain").stdout
+    commit(repo, "dvc repro")
+    sim = yaml.safe_load((repo / "params.yaml").read_text())["simulator"]
+    start = dt.date.fromisoformat(sim["start_date"])
+    return Clone(repo, first, status, (start, start + dt.timedelta(days=sim["days"] - 1)))
+
+
+def test_repro_runs_the_whole_chain(clone):
+    stages = ran(clone.first_repro)
+    assert sorted(stages) == sorted(STAGES)
+    # The gate first, the snapshot last: features and labels wait for validate.
+    assert stages[:3] == ["simulate", "ingest", "validate"] and stages[-1] == "trainset"
+
+    snapshot = manifest(clone.path)
+    first, last = clone.days
+    assert snapshot["cutoff_date"] == str(last + dt.timedelta(days=1))
+    assert snapshot["window"]["start"] == str(first)
+    for name in ("train", "validation", "test"):
+        assert snapshot["splits"][name]["rows"] > 0, name
+        assert (clone.path / "data" / "trainset" / f"{name}.parquet").is_file()
+    for table in ("bronze/events", "gold/validation", "silver/features", "silver/labels"):
+        assert (clone.path / "data" / "lakehouse" / table / "_delta_log").is_dir(), table
+
+    lock = yaml.safe_load((clone.path / "dvc.lock").read_text())
+    assert sorted(lock["stages"]) == sorted(STAGES)
+    snapshot_out = {o["path"]: o for o in lock["stages"]["trainset"]["outs"]}["data/trainset"]
+    assert snapshot_out["md5"].endswith(".dir")  # cached: DVC versions the snapshot
+    assert (clone.path / ".dvc" / "cache" / "files" / "md5").is_dir()
+    # Only what a user commits shows up: the root .gitignore covers every out, so DVC wrote
+    # no data/.gitignore; dvc.lock and the metrics are new.
+    assert sorted(clone.status_after_first.splitlines()) == ["?? dvc.lock", "?? metrics/"]
+
+
+def test_second_repro_reruns_nothing(clone):
+    again = repro(clone.path)
+    assert ran(again) == []
+    assert sorted(skipped(again)) == sorted(STAGES)
+    assert UP_TO_DATE in again.stdout
+    assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
+
+
+def test_metrics_show_the_training_set(clone):
+    shown = json.loads(dvc(clone.path, "metrics", "show", "--json").stdout)
+    (workspace,) = shown.values()  # keyed by revision; the workspace only here
+    metrics = workspace["data"]["metrics/trainset.json"]["data"]
+    splits = manifest(clone.path)["splits"]
+    for name in ("train", "validation", "test"):
+        assert metrics[name]["rows"] == splits[name]["rows"]
+        assert metrics[name]["positives"] == splits[name]["positives"]
+    assert metrics["features"] == len(manifest(clone.path)["columns"]["features"])
+
+    table = dvc(clone.path, "metrics", "show").stdout
+    header, row = table.splitlines()[:2]
+    values = dict(zip(header.split(), row.split(), strict=True))
+    assert values["Path"] == "metrics/trainset.json"
+    assert int(values["train.rows"]) == splits["train"]["rows"]
+
+
+def test_snapshot_round_trips_through_the_default_local_remote(clone, tmp_path):
+    assert dvc(clone.path, "remote", "default").stdout.strip() == "local"
+    url = dvc(clone.path, "config", "--project", "remote.local.url").stdout.strip()
+    assert url == str(Path.home() / ".local/share/regrow/dvc-remote")  # `~` expanded
+    # This clone's remote directory, in .dvc/config.local (uncommitted), as docs/dvc.md says.
+    remote = tmp_path / "remote"
+    dvc(clone.path, "remote", "modify", "--local", "local", "url", str(remote))
+    try:
+        assert "pushed" in dvc(clone.path, "push").stdout
+        assert "in sync" in dvc(clone.path, "status", "--cloud").stdout
+        before = manifest(clone.path)["content_hash"]
+
+        shutil.rmtree(clone.path / ".dvc" / "cache")
+        shutil.rmtree(clone.path / "data" / "trainset")
+        dvc(clone.path, "pull")  # the whole cache back, and the snapshot checked out
+        assert manifest(clone.path)["content_hash"] == before
+        assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
+    finally:
+        dvc(clone.path, "remote", "modify", "--local", "--unset", "local", "url")
+
+
+def test_push_to_an_s3_remote(clone, s3_server, s3_bucket):
+    import boto3
+
+    # As docs/dvc.md says: the endpoint in the remote's config, credentials from the
+    # environment (the s3_server fixture sets AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY).
+    dvc(clone.path, "remote", "add", "--local", "s3", f"{s3_bucket}/dvc")
+    dvc(clone.path, "remote", "modify", "--local", "s3", "endpointurl", s3_server)
+    try:
+        assert "pushed" in dvc(clone.path, "push", "-r", "s3").stdout
+        assert "in sync" in dvc(clone.path, "status", "--cloud", "-r", "s3").stdout
+    finally:
+        dvc(clone.path, "remote", "remove", "--local", "s3")
+    listed = boto3.client("s3", endpoint_url=s3_server).list_objects_v2(
+        Bucket=s3_bucket.removeprefix("s3://"), Prefix="dvc/files/md5/"
+    )
+    assert listed["KeyCount"] > 0
+
+
+def test_features_params_rerun_features_and_trainset_only(clone):
+    features_before = len(manifest(clone.path)["columns"]["features"])
+    windows = yaml.safe_load((clone.path / "params.yaml").read_text())["features"]["windows"]
+    edit_params(clone.path, features={"windows": ["6h", *windows]})
+
+    status = dvc(clone.path, "status").stdout
+    assert re.findall(r"^(\w+):$", status, re.M) == ["features", "trainset"]
+
+    changed = repro(clone.path)
+    assert ran(changed) == ["features", "trainset"]
+    assert sorted(skipped(changed)) == ["ingest", "labels", "simulate", "validate"]
+    # One more window: its event count and its amount sum.
+    assert len(manifest(clone.path)["columns"]["features"]) == features_before + 2
+    assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
+    commit(clone.path, "features: a 6h window")
+
+
+def test_a_failing_stage_names_the_dates_and_can_be_rolled_back(clone):
+    """Last: a failing stage deletes its outs, which the rollback then restores."""
+    edit_params(clone.path, split={"cutoff_date": "2025-01-01"})
+    failed = repro(clone.path, check=False)
+
+    assert failed.returncode != 0
+    assert ran(failed) == ["trainset"]
+    first, last = clone.days
+    error = next(line for line in failed.stderr.splitlines() if line.startswith("error: "))
+    assert "cut-off 2025-01-01" in error and "is outside the data" in error
+    assert f"{first}..{last}" in error  # the days silver.features does have
+    assert "failed to reproduce 'trainset'" in failed.stderr
+
+    run(clone.path, "git", "checkout", "--", "params.yaml", "metrics/trainset.json")
+    dvc(clone.path, "checkout")
+    assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
+    assert manifest(clone.path)["splits"]["train"]["rows"] > 0
