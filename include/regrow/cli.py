@@ -179,6 +179,26 @@ AllOption = Annotated[
 RunIdOption = Annotated[str | None, typer.Option(help="Run id recorded on every row.")]
 
 
+def _build_silver(
+    build, describe, params: Path | None, date, to, all_days: bool, run_id: str | None
+) -> None:
+    """Run ``build(spark, settings, day, run_id, lakehouse)`` for each chosen day, oldest
+    first, and echo ``describe(day, report)``."""
+    from regrow.lakehouse import LakehouseError
+    from regrow.spark import get_spark
+
+    try:
+        settings = _settings(params)
+        lakehouse = _lakehouse(settings)
+        days = _silver_days(settings, lakehouse, date, to, all_days)
+        spark = get_spark(settings.spark)
+        run_id = run_id or _manual_run_id()
+        for day in days:
+            typer.echo(describe(day, build(spark, settings, day, run_id, lakehouse)))
+    except (ConfigError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+
+
 @app.command()
 def features(
     date: DateOption = None,
@@ -194,23 +214,15 @@ def features(
     one of them missing stops with its name. Each day replaces its own partition.
     """
     from regrow.features import build_features
-    from regrow.lakehouse import LakehouseError
-    from regrow.spark import get_spark
 
-    try:
-        settings = _settings(params)
-        lakehouse = _lakehouse(settings)
-        days = _silver_days(settings, lakehouse, date, to, all_days)
-        spark = get_spark(settings.spark)
-        run_id = run_id or _manual_run_id()
-        for day in days:
-            report = build_features(spark, settings, day, run_id, lakehouse)
-            typer.echo(
-                f"{day}: {report.rows} events -> silver.features v{report.version} "
-                f"(read bronze.events v{report.source_version}, {report.days_read[0]}..{day})"
-            )
-    except (ConfigError, LakehouseError) as err:
-        raise _fail(str(err)) from None
+    _build_silver(
+        build_features,
+        lambda day, r: (
+            f"{day}: {r.rows} events -> silver.features v{r.version} "
+            f"(read bronze.events v{r.source_version}, {r.days_read[0]}..{day})"
+        ),
+        params, date, to, all_days, run_id,
+    )  # fmt: skip
 
 
 @app.command()
@@ -226,20 +238,12 @@ def labels(
     training set is built, not here.
     """
     from regrow.labels import build_labels
-    from regrow.lakehouse import LakehouseError
-    from regrow.spark import get_spark
 
-    try:
-        settings = _settings(params)
-        lakehouse = _lakehouse(settings)
-        days = _silver_days(settings, lakehouse, date, to, all_days)
-        spark = get_spark(settings.spark)
-        run_id = run_id or _manual_run_id()
-        for day in days:
-            report = build_labels(spark, settings, day, run_id, lakehouse)
-            typer.echo(f"{day}: {report.rows} label(s) -> silver.labels v{report.version}")
-    except (ConfigError, LakehouseError) as err:
-        raise _fail(str(err)) from None
+    _build_silver(
+        build_labels,
+        lambda day, r: f"{day}: {r.rows} label(s) -> silver.labels v{r.version}",
+        params, date, to, all_days, run_id,
+    )  # fmt: skip
 
 
 @app.command()

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
+from collections.abc import Callable
+from typing import Any
 
 
 def day_job_parser(doc: str) -> argparse.ArgumentParser:
@@ -35,3 +38,18 @@ def setup_logging() -> None:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
+
+
+def run_day_job(doc: str, build: Callable[..., Any], argv: list[str] | None = None) -> None:
+    """Parse a one-day job's arguments, then ``build(spark, settings, day, run_id,
+    lakehouse)`` and print its report as JSON (the task log shows it)."""
+    from regrow.lakehouse import Lakehouse
+    from regrow.settings import load_settings
+    from regrow.spark import get_spark
+
+    args = day_job_parser(doc).parse_args(argv)
+    setup_logging()
+    settings = load_settings(args.params)
+    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    report = build(get_spark(settings.spark), settings, args.date, args.run_id, lakehouse)
+    print(json.dumps(report.as_dict(), indent=2))
