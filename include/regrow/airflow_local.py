@@ -239,23 +239,42 @@ def task_states(dag_id: str, day: dt.date | str, env: Mapping[str, str]) -> dict
 
     Read straight from the SQLite file: asking the ``airflow`` CLI costs seconds per call.
     """
-    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    if not url.startswith("sqlite:///"):
-        raise ValueError(f"task_states reads a SQLite metadata DB only, not {url}")
-    day = day.isoformat() if isinstance(day, dt.date) else day
-    with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-        run = db.execute(
-            "SELECT run_id FROM dag_run WHERE dag_id = ? AND substr(logical_date, 1, 10) = ? "
-            "ORDER BY id DESC LIMIT 1",
-            (dag_id, day),
-        ).fetchone()
-        if run is None:
-            return {}
+    run = _latest_run(dag_id, day, env)
+    if run is None:
+        return {}
+    with sqlite3.connect(_sqlite_file(env)) as db:
         rows = db.execute(
             "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?",
             (dag_id, run[0]),
         ).fetchall()
     return dict(rows)
+
+
+def run_state(dag_id: str, day: dt.date | str, env: Mapping[str, str]) -> str | None:
+    """The state (``success``, ``failed`` ...) of the latest run of ``dag_id`` for ``day``;
+    None if it never ran in this environment's SQLite metadata DB."""
+    run = _latest_run(dag_id, day, env)
+    return run[1] if run else None
+
+
+def _latest_run(dag_id: str, day: dt.date | str, env: Mapping[str, str]) -> tuple | None:
+    day = day.isoformat() if isinstance(day, dt.date) else day
+    db_file = _sqlite_file(env)
+    if not Path(db_file).is_file():
+        return None
+    with sqlite3.connect(db_file) as db:
+        return db.execute(
+            "SELECT run_id, state FROM dag_run WHERE dag_id = ? AND substr(logical_date, 1, 10) = ? "
+            "ORDER BY id DESC LIMIT 1",
+            (dag_id, day),
+        ).fetchone()
+
+
+def _sqlite_file(env: Mapping[str, str]) -> str:
+    url = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"regrow reads run states from a SQLite metadata DB only, not {url}")
+    return url.removeprefix("sqlite:///")
 
 
 def _airflow_cli() -> str:

@@ -5,8 +5,9 @@ with real Airflow (one ``airflow dags test`` run per day: sensor, Spark ingest, 
 Expectations gate on bronze, silver features and labels, gate on silver), builds the
 training set of the newest cut-off (matured labels only, split by time, leakage checks),
 then prints every table, the validation results and where the data, the training set and
-Data Docs live. Running it twice gives the same row counts and the same training set: each
-day's run replaces that day's partitions.
+Data Docs live. Like an Airflow backfill, a second run skips the days whose DAG run already
+succeeded (an interrupted demo resumes where it stopped); ``--rerun`` runs them again, and
+gives the same row counts and training set: each day's run replaces that day's partitions.
 
 With ``--scenario broken_feed`` (``make demo-broken-feed``) it runs in its own folder and
 shows the broken day blocked with its reason while the other days pass.
@@ -28,7 +29,7 @@ from queue import Queue
 import yaml
 
 from regrow import simulate
-from regrow.airflow_local import airflow_env, dags_test, ensure_db
+from regrow.airflow_local import airflow_env, dags_test, ensure_db, run_state
 from regrow.lakehouse import Lakehouse
 from regrow.settings import Settings, find_params, load_settings
 
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         default=min(2, os.cpu_count() or 1),
         help="days run at once; each worker has its own AIRFLOW_HOME (SQLite) under --airflow-home",
     )
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run again the days whose DAG run already succeeded (default: skip them, as "
+        "`airflow backfill create` does without --reprocess-behavior)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.monotonic()
@@ -78,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
 
     home = Path(args.airflow_home).resolve() / (args.scenario or "default")
-    failed = run_days(list(summary.days), params, home, max(1, args.parallel))
+    failed = run_days(list(summary.days), params, home, max(1, args.parallel), args.rerun)
     trained = training_set(settings, required=not args.scenario)
     report(settings)
     logger.info("done in %.0fs", time.monotonic() - started)
@@ -122,8 +129,12 @@ def scenario_params(base: Path, scenario: str, workdir: Path, days: int | None) 
     return path
 
 
-def run_days(days: list[dt.date], params: Path, home: Path, parallel: int) -> list[dt.date]:
+def run_days(
+    days: list[dt.date], params: Path, home: Path, parallel: int, rerun: bool = False
+) -> list[dt.date]:
     """Run the DAG once per day, ``parallel`` at a time; returns the days whose run failed.
+
+    A day whose latest run succeeded (every task) is skipped unless ``rerun``.
 
     Days are independent (each run replaces its own partitions), so they may run at once;
     each worker has its own SQLite metadata DB, which does not take concurrent writers.
@@ -132,6 +143,16 @@ def run_days(days: list[dt.date], params: Path, home: Path, parallel: int) -> li
     envs = [airflow_env(h, params=params) for h in homes]
     with ThreadPoolExecutor(len(envs)) as pool:
         list(pool.map(ensure_db, envs))
+    done = [] if rerun else [
+        d for d in days if any(run_state(DAG_ID, d, env) == "success" for env in envs)
+    ]  # fmt: skip
+    if done:
+        logger.info(
+            "2/4 %d day(s) already ran successfully (%s..%s): skipped, as a backfill does "
+            "(--rerun runs them again)",
+            len(done), done[0], done[-1],
+        )  # fmt: skip
+        days = [d for d in days if d not in done]
     logger.info("2/4 running the %s DAG for each day, %d at a time (%s)", DAG_ID, len(envs), home)
     free: Queue = Queue()
     for env in envs:

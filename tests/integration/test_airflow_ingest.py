@@ -19,7 +19,14 @@ import pytest
 import yaml
 
 from regrow import landing
-from regrow.airflow_local import airflow_env, backfill, dags_test, ensure_db, task_states
+from regrow.airflow_local import (
+    airflow_env,
+    backfill,
+    dags_test,
+    ensure_db,
+    run_state,
+    task_states,
+)
 from regrow.features import FEATURES
 from regrow.ingest import EVENT_DATE, EVENTS, LABELS, QUARANTINE
 from regrow.labels import SILVER_LABELS
@@ -110,6 +117,8 @@ def test_backfill_plans_and_runs_every_day(backfilled: dict):
 def test_each_backfilled_day_succeeds_task_by_task(workspace, backfilled):
     for day in DAYS:
         assert task_states(DAG_ID, day, workspace.env) == TASKS_OK, day
+        assert run_state(DAG_ID, day, workspace.env) == "success", day
+    assert run_state(DAG_ID, DAYS[-1] + dt.timedelta(days=30), workspace.env) is None
 
 
 def test_bronze_holds_every_landed_event_once(workspace, backfilled):
@@ -154,6 +163,7 @@ def test_sensor_fails_when_the_landing_file_is_missing(workspace):
         "wait_for_events": "failed",
         **dict.fromkeys(TASKS[1:], "upstream_failed"),
     }
+    assert run_state(DAG_ID, MISSING_DAY, workspace.env) == "failed"
     # It waited (poked more than once, rescheduling in between) for the day's file ...
     assert log.count(f"waiting for landing files matching {expected}") >= 2, log[-5000:]
     assert "UP_FOR_RESCHEDULE" in log
