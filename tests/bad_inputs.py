@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 EVENT_COLUMNS = [
     "transaction_id",
     "card_id",
@@ -126,6 +128,11 @@ OTHER_DAY = {  # transaction id -> (event_time landed, event_time in UTC, on DAY
     "od5": (f"{DAY}T23:59:59Z", None, True),
 }
 # Labels of the batch: transaction id -> (is_fraud landed, expected reason or None).
+# The label window of the repo's params.yaml (the tests' params are merged over it).
+LABEL_DELAY_DAYS = yaml.safe_load(
+    (Path(__file__).resolve().parents[1] / "params.yaml").read_text(encoding="utf-8")
+)["dataset"]["label_delay_days"]
+
 LABELS = {
     "tz1": ("1", None),
     "tz2": ("0", None),
@@ -136,12 +143,12 @@ LABELS = {
     "uc2": ("0.5", 'is_fraud: ["0.5"] is not a valid int'),
     "ghost": (
         "1",
-        f"label for an unknown transaction_id ghost (not in bronze.events within 30 days before {DAY})",
+        f"label for an unknown transaction_id ghost (not in bronze.events within {LABEL_DELAY_DAYS} days before {DAY})",
     ),
     # An event that landed but was quarantined is not in bronze either.
     "ty1": (
         "0",
-        f"label for an unknown transaction_id ty1 (not in bronze.events within 30 days before {DAY})",
+        f"label for an unknown transaction_id ty1 (not in bronze.events within {LABEL_DELAY_DAYS} days before {DAY})",
     ),
 }
 
