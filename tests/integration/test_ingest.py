@@ -225,7 +225,8 @@ def test_bad_labels_are_quarantined(spark, make_settings):
     assert counts == (6, 2, 4)
     assert sorted(r["reason"] for r in quarantined(lh, "labels", DAY0)) == [
         "is_fraud 2 not in [0, 1]",
-        "label for an unknown transaction_id t9 (not in bronze.events within 30 days before 2026-01-01)",
+        f"label for an unknown transaction_id t9 (not in bronze.events within "
+        f"{settings.dataset.label_delay_days} days before 2026-01-01)",
         "label_time 2026-01-02 08:00:00 is after 2026-01-01 (UTC)",
         "missing transaction_id",
     ]
