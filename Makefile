@@ -31,7 +31,7 @@ check-java: ## Spark needs Java 17 (or 21)
 	@java -version 2>&1 | head -n 1 | grep -Eq '"(17|21)[."]' || { \
 	  echo "Spark 4 needs Java 17 or 21; found: $$(java -version 2>&1 | head -n 1)"; exit 1; }
 
-demo: setup ## simulate 30 days, run the ingest DAG (ingest + GX gate) over them, print the tables
+demo: setup ## simulate 30 days, run the DAG (ingest, GX gates, silver) over them, build a training set
 	$(RUN) python -m regrow.demo
 
 demo-broken-feed: setup ## 4 days whose last has a broken feed: that day is blocked with its reason
