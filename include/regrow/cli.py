@@ -292,6 +292,195 @@ def trainset(
     typer.echo(f"  {len(m['columns']['features'])} features; {m['content_hash']}")
 
 
+class Mode(StrEnum):
+    stateless = "stateless"
+    warm_start = "warm_start"
+
+
+TrainsetOption = Annotated[
+    Path | None,
+    typer.Option("--trainset", help="Training-set snapshot (default: split.output_dir).",
+                 show_default=False),
+]  # fmt: skip
+TriggerOption = Annotated[
+    str, typer.Option(help="What caused this retrain (recorded on the model version).")
+]
+
+
+def _model_errors() -> tuple[type[Exception], ...]:
+    from regrow.lakehouse import LakehouseError
+    from regrow.registry import RegistryError
+    from regrow.retrain import PromotionError
+    from regrow.training import TrainingError
+    from regrow.trainset import TrainsetError
+
+    return (ConfigError, LakehouseError, RegistryError, PromotionError, TrainsetError,
+            TrainingError)  # fmt: skip
+
+
+def _echo_gate(outcome: dict) -> None:
+    verdict = "PROMOTED" if outcome["promoted"] else "KEPT"
+    typer.echo(f"gate: {verdict} v{outcome['version']}; champion is v{outcome['champion']}")
+    for check in outcome["checks"]:
+        mark = "ok  " if check["passed"] else "FAIL"
+        typer.echo(f"  {mark} {check['check']}: {check['detail']}")
+
+
+@app.command()
+def train(
+    params: ParamsOption = None,
+    trainset: TrainsetOption = None,
+    mode: Annotated[
+        Mode | None, typer.Option(help="Override train.mode.", show_default=False)
+    ] = None,
+    trigger: TriggerOption = "manual",
+) -> None:
+    """Train a challenger on the training-set snapshot: XGBoost, tracked in MLflow,
+    registered with its lineage and the alias challenger (not promoted: see evaluate)."""
+    from regrow.retrain import train_challenger
+
+    try:
+        settings = _settings(params)
+        facts = train_challenger(settings, trainset, trigger, mode.value if mode else None)
+    except _model_errors() as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"{facts['registered_model']} v{facts['version']} ({facts['mode_reason']}): "
+        f"{facts['trees']} trees ({facts['trees_added']} new) on {facts['train_rows']} rows in "
+        f"{facts['train_seconds']:.2f} s; run {facts['run_id']}; alias challenger"
+    )
+
+
+@app.command()
+def evaluate(
+    params: ParamsOption = None,
+    version: Annotated[
+        str | None,
+        typer.Option(help="Challenger version (default: the last regrow train's).",
+                     show_default=False),
+    ] = None,
+    trainset: TrainsetOption = None,
+    gate: Annotated[
+        bool, typer.Option("--gate/--no-gate", help="Apply the gate: promote or keep.")
+    ] = True,
+) -> None:
+    """Challenger vs champion on the backtest window and the pinned test set; writes
+    metrics.json and plots/ for DVC, then (by default) gates: promote or keep."""
+    from regrow.retrain import decide, evaluate_challenger
+
+    try:
+        settings = _settings(params)
+        report = evaluate_challenger(settings, version, trainset)
+        outcome = decide(settings, report, _lakehouse(settings)) if gate else None
+    except _model_errors() as err:
+        raise _fail(str(err)) from None
+    metric = settings.evaluate.primary_metric
+    for who in ("challenger", "champion"):
+        evaluation = report["evaluation"][who]
+        if evaluation:
+            sets = ", ".join(f"{k} {v[metric]:.4f}" for k, v in evaluation["sets"].items()
+                             if v.get(metric) is not None)  # fmt: skip
+            typer.echo(f"{who} v{report[who]}: {metric} {sets}")
+    baselines = ", ".join(f"{k} {v[metric]:.4f}" for k, v in report["baselines"].items()
+                          if v.get(metric) is not None)  # fmt: skip
+    typer.echo(f"baselines: {metric} {baselines}")
+    if outcome:
+        _echo_gate(outcome)
+
+
+@app.command()
+def retrain(
+    params: ParamsOption = None,
+    trainset: TrainsetOption = None,
+    mode: Annotated[
+        Mode | None, typer.Option(help="Override train.mode.", show_default=False)
+    ] = None,
+    trigger: TriggerOption = "manual",
+) -> None:
+    """Train, evaluate and gate in one go (the regrow_retrain DAG without Airflow)."""
+    from regrow.retrain import decide, evaluate_challenger, train_challenger
+
+    try:
+        settings = _settings(params)
+        facts = train_challenger(settings, trainset, trigger, mode.value if mode else None)
+        report = evaluate_challenger(settings, facts["version"], trainset)
+        outcome = decide(settings, report, _lakehouse(settings))
+    except _model_errors() as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"trained v{facts['version']} ({facts['mode_reason']})")
+    _echo_gate(outcome)
+
+
+@app.command()
+def promote(
+    version: Annotated[str, typer.Argument(help="The version to make champion.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Required: this skips the gate.")
+    ] = False,
+    reason: Annotated[str, typer.Option(help="Why (recorded in gold.decisions).")] = "",
+    who: Annotated[
+        str | None, typer.Option(help="Who decides (default: $REGROW_ACTOR, else your user).")
+    ] = None,
+    params: ParamsOption = None,
+) -> None:
+    """Make a version champion without the gate; recorded as forced, with who and why."""
+    from regrow.retrain import force_promote
+
+    if not force:
+        raise _fail("promote skips the gate: pass --force (and --reason) to do it anyway; "
+                    "regrow evaluate gates a challenger")  # fmt: skip
+    try:
+        settings = _settings(params)
+        decision = force_promote(settings, version, reason, _lakehouse(settings), who=who)
+    except _model_errors() as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"champion: v{decision.champion_before} -> v{decision.champion_after} "
+        f"(forced by {decision.actor}: {reason})"
+    )
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str, typer.Option(help="Why (recorded in gold.decisions).")] = "",
+    who: Annotated[
+        str | None, typer.Option(help="Who decides (default: $REGROW_ACTOR, else your user).")
+    ] = None,
+    params: ParamsOption = None,
+) -> None:
+    """Move champion back to the version it replaced, and record why."""
+    from regrow.retrain import rollback as roll_back
+
+    try:
+        settings = _settings(params)
+        decision = roll_back(settings, reason, _lakehouse(settings), who=who)
+    except _model_errors() as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"champion: v{decision.champion_before} -> v{decision.champion_after} ({reason})")
+
+
+@app.command()
+def models(params: ParamsOption = None) -> None:
+    """Versions of the registered model: aliases, mode, parent, cut-off, gate outcome."""
+    from regrow.registry import Registry
+    from regrow.retrain import describe_registry
+
+    try:
+        settings = _settings(params)
+        registry = Registry(settings)
+        rows = describe_registry(registry)
+    except _model_errors() as err:
+        raise _fail(str(err)) from None
+    if not rows:
+        typer.echo(f"{registry.name} has no version yet (regrow train)")
+        return
+    typer.echo(f"{registry.name} at {registry.uri}")
+    header = ["version", "aliases", "mode", "parent", "cutoff", "gate", "trigger"]
+    typer.echo("  ".join(f"{h:<11}" for h in header))
+    for row in rows:
+        typer.echo("  ".join(f"{str(row[h] or ''):<11}" for h in header))
+
+
 def _manual_run_id() -> str:
     return f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
 

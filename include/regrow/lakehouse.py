@@ -291,6 +291,38 @@ class Lakehouse:
             full=True,
         )
 
+    def append_records(
+        self, table: str, rows: pa.Table, partition_by: Sequence[str] | None = None
+    ) -> CommitInfo:
+        """Append a few rows (decisions, audit records) without Spark, as one Delta commit.
+
+        For small records made on the driver: starting Spark to append one row would cost
+        more than the decision it records. New columns are merged into the schema; a type
+        change is refused like any other write.
+        """
+        from deltalake import write_deltalake
+        from deltalake.exceptions import SchemaMismatchError
+
+        if self.exists(table):
+            current = _table_schema(self.delta_table(table))
+            for name in rows.column_names:
+                if name in current.names and not current.field(name).type.equals(
+                    rows.schema.field(name).type
+                ):
+                    raise SchemaChangeError(
+                        f"append to {table}: column {name} is {rows.schema.field(name).type}, "
+                        f"the table has {current.field(name).type}"
+                    )
+        try:
+            write_deltalake(
+                self.uri(table), rows, mode="append", partition_by=list(partition_by or []) or None,
+                schema_mode="merge", storage_options=self.storage_options(),
+            )  # fmt: skip
+        except SchemaMismatchError as err:
+            raise SchemaChangeError(f"append to {table}: {err}") from err
+        dt_ = self.delta_table(table)
+        return CommitInfo(table, dt_.version(), "append", 1, rows.num_rows, "delta-rs")
+
     # --------------------------------------------------------------------------- reads
     def read(
         self,

@@ -216,6 +216,119 @@ class SplitSettings(_Section):
     metrics_file: str = "metrics/trainset.json"
 
 
+class WarmStartSettings(_Section):
+    """Stateful retraining: continue the champion's booster on the data since its window."""
+
+    # Trees a warm start may add (early stopping can add fewer).
+    new_trees: int = Field(default=60, gt=0)
+    # Caps that force a full stateless retrain instead: the champion already has this many
+    # trees, or was itself the end of this many warm starts in a row, or its training
+    # window ended this many days before the new cut-off.
+    max_trees: int = Field(default=800, gt=0)
+    max_in_a_row: int = Field(default=4, ge=1)
+    max_age_days: int = Field(default=90, gt=0)
+
+
+class TrainSettings(_Section):
+    """XGBoost training (regrow.training)."""
+
+    # stateless: a new model from scratch; warm_start: continue the champion (falls back to
+    # stateless when there is no champion or a warm_start cap is reached).
+    mode: Literal["stateless", "warm_start"] = "stateless"
+    seed: int = 42
+    # Booster parameters passed to xgboost.train; tree_method is always hist.
+    params: dict[str, float | int | str] = {
+        "max_depth": 4,
+        "eta": 0.08,
+        "subsample": 0.8,
+        "colsample_bytree": 0.8,
+        "min_child_weight": 2,
+    }
+    num_boost_round: int = Field(default=400, gt=0)
+    # Stop when validation log loss has not improved for this many rounds.
+    early_stopping_rounds: int = Field(default=30, gt=0)
+    # none: no reweighting, scores stay calibrated; scale_pos_weight: weight positives by
+    # negatives/positives of train (rare positives), at the cost of calibration.
+    imbalance: Literal["scale_pos_weight", "none"] = "none"
+    # Fewer training rows than this (or a single class) stops training: no model is made.
+    min_rows: int = Field(default=500, gt=0)
+    min_positives: int = Field(default=10, gt=0)
+    # The one-feature heuristic baseline; null = the feature whose train ROC-AUC is highest.
+    heuristic_feature: str | None = None
+    # XGBoost threads (0 = all cores); results are identical for a given thread count.
+    nthread: int = Field(default=0, ge=0)
+    warm_start: WarmStartSettings = WarmStartSettings()
+    # Where `regrow train` writes the trained model (DVC tracks it).
+    model_dir: str = "data/model"
+
+
+class BehavioralTest(_Section):
+    """A behavioral test: perturb one raw feature, compare the scores before and after.
+
+    invariance: the mean absolute score change must stay within ``tolerance``;
+    directional: the mean score must move in ``direction`` (and at least ``min_fraction``
+    of the rows must move that way or stay put).
+    """
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    kind: Literal["invariance", "directional"]
+    feature: str
+    # Exactly one: add a number, multiply by a number, or set a value.
+    add: float | None = None
+    multiply: float | None = None
+    set: str | float | bool | None = None
+    tolerance: float = Field(default=0.01, ge=0)
+    direction: Literal["up", "down"] = "up"
+    min_fraction: float = Field(default=0.9, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _one_perturbation(self) -> BehavioralTest:
+        given = [k for k in ("add", "multiply", "set") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"behavioral test {self.name}: give exactly one of add/multiply/set")
+        return self
+
+
+Metric = Literal["pr_auc", "roc_auc", "log_loss", "ece"]
+
+
+class EvaluateSettings(_Section):
+    """Champion vs challenger on the same data, and the promotion gate (regrow.evaluation)."""
+
+    # The metric that decides; pr_auc suits rare positives. log_loss and ece: lower is better.
+    primary_metric: Metric = "pr_auc"
+    # The challenger must beat the champion's primary metric (on the backtest window) by at
+    # least this much; with no champion, it must beat every baseline by it.
+    min_improvement: float = Field(default=0.01, ge=0)
+    # No slice (dataset.slice_columns) may lose more than this on the primary metric...
+    slice_tolerance: float = Field(default=0.05, ge=0)
+    # ...counting only slices with at least this many rows and a positive (small ones are noise).
+    min_slice_rows: int = Field(default=200, gt=0)
+    # A static test set, pinned from the first training set's test split and never trained
+    # on afterwards. Both models are always scored on it; pinned_tolerance (if set) also
+    # gates: the challenger may not lose more than that on it. null = report only, since
+    # after a concept drift the pinned labels describe the old concept.
+    pinned_test_set: str = "data/pinned-test"
+    pinned_tolerance: float | None = Field(default=None, ge=0)
+    calibration_bins: int = Field(default=10, gt=1)
+    behavioral: list[BehavioralTest] = []
+    # `regrow evaluate` (the DVC stage) writes these for `dvc metrics diff` / `dvc plots diff`.
+    metrics_file: str = "metrics.json"
+    plots_dir: str = "plots"
+
+
+class MlflowSettings(_Section):
+    """Tracking and registry. Default: a local SQLite store + local artifact directory."""
+
+    tracking_uri: str = "sqlite:///mlflow.db"   # relative sqlite paths are relative to params.yaml
+    artifact_location: str = "mlartifacts"      # or s3://bucket/prefix (credentials from env)
+    experiment: str | None = None               # null = "regrow-<dataset.name>"
+    registered_model: str | None = None         # null = dataset.name
+    # An HTTP tracking server that does not answer fails the task after this long.
+    http_timeout_seconds: int = Field(default=10, gt=0)
+    http_max_retries: int = Field(default=0, ge=0)
+
+
 class SparkSettings(_Section):
     master: str = "local[*]"
     app_name: str = "regrow"
@@ -248,6 +361,9 @@ class Settings(_Section):
     validation: ValidationSettings = ValidationSettings()
     features: FeatureSettings = FeatureSettings()
     split: SplitSettings = SplitSettings()
+    train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    mlflow: MlflowSettings = MlflowSettings()
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()
     reports_dir: str = "reports"
@@ -273,6 +389,17 @@ class Settings(_Section):
                     f"features.{key} names {unknown}, which are not numeric features of the "
                     f"dataset contract ({self.dataset.numeric_features})"
                 )
+        heuristic = self.train.heuristic_feature
+        if heuristic is not None and heuristic not in self.dataset.features:
+            raise ValueError(
+                f"train.heuristic_feature {heuristic!r} is not a feature of the dataset contract"
+            )
+        unknown = [t.name for t in self.evaluate.behavioral if t.feature not in self.dataset.features]
+        if unknown:
+            raise ValueError(
+                f"evaluate.behavioral {unknown}: their feature is not in the dataset contract "
+                f"({self.dataset.features})"
+            )
         return self
 
     def resolve(self, path: str) -> str:

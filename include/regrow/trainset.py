@@ -14,7 +14,8 @@ Given a cut-off day (``split.cutoff_date``, exclusive: the set knows what happen
    if configured, happens after the split, on train only;
 4. :func:`check_leakage` proves the result holds no future information, and stops loudly
    if it does;
-5. the set is written as a snapshot: one Parquet file per split, ``transform.json`` and
+5. the set is written as a snapshot: one Parquet file per split (raw feature values; the
+   model inputs are ``Transform.apply`` of them), ``transform.json`` and
    ``manifest.json`` (Delta table versions, row counts, label rates, time bounds, content
    hash), under ``split.output_dir``, which DVC tracks.
 """
@@ -436,7 +437,10 @@ def build_trainset(
     digest = hashlib.sha256()
     files = {}
     for name, part in splits.items():
-        data = part[keys].join(transform.apply(part))
+        # Raw feature values, not transformed ones: a model applies its own transform.json,
+        # so a champion can be scored on a challenger's data and a warm start can continue a
+        # parent on new rows with the parent's statistics.
+        data = part[[*keys, *transform.columns]]
         table = pa.Table.from_pandas(data, preserve_index=False)
         files[name] = f"{name}.parquet"
         pq.write_table(table, out / files[name], compression="zstd")

@@ -125,9 +125,11 @@ def test_matured_events_split_by_day_with_statistics_of_the_training_split(
         "channel": 0,
         "country": 0,
     }
-    splits, _, _ = load_trainset(trainset.path)
-    assert splits["test"]["merchant_category"].tolist() == [1.0]
-    assert splits["test"]["amount"].tolist() == pytest.approx([(40 - 27) / math.sqrt(45)])
+    splits, _, transform = load_trainset(trainset.path)
+    assert splits["test"]["amount"].tolist() == [40.0]  # the snapshot keeps raw values
+    inputs = transform.apply(splits["test"])
+    assert inputs["merchant_category"].tolist() == [1.0]
+    assert inputs["amount"].tolist() == pytest.approx([(40 - 27) / math.sqrt(45)])
 
 
 def test_balancing_changes_only_the_training_split(spark, five_days, tmp_path):

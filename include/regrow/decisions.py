@@ -1,0 +1,90 @@
+"""``gold.decisions``: one row per decision about the model, with its reason and numbers.
+
+Promotion gates, forced promotions and rollbacks write here (the retrain policy will too):
+who or what decided, which versions were champion before and after, the primary metric of
+both models, every check the gate made (JSON), and the MLflow run. People read it with
+``regrow query "SELECT * FROM gold.decisions"``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import json
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from regrow.lakehouse import CommitInfo, Lakehouse
+
+DECISIONS = "gold.decisions"
+PROMOTE, KEEP, FORCE_PROMOTE, ROLLBACK = "promote", "keep", "force_promote", "rollback"
+
+SCHEMA = pa.schema([
+    ("decision_id", pa.string()),
+    ("decided_at", pa.timestamp("us", tz="UTC")),
+    ("decision_date", pa.date32()),
+    ("action", pa.string()),
+    ("model_name", pa.string()),
+    ("model_version", pa.string()),
+    ("champion_before", pa.string()),
+    ("champion_after", pa.string()),
+    ("trigger", pa.string()),
+    ("mode", pa.string()),
+    ("primary_metric", pa.string()),
+    ("challenger_value", pa.float64()),
+    ("champion_value", pa.float64()),
+    ("reason", pa.string()),
+    ("checks", pa.string()),
+    ("forced", pa.bool_()),
+    ("actor", pa.string()),
+    ("run_id", pa.string()),
+    ("trainset_sha256", pa.string()),
+])  # fmt: skip
+
+
+def actor() -> str:
+    """Who decides: ``$REGROW_ACTOR`` (e.g. the Airflow DAG), else the OS user."""
+    import os
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return os.environ.get("REGROW_ACTOR") or user
+
+
+@dataclass
+class Decision:
+    action: str
+    model_name: str
+    model_version: str | None
+    champion_before: str | None
+    champion_after: str | None
+    reason: str
+    trigger: str = "manual"
+    mode: str | None = None
+    primary_metric: str | None = None
+    challenger_value: float | None = None
+    champion_value: float | None = None
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    forced: bool = False
+    actor: str = field(default_factory=actor)
+    run_id: str | None = None
+    trainset_sha256: str | None = None
+    decided_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    decision_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def row(self) -> dict[str, Any]:
+        row = asdict(self)
+        row["checks"] = json.dumps(self.checks, default=str)
+        row["decision_date"] = self.decided_at.date()
+        return row
+
+
+def record(lakehouse: Lakehouse, decision: Decision) -> CommitInfo:
+    """Append one decision to ``gold.decisions`` (partitioned by ``decision_date``)."""
+    table = pa.Table.from_pylist([decision.row()], schema=SCHEMA)
+    return lakehouse.append_records(DECISIONS, table, partition_by=["decision_date"])
