@@ -63,6 +63,18 @@ def _load_settings_cached(params: Path, mtime_ns: int) -> Settings:
     return load_settings(params)
 
 
+def alert_on_failure(context) -> None:
+    """A DAG's ``on_failure_callback``: log an alert naming the task, the run's day (its id
+    when it has no logical date, as an Asset-triggered run) and the error (a hook for
+    paging later)."""
+    ti = context["ti"]
+    logger.error(
+        "ALERT %s.%s failed for %s (try %s): %s",
+        ti.dag_id, ti.task_id, context.get("ds") or context.get("run_id"), ti.try_number,
+        context.get("exception"),
+    )  # fmt: skip
+
+
 def airflow_env(
     home: Path,
     params: Path | None = None,
@@ -150,8 +162,11 @@ def dags_test(
     day: dt.date | str,
     env: Mapping[str, str],
     timeout: float | None = None,
+    conf: Mapping[str, object] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``airflow dags test <dag_id> <day>``: one whole DAG run, in-process, no scheduler.
+
+    ``conf`` is the run's configuration (``--conf``): it sets the DAG's params.
 
     Returns the completed process: ``returncode`` (non-zero when the run failed) and
     ``stdout`` (stdout and stderr interleaved: the task logs). Call :func:`ensure_db` first.
@@ -159,7 +174,8 @@ def dags_test(
     day = day.isoformat() if isinstance(day, dt.date) else day
     started = time.monotonic()
     result = subprocess.run(
-        [_airflow_cli(), "dags", "test", dag_id, day],
+        [_airflow_cli(), "dags", "test", dag_id, day,
+         *(["--conf", json.dumps(dict(conf))] if conf else [])],  # fmt: skip
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -147,9 +147,9 @@ class Registry:
             raise
         self._call("ending the run", lambda: mlflow.end_run("FINISHED"))
 
-    def log_model(self, model: Model, example: Any) -> str:
+    def log_model(self, model: Model, example: Any) -> tuple[str, str]:
         """Log the booster (UBJSON) with its signature, input example and transform.json,
-        in the active run; returns the model URI."""
+        in the active run; returns the model URI and MLflow's model id."""
         import mlflow
         import mlflow.xgboost
         import xgboost as xgb
@@ -169,10 +169,12 @@ class Registry:
                     pip_requirements=[f"xgboost=={xgb.__version__}", f"mlflow=={mlflow.__version__}"],
                 ),
             )  # fmt: skip
-        return info.model_uri
+        return info.model_uri, info.model_id
 
     # ----------------------------------------------------------------------- registry
-    def register(self, model_uri: str, run_id: str, tags: Mapping[str, str]) -> Version:
+    def register(
+        self, model_uri: str, model_id: str, run_id: str, tags: Mapping[str, str]
+    ) -> Version:
         """A new version of the registered model, with its lineage tags."""
         from mlflow.exceptions import MlflowException
 
@@ -183,7 +185,7 @@ class Registry:
                 if "RESOURCE_ALREADY_EXISTS" not in str(err.error_code):
                     raise
             mv = self.client.create_model_version(
-                self.name, model_uri, run_id=run_id,
+                self.name, model_uri, run_id=run_id, model_id=model_id,
                 tags={k: str(v) for k, v in tags.items() if v is not None},
             )  # fmt: skip
             return Version.of(mv)

@@ -22,6 +22,7 @@ import datetime as dt
 import json
 import logging
 import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -72,15 +73,22 @@ class PromotionError(RuntimeError):
 
 
 # ------------------------------------------------------------------------- lineage
-def git_commit(base_dir: str | Path) -> str:
-    """The commit of the code (``-dirty`` when the tree has changes), or ``unknown``."""
+def git_commit() -> str:
+    """The commit of regrow's code: ``$REGROW_GIT_COMMIT`` (set it in images built without
+    .git), else ``git rev-parse HEAD`` where the package lives (``-dirty`` when tracked files
+    changed), else ``unknown``."""
+    import os
+
+    if os.environ.get("REGROW_GIT_COMMIT"):
+        return os.environ["REGROW_GIT_COMMIT"]
+    here = Path(__file__).resolve().parent
     try:
         head = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=base_dir, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=base_dir, capture_output=True, text=True, check=True,
+            cwd=here, capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -127,6 +135,84 @@ def pinned_test_set(
             "pinned %d test rows of cut-off %s at %s", len(test), manifest["cutoff_date"], folder
         )
     return pd.read_parquet(folder / PINNED_FILE)
+
+
+# ------------------------------------------------------------------------- skip rule
+def retrain_needed(
+    settings: Settings, trainset: str | Path | None = None, force: bool = False,
+    registry: Registry | None = None,
+) -> tuple[bool, str]:  # fmt: skip
+    """Whether a scheduled retrain has anything new to learn from, and why.
+
+    A snapshot with the same content as the one the champion was trained on teaches it
+    nothing: the run is skipped unless ``force`` (the DAG's ``force_retrain``).
+    """
+    path = Path(trainset or settings.resolve(settings.split.output_dir))
+    _, manifest, _ = load_trainset(path)
+    if force:
+        return True, "forced (force_retrain)"
+    champion = (registry or Registry(settings)).alias(CHAMPION)
+    if champion is None:
+        return True, "no champion yet"
+    if champion.tags.get("trainset_sha256") == manifest["content_hash"]:
+        return False, (
+            f"champion v{champion.version} was trained on this very training set "
+            f"({manifest['content_hash'][:19]}..., cut-off {manifest['cutoff_date']}): nothing new"
+        )
+    return True, (
+        f"new training set (cut-off {manifest['cutoff_date']}; champion v{champion.version} "
+        f"has cut-off {champion.tags.get('cutoff_date')})"
+    )
+
+
+def write_report(settings: Settings, facts: Mapping[str, Any], outcome: Mapping[str, Any]) -> Path:
+    """A short markdown report of one retrain in ``reports_dir`` (also the DAG's last task)."""
+    out = Path(settings.resolve(settings.reports_dir)) / "retrain"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"retrain-v{facts['version']}.md"
+    lines = [
+        f"# {facts['registered_model']} v{facts['version']}: "
+        + ("promoted" if outcome["promoted"] else "kept as challenger"),
+        "",
+        f"- mode: {facts['mode_reason']}",
+        f"- trigger: {facts['lineage']['trigger']}",
+        f"- trees: {facts['trees']} ({facts['trees_added']} new), {facts['train_rows']} rows",
+        f"- training set: {facts['trainset']} ({facts['lineage']['trainset_sha256']}, "
+        f"dvc {facts['lineage']['dvc_md5']})",
+        f"- MLflow run: {facts['run_id']}",
+        f"- champion now: v{outcome['champion']}",
+        f"- reason: {outcome['reason']}",
+        "",
+        "| check | passed | detail |",
+        "|---|---|---|",
+        *(f"| {c['check']} | {'yes' if c['passed'] else 'NO'} | {c['detail']} |"
+          for c in outcome["checks"]),
+    ]  # fmt: skip
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def snapshot_trainset(settings: Settings, push: bool = True) -> dict[str, Any]:
+    """Version the training set with DVC: ``dvc commit`` of the ``trainset`` stage (the
+    snapshot goes into DVC's cache and dvc.lock) and ``dvc push`` to the default remote.
+
+    Outside a DVC repository nothing is versioned and the result says so; the snapshot's
+    DVC hash is computed either way (it is what lineage records).
+    """
+    path = Path(settings.resolve(settings.split.output_dir))
+    load_trainset(path)  # a clear error when there is no snapshot
+    md5 = dvc_md5(path)
+    root = Path(settings.base_dir)
+    if not (root / ".dvc").is_dir() or not (root / "dvc.yaml").is_file():
+        logger.warning("%s is not a DVC repository: the snapshot %s is not versioned", root, md5)
+        return {"dvc_md5": md5, "committed": False, "pushed": False}
+    run = [sys.executable, "-m", "dvc"]
+    subprocess.run([*run, "commit", "--force", "trainset"], cwd=root, check=True)
+    pushed = False
+    if push:
+        subprocess.run([*run, "push", "trainset"], cwd=root, check=True)
+        pushed = True
+    return {"dvc_md5": md5, "committed": True, "pushed": pushed}
 
 
 # ---------------------------------------------------------------------------- train
@@ -195,8 +281,9 @@ def train_challenger(
         _log_slices(evaluation)
         _log_plots(model, evaluation)
         mlflow.set_tags({k: v for k, v in lineage.items() if v is not None})
-        model_uri = registry.log_model(model, test.head(5) if len(test) else splits[TRAIN].head(5))
-        version = registry.register(model_uri, run_id, {**lineage, "run_id": run_id})
+        example = test.head(5) if len(test) else splits[TRAIN].head(5)
+        model_uri, model_id = registry.log_model(model, example)
+        version = registry.register(model_uri, model_id, run_id, {**lineage, "run_id": run_id})
     registry.set_alias(CHALLENGER, version.version)
     facts = {
         "registered_model": registry.name,
@@ -236,7 +323,7 @@ def _lineage(
         "delta_versions": json.dumps(manifest.get("tables", {}), sort_keys=True),
         "trainset_sha256": manifest["content_hash"],
         "dvc_md5": dvc_md5(path),
-        "git_commit": git_commit(settings.base_dir),
+        "git_commit": git_commit(),
     }
 
 
