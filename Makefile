@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help setup check-java demo demo-broken-feed test bench lint clean
+.PHONY: help setup check-java demo demo-broken-feed test bench lint mlflow clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,7 +31,7 @@ check-java: ## Spark needs Java 17 (or 21)
 	@java -version 2>&1 | head -n 1 | grep -Eq '"(17|21)[."]' || { \
 	  echo "Spark 4 needs Java 17 or 21; found: $$(java -version 2>&1 | head -n 1)"; exit 1; }
 
-demo: setup ## simulate 30 days, run the DAG (ingest, GX gates, silver) over them, build a training set
+demo: setup ## simulate 30 days, run the ingest DAG over them, build a training set, train + gate models
 	$(RUN) python -m regrow.demo
 
 demo-broken-feed: setup ## 4 days whose last has a broken feed: that day is blocked with its reason
@@ -45,8 +45,11 @@ test: setup ## run the whole test suite (fails when no test is collected)
 bench: setup ## run the benchmarks; results go to bench/results/
 	$(RUN) python -m bench
 
+mlflow: setup ## the MLflow UI on the project's store (http://127.0.0.1:5000; MLFLOW_PORT=...)
+	$(RUN) regrow mlflow-ui --port $(or $(MLFLOW_PORT),5000)
+
 lint: setup ## ruff on the code
 	$(RUN) ruff check include jobs dags tests bench
 
 clean: ## remove generated data, reports and the local Airflow home
-	rm -rf data reports .airflow airflow_home spark-warehouse
+	rm -rf data reports .airflow airflow_home spark-warehouse mlflow.db mlartifacts

@@ -481,6 +481,31 @@ def models(params: ParamsOption = None) -> None:
         typer.echo("  ".join(f"{str(row[h] or ''):<11}" for h in header))
 
 
+@app.command("mlflow-ui")
+def mlflow_ui(
+    params: ParamsOption = None,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+) -> None:
+    """Open the MLflow UI on the project's tracking store (mlflow.tracking_uri)."""
+    import os
+    import sys
+
+    from regrow.registry import artifact_location, tracking_uri
+
+    try:
+        settings = _settings(params)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    uri = tracking_uri(settings)
+    if not uri.startswith(("sqlite:", "postgresql", "mysql", "file:")) and "://" in uri:
+        raise _fail(f"mlflow.tracking_uri is a server ({uri}): open it in a browser instead")
+    typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C stops it)")
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+               "--default-artifact-root", artifact_location(settings),
+               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+    os.execv(sys.executable, command)
+
+
 def _manual_run_id() -> str:
     return f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
 

@@ -4,7 +4,9 @@ Simulates the configured days of landing files, runs the ``regrow_ingest`` DAG o
 with real Airflow (one ``airflow dags test`` run per day: sensor, Spark ingest, Great
 Expectations gate on bronze, silver features and labels, gate on silver), builds the
 training set of the newest cut-off (matured labels only, split by time, leakage checks),
-then prints every table, the validation results and where the data, the training set and
+trains models through the MLflow registry and the promotion gate (a first model on an
+earlier cut-off, then a warm start from it on the newest one: stateful training), then
+prints every table, the validation results and where the data, the training set and
 Data Docs live. Like an Airflow backfill, a second run skips the days whose DAG run already
 succeeded (an interrupted demo resumes where it stopped); ``--rerun`` runs them again, and
 gives the same row counts and training set: each day's run replaces that day's partitions.
@@ -79,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.dataset, settings.simulator, settings.landing, landing_root, args.days
     )
     logger.info(
-        "1/4 simulated %d day(s) of '%s': %d events, %d labels -> %s",
+        "1/5 simulated %d day(s) of '%s': %d events, %d labels -> %s",
         len(summary.days), settings.simulator.scenario, summary.rows["events"],
         summary.rows["labels"], landing_root,
     )  # fmt: skip
@@ -87,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.airflow_home).resolve() / (args.scenario or "default")
     failed = run_days(list(summary.days), params, home, max(1, args.parallel), args.rerun)
     trained = training_set(settings, required=not args.scenario)
+    if trained and not args.scenario:
+        trained = retrain_models(settings)
     report(settings)
     logger.info("done in %.0fs", time.monotonic() - started)
 
@@ -201,11 +205,11 @@ def training_set(settings: Settings, required: bool) -> bool:
     try:
         result = build_trainset(get_spark(settings.spark), settings, lakehouse)
     except (TrainsetError, LakehouseError, LeakageError) as err:
-        logger.log(logging.ERROR if required else logging.INFO, "3/4 no training set: %s", err)
+        logger.log(logging.ERROR if required else logging.INFO, "3/5 no training set: %s", err)
         return not required
     m = result.manifest
     logger.info(
-        "3/4 training set of cut-off %s (labels as known then, %s) -> %s",
+        "3/5 training set of cut-off %s (labels as known then, %s) -> %s",
         m["cutoff_date"], m["matured"], result.path,
     )  # fmt: skip
     for name, split in m["splits"].items():
@@ -222,9 +226,73 @@ def training_set(settings: Settings, required: bool) -> bool:
     return True
 
 
+def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
+    """Stage 2 and 3 of continual learning on the demo's data.
+
+    With no champion yet: a stateless model on the training set of a cut-off
+    ``earlier_by_days`` before the newest, gated against the baselines. Then a warm start
+    from the champion on the newest training set (only the rows after the champion's
+    window), gated against it. A resumed demo skips what the champion already learned.
+    """
+    from regrow.registry import CHAMPION, Registry, RegistryError
+    from regrow.retrain import retrain_needed
+    from regrow.spark import get_spark
+    from regrow.training import TrainingError
+    from regrow.trainset import TrainsetError, build_trainset
+
+    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    newest = json.loads(
+        (Path(settings.resolve(settings.split.output_dir)) / "manifest.json").read_text()
+    )
+    cutoff = dt.date.fromisoformat(newest["cutoff_date"])
+    try:
+        registry = Registry(settings)
+        if registry.alias(CHAMPION) is None:
+            earlier = cutoff - dt.timedelta(days=earlier_by_days)
+            build_trainset(get_spark(settings.spark), settings, lakehouse, earlier)
+            _retrain(settings, lakehouse, registry, "stateless", "demo")
+            build_trainset(get_spark(settings.spark), settings, lakehouse, cutoff)
+        needed, why = retrain_needed(settings, registry=registry)
+        if needed:
+            _retrain(settings, lakehouse, registry, "warm_start", "demo")
+        else:
+            logger.info("4/5 no retrain: %s", why)
+    except (RegistryError, TrainingError, TrainsetError) as err:
+        logger.error("4/5 retrain failed: %s", err)
+        return False
+    for row in lakehouse.sql(
+        "SELECT action, model_version, champion_before, champion_after, reason "
+        "FROM gold.decisions ORDER BY decided_at"
+    ).to_pylist():
+        logger.info(
+            "    decision: %-8s v%s  champion v%s -> v%s", row["action"], row["model_version"],
+            row["champion_before"], row["champion_after"],
+        )  # fmt: skip
+    logger.info("    models: regrow models; runs: make mlflow (MLflow UI on %s)", registry.uri)
+    return True
+
+
+def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
+    from regrow.retrain import decide, evaluate_challenger, train_challenger
+
+    facts = train_challenger(settings, trigger=trigger, mode=mode, registry=registry)
+    report_ = evaluate_challenger(settings, facts["version"], registry=registry)
+    outcome = decide(settings, report_, lakehouse, registry)
+    metric = settings.evaluate.primary_metric
+    backtest = report_["evaluation"]["challenger"]["sets"]["backtest"]
+    logger.info(
+        "4/5 v%s (%s): %d trees, %d new, on %d rows; backtest %s %.4f; baselines %s",
+        facts["version"], facts["mode_reason"], facts["trees"], facts["trees_added"],
+        facts["train_rows"], metric, backtest[metric] or float("nan"),
+        ", ".join(f"{k} {v[metric]:.4f}" for k, v in report_["baselines"].items()
+                  if v.get(metric) is not None),
+    )  # fmt: skip
+    logger.info("    gate: %s", outcome["reason"])
+
+
 def report(settings: Settings) -> None:
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
-    logger.info("4/4 tables under %s:", lakehouse.root)
+    logger.info("5/5 tables under %s:", lakehouse.root)
     for info in lakehouse.tables():
         logger.info("    %-18s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)
     if lakehouse.exists("bronze.quarantine"):

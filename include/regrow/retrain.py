@@ -144,21 +144,25 @@ def retrain_needed(
 ) -> tuple[bool, str]:  # fmt: skip
     """Whether a scheduled retrain has anything new to learn from, and why.
 
-    A snapshot with the same content as the one the champion was trained on teaches it
-    nothing: the run is skipped unless ``force`` (the DAG's ``force_retrain``).
+    A snapshot with the same content as the one the champion (or the challenger already
+    kept in shadow) was trained on teaches nothing new: the run is skipped unless ``force``
+    (the DAG's ``force_retrain``).
     """
     path = Path(trainset or settings.resolve(settings.split.output_dir))
     _, manifest, _ = load_trainset(path)
     if force:
         return True, "forced (force_retrain)"
-    champion = (registry or Registry(settings)).alias(CHAMPION)
+    registry = registry or Registry(settings)
+    champion = registry.alias(CHAMPION)
     if champion is None:
         return True, "no champion yet"
-    if champion.tags.get("trainset_sha256") == manifest["content_hash"]:
-        return False, (
-            f"champion v{champion.version} was trained on this very training set "
-            f"({manifest['content_hash'][:19]}..., cut-off {manifest['cutoff_date']}): nothing new"
-        )
+    for alias, version in ((CHAMPION, champion), (CHALLENGER, registry.alias(CHALLENGER))):
+        if version is not None and version.tags.get("trainset_sha256") == manifest["content_hash"]:
+            return False, (
+                f"{alias} v{version.version} was trained on this very training set "
+                f"({manifest['content_hash'][:19]}..., cut-off {manifest['cutoff_date']}): "
+                f"nothing new"
+            )
     return True, (
         f"new training set (cut-off {manifest['cutoff_date']}; champion v{champion.version} "
         f"has cut-off {champion.tags.get('cutoff_date')})"

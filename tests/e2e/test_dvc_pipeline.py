@@ -42,8 +42,10 @@ SMALL_PARAMS = {
     "simulator": {"days": 7, "events_per_day": 100, "n_entities": 40, "mean_label_delay_days": 1.5},
     "dataset": {"label_delay_days": 3},
     "split": {"test_days": 1, "validation_days": 1, "rare_category_min_count": 2},
+    # ~200 training rows with a handful of frauds: enough to train, not to promise a promotion.
+    "train": {"min_rows": 50, "min_positives": 2},
 }
-STAGES = ["simulate", "ingest", "validate", "features", "labels", "trainset"]
+STAGES = ["simulate", "ingest", "validate", "features", "labels", "trainset", "train", "evaluate"]
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
@@ -149,7 +151,8 @@ def test_repro_runs_the_whole_chain(clone):
     stages = ran(clone.first_repro)
     assert sorted(stages) == sorted(STAGES)
     # The gate first, the snapshot last: features and labels wait for validate.
-    assert stages[:3] == ["simulate", "ingest", "validate"] and stages[-1] == "trainset"
+    assert stages[:3] == ["simulate", "ingest", "validate"]
+    assert stages[-3:] == ["trainset", "train", "evaluate"]
 
     snapshot = manifest(clone.path)
     first, last = clone.days
@@ -168,7 +171,15 @@ def test_repro_runs_the_whole_chain(clone):
     assert (clone.path / ".dvc" / "cache" / "files" / "md5").is_dir()
     # Only what a user commits shows up: the root .gitignore covers every out, so DVC wrote
     # no data/.gitignore; dvc.lock and the metrics are new.
-    assert sorted(clone.status_after_first.splitlines()) == ["?? dvc.lock", "?? metrics/"]
+    assert sorted(clone.status_after_first.splitlines()) == [
+        "?? dvc.lock", "?? metrics.json", "?? metrics/", "?? plots/",
+    ]  # fmt: skip
+    model = json.loads((clone.path / "data" / "model" / "model.json").read_text())
+    assert model["version"] == "1" and model["lineage"]["trigger"] == "dvc"
+    assert model["lineage"]["dvc_md5"] == snapshot_out["md5"]  # the lock's hash of the snapshot
+    metrics = json.loads((clone.path / "metrics.json").read_text())
+    assert metrics["challenger"]["backtest"]["rows"] == snapshot["splits"]["test"]["rows"]
+    assert set(metrics["baselines"]) == {"random", "majority", "heuristic"}
 
 
 def test_second_repro_reruns_nothing(clone):
@@ -194,6 +205,19 @@ def test_metrics_show_the_training_set(clone):
     values = dict(zip(header.split(), row.split(), strict=True))
     assert values["Path"] == "metrics/trainset.json"
     assert int(values["train.rows"]) == splits["train"]["rows"]
+
+
+def test_training_again_on_the_same_data_reproduces_metrics_json_exactly(clone):
+    before = (clone.path / "metrics.json").read_bytes()
+    plots_before = (clone.path / "plots" / "roc.json").read_bytes()
+    dvc(clone.path, "repro", "--force", "--single-item", "train")
+    dvc(clone.path, "repro", "--force", "--single-item", "evaluate")
+
+    assert json.loads((clone.path / "data" / "model" / "model.json").read_text())["version"] == "2"
+    assert (clone.path / "metrics.json").read_bytes() == before
+    assert (clone.path / "plots" / "roc.json").read_bytes() == plots_before
+    assert "metrics.json" not in dvc(clone.path, "metrics", "diff").stdout  # no change at all
+    assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
 
 
 def test_snapshot_round_trips_through_the_default_local_remote(clone, tmp_path):
@@ -244,7 +268,7 @@ def test_features_params_rerun_features_and_trainset_only(clone):
     assert re.findall(r"^(\w+):$", status, re.M) == ["features", "trainset"]
 
     changed = repro(clone.path)
-    assert ran(changed) == ["features", "trainset"]
+    assert ran(changed) == ["features", "trainset", "train", "evaluate"]
     assert sorted(skipped(changed)) == ["ingest", "labels", "simulate", "validate"]
     # One more window: its event count and its amount sum.
     assert len(manifest(clone.path)["columns"]["features"]) == features_before + 2
@@ -265,7 +289,7 @@ def test_a_failing_stage_names_the_dates_and_can_be_rolled_back(clone):
     assert f"{first}..{last}" in error  # the days silver.features does have
     assert "failed to reproduce 'trainset'" in failed.stderr
 
-    run(clone.path, "git", "checkout", "--", "params.yaml", "metrics/trainset.json")
+    run(clone.path, "git", "checkout", "--", "params.yaml", "metrics/trainset.json", "metrics.json")
     dvc(clone.path, "checkout")
     assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
     assert manifest(clone.path)["splits"]["train"]["rows"] > 0
