@@ -149,3 +149,24 @@ def test_resolve_makes_relative_paths_relative_to_the_params_file(tmp_path):
     assert settings.resolve("../shared") == str(tmp_path.parent / "shared")
     assert settings.resolve("/srv/lake") == "/srv/lake"
     assert settings.resolve("s3://bucket/lake") == "s3://bucket/lake"
+
+
+@pytest.mark.parametrize(
+    ("section", "change", "expected"),
+    [
+        ("train", {"heuristic_feature": "card_id"}, r"train\.heuristic_feature 'card_id' is not a feature"),
+        ("train", {"imbalance": "smote"}, r"train\.imbalance: got 'smote'"),
+        ("evaluate", {"primary_metric": "accuracy"}, r"evaluate\.primary_metric: got 'accuracy'"),
+        ("evaluate", {"behavioral": [{"name": "x", "kind": "invariance", "feature": "nope", "add": 1}]},
+         r"evaluate\.behavioral \['x'\]: their feature is not in the dataset contract"),
+        ("evaluate", {"behavioral": [{"name": "x", "kind": "directional", "feature": "amount",
+                                      "add": 1, "multiply": 2}]},
+         r"behavioral test x: give exactly one of add/multiply/set"),
+    ],
+)  # fmt: skip
+def test_training_and_gate_settings_name_the_bad_key(section, change, expected):
+    raw = repo_params()
+    raw[section] = {**raw[section], **change}
+
+    with pytest.raises(ConfigError, match=expected):
+        settings_from_dict(raw)
