@@ -502,7 +502,7 @@ def mlflow_ui(
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C stops it)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--default-artifact-root", artifact_location(settings),
-               "--host", "127.0.0.1", "--port", str(port)]  # fmt: skip
+               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
     os.execv(sys.executable, command)
 
 
