@@ -302,6 +302,9 @@ TrainsetOption = Annotated[
     typer.Option("--trainset", help="Training-set snapshot (default: split.output_dir).",
                  show_default=False),
 ]  # fmt: skip
+ModeOption = Annotated[
+    Mode | None, typer.Option(help="Override train.mode.", show_default=False)
+]
 TriggerOption = Annotated[
     str, typer.Option(help="What caused this retrain (recorded on the model version).")
 ]
@@ -330,9 +333,7 @@ def _echo_gate(outcome: dict) -> None:
 def train(
     params: ParamsOption = None,
     trainset: TrainsetOption = None,
-    mode: Annotated[
-        Mode | None, typer.Option(help="Override train.mode.", show_default=False)
-    ] = None,
+    mode: ModeOption = None,
     trigger: TriggerOption = "manual",
 ) -> None:
     """Train a challenger on the training-set snapshot: XGBoost, tracked in MLflow,
@@ -392,9 +393,7 @@ def evaluate(
 def retrain(
     params: ParamsOption = None,
     trainset: TrainsetOption = None,
-    mode: Annotated[
-        Mode | None, typer.Option(help="Override train.mode.", show_default=False)
-    ] = None,
+    mode: ModeOption = None,
     trigger: TriggerOption = "manual",
 ) -> None:
     """Train, evaluate and gate in one go (the regrow_retrain DAG without Airflow)."""
