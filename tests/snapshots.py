@@ -37,13 +37,18 @@ def simulated_days(settings: Settings, first: int, last: int) -> pd.DataFrame:
 
 def write_snapshot(
     settings: Settings, path: Path, days: tuple[int, int], test_days: int = 2,
-    validation_days: int = 2,
+    validation_days: int = 2, extra_feature: str | None = None,
 ) -> Path:  # fmt: skip
     """A snapshot of simulated days ``days`` (inclusive), split by whole days like
     ``build_trainset``: the newest ``test_days`` test, the ``validation_days`` before them
-    validation, the rest train."""
+    validation, the rest train. ``extra_feature``: one more numeric column (as when a
+    feature window is added), a scaled copy of the first numeric feature."""
     dataset = settings.dataset
     frame = simulated_days(settings, *days)
+    numeric = [*dataset.numeric_features, *dataset.boolean_features]
+    if extra_feature:
+        frame[extra_feature] = frame[dataset.numeric_features[0]] * 1.5
+        numeric.append(extra_feature)
     day_list = sorted(frame[EVENT_DATE].unique())
     test = set(day_list[-test_days:])
     validation = set(day_list[-test_days - validation_days : -test_days])
@@ -53,7 +58,7 @@ def write_snapshot(
     splits = {name: frame[which == name].reset_index(drop=True) for name in SPLITS}
     transform = Transform.fit(
         splits["train"],
-        [*dataset.numeric_features, *dataset.boolean_features],
+        numeric,
         list(dataset.categorical_features),
         settings.split.rare_category_min_count,
     )

@@ -168,6 +168,14 @@ def evaluate(
     out = Evaluation()
     main = BACKTEST if BACKTEST in sets else next(iter(sets))
     for name, frame in sets.items():
+        missing = [c for c in model.features if c not in frame.columns]
+        if missing and name != main:
+            # A pinned set older than a feature cannot score a model that uses it: say so
+            # (the gate then has no number from it) rather than fail the whole evaluation.
+            out.sets[name] = {"rows": len(frame), "skipped": f"no column(s) {missing}: "
+                              f"the set predates them (delete it to pin a new one)"}  # fmt: skip
+            logger.warning("%s set not scored: it has no column(s) %s", name, missing)
+            continue
         y, p = labels_of(frame, dataset), model.predict(frame)
         out.sets[name] = metrics(y, p, cfg.calibration_bins)
         if name == main:

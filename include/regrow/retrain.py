@@ -337,7 +337,8 @@ def _flat_metrics(
     out = {k: float(v) for k, v in result.facts.items()
            if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
     for set_name, values in evaluation.sets.items():
-        out |= {f"{set_name}_{k}": float(v) for k, v in values.items() if v is not None}
+        out |= {f"{set_name}_{k}": float(v) for k, v in values.items()
+                if isinstance(v, int | float) and not isinstance(v, bool)}  # fmt: skip
     for name, values in baseline_metrics.items():
         out |= {f"baseline_{name}_{k}": float(v) for k, v in values.items() if v is not None}
     return out

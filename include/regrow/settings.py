@@ -307,7 +307,9 @@ class EvaluateSettings(_Section):
     # A static test set, pinned from the first training set's test split and never trained
     # on afterwards. Both models are always scored on it; pinned_tolerance (if set) also
     # gates: the challenger may not lose more than that on it. null = report only, since
-    # after a concept drift the pinned labels describe the old concept.
+    # after a concept drift the pinned labels describe the old concept. A pinned set that
+    # lacks a model's feature (added since) is not scored for it; delete the folder to pin
+    # a new one.
     pinned_test_set: str = "data/pinned-test"
     pinned_tolerance: float | None = Field(default=None, ge=0)
     calibration_bins: int = Field(default=10, gt=1)

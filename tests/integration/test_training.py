@@ -160,6 +160,21 @@ def test_warm_start_falls_back_to_stateless_when_a_cap_is_reached(make_settings,
     assert "parent_version" not in Registry(settings).version(facts["version"]).tags
 
 
+def test_a_model_with_a_new_feature_is_gated_without_the_older_pinned_set(make_settings, tmp_path):
+    settings = make_settings(simulator=STABLE)
+    retrain(settings, write_snapshot(settings, tmp_path / "first", (0, 13)))
+
+    wider = write_snapshot(settings, tmp_path / "wider", (1, 14), extra_feature="amount_x")
+    result = retrain(settings, wider)
+
+    report = evaluate_challenger(settings, result["version"], wider)
+    pinned = report["evaluation"]["challenger"]["sets"]["pinned"]
+    assert pinned["skipped"].startswith("no column(s) ['amount_x']: the set predates them")
+    assert report["evaluation"]["champion"]["sets"]["pinned"]["pr_auc"] > 0  # still scored
+    assert "pinned test set" not in [c["check"] for c in result["outcome"]["checks"]]
+    assert "amount_x" in Registry(settings).load(result["version"]).features
+
+
 def test_a_single_class_or_too_few_rows_stops_before_the_registry(make_settings, tmp_path):
     settings = make_settings(simulator=STABLE)
     snapshot = write_snapshot(settings, tmp_path / "trainset", (0, 13))
