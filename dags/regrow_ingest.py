@@ -48,7 +48,7 @@ import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
 
-from regrow.airflow_local import dag_settings
+from regrow.airflow_local import alert_on_failure, dag_settings
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
@@ -62,15 +62,6 @@ SILVER_FEATURES = Asset(
 settings = dag_settings()
 airflow_cfg = settings.airflow
 PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wired from
-
-
-def alert_on_failure(context) -> None:
-    """Log an alert naming the task, the day and the error (a hook for paging later)."""
-    ti = context["ti"]
-    logger.error(
-        "ALERT %s.%s failed for %s (try %s): %s",
-        ti.dag_id, ti.task_id, context["ds"], ti.try_number, context.get("exception"),
-    )  # fmt: skip
 
 
 @dag(

@@ -172,10 +172,12 @@ def dags_test(
     ``stdout`` (stdout and stderr interleaved: the task logs). Call :func:`ensure_db` first.
     """
     day = day.isoformat() if isinstance(day, dt.date) else day
+    command = [_airflow_cli(), "dags", "test", dag_id, day]
+    if conf:
+        command += ["--conf", json.dumps(dict(conf))]
     started = time.monotonic()
     result = subprocess.run(
-        [_airflow_cli(), "dags", "test", dag_id, day,
-         *(["--conf", json.dumps(dict(conf))] if conf else [])],  # fmt: skip
+        command,
         env=dict(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -107,6 +107,19 @@ def test_schedule_is_deliberate(dagbag: DagBag, dag_file: Path):
 
 
 @pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
+def test_params_are_typed_and_described(dagbag: DagBag, dag_file: Path):
+    """Run-time switches show in the trigger form with a title, a description and a type."""
+    for dag in _dags_of(dagbag, dag_file):
+        for name in dag.params:
+            param = dag.params.get_param(name)
+            where = f"{dag.dag_id} param {name!r}"
+            assert param.schema.get("type"), f"{where} has no type"
+            assert param.schema.get("title"), f"{where} has no title"
+            assert param.description, f"{where} has no description"
+            param.resolve()  # its default passes its own schema
+
+
+@pytest.mark.parametrize("dag_file", DAG_FILES, ids=lambda p: p.name)
 def test_no_heavy_imports_at_parse_time(dag_file: Path, tmp_path: Path):
     """Parse the file alone in a fresh interpreter and list the heavy modules it pulled in."""
     probe = (

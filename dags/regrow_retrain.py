@@ -1,0 +1,221 @@
+"""
+### regrow_retrain: training set → DVC snapshot → challenger → gate → promote or keep
+
+Runs when the retrain policy publishes the Asset `retrain.requested` (`regrow_monitor`),
+and weekly as a fallback (Mondays 03:00 UTC) so that a quiet policy cannot leave the
+champion untouched for ever. Either way, a run on the same data as the champion is skipped.
+
+1. **build_trainset**: `jobs/trainset.py` through `SparkSubmitOperator` on the
+   `airflow.spark_conn_id` connection: the training set of the cut-off (`cutoff_date`,
+   else `split.cutoff_date`, else the day after the newest `silver.features` day), matured
+   labels only, split by time, written to `split.output_dir`.
+2. **check_retrain_needed**: skips the rest of the run (short-circuit) when the champion
+   was trained on this very snapshot, unless `force_retrain`; the log says why.
+3. **snapshot_trainset**: `dvc commit` + `dvc push` of the `trainset` stage when the
+   project is a DVC repository; the snapshot's DVC hash either way.
+4. **train_model**: a challenger, stateless or warm-started from the champion (`mode`,
+   else `train.mode`), tracked in MLflow, registered with its lineage (trigger, training-set
+   hash, DVC hash, git commit) and the alias `challenger`.
+5. **evaluate_challenger**: challenger and champion on the same rows (backtest window and
+   pinned test set), baselines, behavioral tests; the report goes to XCom.
+6. **decide_promotion**: the gate. Promoted: the alias `champion` moves to the new
+   version. Kept: it stays `challenger` and scores in shadow. One `gold.decisions` row
+   either way, with the reason, by `airflow:regrow_retrain`.
+7. **report_retrain**: a markdown report in `reports_dir/retrain/`; the log names it.
+
+A training set that cannot make a model (too few rows or positives, no matured label)
+fails the run at once, without retries: only new data fixes it. An unreachable MLflow is
+retried with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pendulum
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import (
+    Asset,
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    dag,
+    task,
+)
+from airflow.sdk.exceptions import AirflowFailException
+
+from regrow.airflow_local import alert_on_failure, dag_settings
+from regrow.settings import find_params
+
+logger = logging.getLogger(__name__)
+
+JOBS = Path(__file__).resolve().parents[1] / "jobs"
+# Published by regrow_monitor when the retrain policy fires (same name and URI there).
+RETRAIN_REQUESTED = Asset(
+    name="retrain.requested", uri="regrow://policy/retrain-requested", group="policy"
+)
+# The fallback when no retrain was requested for a week: Mondays, 03:00 UTC.
+WEEKLY_FALLBACK = "0 3 * * 1"
+DEFAULT_MODE = "default"
+
+settings = dag_settings()
+airflow_cfg = settings.airflow
+PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wired from
+
+
+def _trigger(force: bool, dag_run, triggering_asset_events) -> str:
+    """What caused this run, as recorded on the model version and the decision."""
+    if force:
+        return "forced"
+    if RETRAIN_REQUESTED.name in {asset.name for asset in triggering_asset_events or ()}:
+        return f"asset:{RETRAIN_REQUESTED.name}"
+    return "schedule" if dag_run.run_type == "scheduled" else "manual"
+
+
+@dag(
+    dag_id=Path(__file__).stem,
+    doc_md=__doc__,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(WEEKLY_FALLBACK, timezone="UTC"),
+        assets=RETRAIN_REQUESTED,
+    ),
+    start_date=pendulum.datetime(
+        airflow_cfg.start_date.year,
+        airflow_cfg.start_date.month,
+        airflow_cfg.start_date.day,
+        tz="UTC",
+    ),
+    # A retrain learns from the newest data: replaying missed weeks would train on the
+    # same snapshot again and again.
+    catchup=False,
+    # One retrain at a time: runs share the snapshot directory (split.output_dir), the
+    # model directory and the champion alias; a second run would race for all three.
+    max_active_runs=1,
+    tags=["regrow", "retrain", "mlflow", "dvc", "spark"],
+    params={
+        "force_retrain": Param(
+            False,
+            type="boolean",
+            title="Force retrain",
+            description="Train even if the champion was trained on this very training set.",
+        ),
+        "mode": Param(
+            DEFAULT_MODE,
+            type="string",
+            enum=[DEFAULT_MODE, "stateless", "warm_start"],
+            title="Training mode",
+            description="stateless: from scratch; warm_start: continue the champion's "
+            "booster on the new rows; default: train.mode of params.yaml.",
+        ),
+        "cutoff_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Cut-off date",
+            description="Exclusive cut-off day of the training set, YYYY-MM-DD. Empty: "
+            "split.cutoff_date of params.yaml, else the day after the newest features day.",
+        ),
+    },
+    default_args={
+        "owner": "regrow",
+        "retries": airflow_cfg.retries,
+        "retry_delay": timedelta(seconds=airflow_cfg.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": timedelta(hours=1),
+        "on_failure_callback": alert_on_failure,
+    },
+)
+def regrow_retrain():
+    build_trainset = SparkSubmitOperator(
+        task_id="build_trainset",
+        application=str(JOBS / "trainset.py"),
+        conn_id=airflow_cfg.spark_conn_id,
+        application_args=[
+            "--params",
+            PARAMS_FILE,
+            "--cutoff={{ params.cutoff_date or '' }}",
+        ],
+        name="regrow_build_trainset",
+        # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
+        conf={
+            "spark.pyspark.python": sys.executable,
+            "spark.pyspark.driver.python": sys.executable,
+        },
+    )
+
+    @task.short_circuit
+    def check_retrain_needed(params: dict[str, Any]) -> bool:
+        """False (skip the rest) when the champion was trained on this snapshot."""
+        from regrow.retrain import retrain_needed
+
+        needed, reason = retrain_needed(dag_settings(), force=params["force_retrain"])
+        logger.info("retrain %s: %s", "needed" if needed else "skipped", reason)
+        return needed
+
+    @task
+    def snapshot_trainset() -> dict[str, Any]:
+        """Version the snapshot with DVC; its hash goes to XCom."""
+        from regrow.retrain import snapshot_trainset
+
+        return snapshot_trainset(dag_settings())
+
+    @task
+    def train_model(
+        params: dict[str, Any], dag_run=None, triggering_asset_events=None
+    ) -> dict[str, Any]:
+        """Train and register a challenger; its facts go to XCom."""
+        from regrow.retrain import train_challenger
+        from regrow.training import TrainingError
+        from regrow.trainset import TrainsetError
+
+        trigger = _trigger(params["force_retrain"], dag_run, triggering_asset_events)
+        mode = None if params["mode"] == DEFAULT_MODE else params["mode"]
+        try:
+            return train_challenger(dag_settings(), trigger=trigger, mode=mode)
+        except (TrainingError, TrainsetError) as err:  # the data, not the weather: no retry
+            raise AirflowFailException(str(err)) from err
+
+    @task
+    def evaluate_challenger(facts: dict[str, Any]) -> dict[str, Any]:
+        """Challenger vs champion on the same rows; the report goes to XCom."""
+        from regrow.retrain import evaluate_challenger
+
+        return evaluate_challenger(dag_settings(), version=facts["version"])
+
+    @task
+    def decide_promotion(report: dict[str, Any], dag_run=None) -> dict[str, Any]:
+        """The gate: promote or keep, recorded in gold.decisions."""
+        from regrow.lakehouse import Lakehouse
+        from regrow.retrain import PromotionError, decide
+
+        cfg = dag_settings()
+        lakehouse = Lakehouse(cfg.lakehouse, cfg.resolve(cfg.lakehouse.root))
+        os.environ["REGROW_ACTOR"] = f"airflow:{dag_run.dag_id}"  # gold.decisions.actor
+        try:
+            outcome = decide(cfg, report, lakehouse)
+        except PromotionError as err:  # the champion moved under this run: evaluate again
+            raise AirflowFailException(str(err)) from err
+        logger.info("gate: %s", outcome["reason"])
+        return outcome
+
+    @task
+    def report_retrain(facts: dict[str, Any], outcome: dict[str, Any]) -> str:
+        """Write the markdown report of the run."""
+        from regrow.retrain import write_report
+
+        path = write_report(dag_settings(), facts, outcome)
+        logger.info("retrain report: %s", path)
+        return str(path)
+
+    facts = train_model()
+    outcome = decide_promotion(evaluate_challenger(facts))
+    build_trainset >> check_retrain_needed() >> snapshot_trainset() >> facts
+    report_retrain(facts, outcome)
+
+
+regrow_retrain()

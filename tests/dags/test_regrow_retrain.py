@@ -1,0 +1,111 @@
+"""regrow_retrain's wiring: its schedule, its task chain, and what a run records as its
+trigger (the run itself is tested under Airflow in tests/integration/test_airflow_retrain.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+from itertools import pairwise
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DAG_FILE = REPO / "dags" / "regrow_retrain.py"
+
+os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "regrow-dagbag-home"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
+from airflow.dag_processing.dagbag import DagBag  # noqa: E402  (after AIRFLOW_HOME is set)
+from airflow.sdk import Asset  # noqa: E402
+from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
+
+from tests.snapshots import write_snapshot  # noqa: E402
+
+CHAIN = [
+    "build_trainset", "check_retrain_needed", "snapshot_trainset", "train_model",
+    "evaluate_challenger", "decide_promotion", "report_retrain",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def repo_params():
+    """The DAG file wires itself from the repo's params.yaml."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REGROW_PARAMS", str(REPO / "params.yaml"))
+        yield
+
+
+@pytest.fixture(scope="module")
+def dag_module(repo_params):
+    spec = importlib.util.spec_from_file_location("regrow_retrain_dag", DAG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def retrain_dag(repo_params):
+    bag = DagBag(dag_folder=DAG_FILE)
+    assert not bag.import_errors, bag.import_errors
+    return bag.dags["regrow_retrain"]
+
+
+def test_runs_on_retrain_requested_or_weekly(retrain_dag):
+    schedule = retrain_dag.timetable
+    assert schedule.asset_condition == Asset(
+        name="retrain.requested", uri="regrow://policy/retrain-requested", group="policy"
+    )
+    assert (schedule.timetable.expression, str(schedule.timetable.timezone)) == (
+        "0 3 * * 1",
+        "UTC",
+    )
+    assert retrain_dag.catchup is False
+    assert retrain_dag.max_active_runs == 1
+
+
+def test_tasks_run_in_one_chain(retrain_dag):
+    # report_retrain also reads train_model's facts; everything else is a straight line.
+    for upstream, downstream in pairwise(CHAIN):
+        assert downstream in retrain_dag.get_task(upstream).downstream_task_ids, upstream
+    assert retrain_dag.get_task("report_retrain").upstream_task_ids == {
+        "train_model",
+        "decide_promotion",
+    }
+    assert set(retrain_dag.task_ids) == set(CHAIN)
+    assert type(retrain_dag.get_task("build_trainset")).__name__ == "SparkSubmitOperator"
+    assert retrain_dag.get_task("build_trainset").application.endswith("jobs/trainset.py")
+
+
+@pytest.mark.parametrize(
+    ("force", "run_type", "assets", "trigger"),
+    [
+        (True, "asset_triggered", ["retrain.requested"], "forced"),
+        (False, "asset_triggered", ["retrain.requested"], "asset:retrain.requested"),
+        (False, "scheduled", [], "schedule"),
+        (False, "manual", [], "manual"),
+        (False, "backfill", [], "manual"),
+    ],
+)
+def test_the_trigger_says_what_started_the_run(dag_module, force, run_type, assets, trigger):
+    events = {Asset(name=a, uri="regrow://policy/retrain-requested"): [] for a in assets}
+    dag_run = SimpleNamespace(run_type=run_type)
+    assert dag_module._trigger(force, dag_run, events) == trigger
+
+
+def test_a_training_set_too_small_fails_train_model_at_once(
+    retrain_dag, make_settings, tmp_path, monkeypatch
+):
+    """Retrying cannot grow the data: the task fails for good, with the library's message."""
+    settings = make_settings(simulator={"events_per_day": 100})
+    write_snapshot(settings, Path(settings.resolve(settings.split.output_dir)), (0, 5))
+    monkeypatch.setenv("REGROW_PARAMS", str(tmp_path / "params.yaml"))
+    train_model = retrain_dag.get_task("train_model").python_callable
+    with pytest.raises(AirflowFailException, match=r"200 rows, fewer than train.min_rows=500"):
+        train_model(
+            params={"force_retrain": False, "mode": "default"},
+            dag_run=SimpleNamespace(run_type="manual"),
+            triggering_asset_events={},
+        )
