@@ -2,7 +2,7 @@
 ### regrow_retrain: training set → DVC snapshot → challenger → gate → promote or keep
 
 Runs when the retrain policy publishes the Asset `retrain.requested` (`regrow_monitor`),
-and weekly as a fallback (Mondays 03:00 UTC) so that a quiet policy cannot leave the
+and on `airflow.retrain_schedule` as a fallback (Mondays 03:00 UTC by default) so that a quiet policy cannot leave the
 champion untouched for ever. Either way, a run on the same data as the champion is skipped.
 
 1. **build_trainset**: `jobs/trainset.py` through `SparkSubmitOperator` on the
@@ -59,8 +59,6 @@ JOBS = Path(__file__).resolve().parents[1] / "jobs"
 RETRAIN_REQUESTED = Asset(
     name="retrain.requested", uri="regrow://policy/retrain-requested", group="policy"
 )
-# The fallback when no retrain was requested for a week: Mondays, 03:00 UTC.
-WEEKLY_FALLBACK = "0 3 * * 1"
 DEFAULT_MODE = "default"
 
 settings = dag_settings()
@@ -81,7 +79,7 @@ def _trigger(force: bool, dag_run, triggering_asset_events) -> str:
     dag_id=Path(__file__).stem,
     doc_md=__doc__,
     schedule=AssetOrTimeSchedule(
-        timetable=CronTriggerTimetable(WEEKLY_FALLBACK, timezone="UTC"),
+        timetable=CronTriggerTimetable(airflow_cfg.retrain_schedule, timezone="UTC"),
         assets=RETRAIN_REQUESTED,
     ),
     start_date=pendulum.datetime(

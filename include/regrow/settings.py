@@ -256,7 +256,8 @@ class TrainSettings(_Section):
     # The one-feature heuristic baseline; null = the feature whose train ROC-AUC is highest.
     heuristic_feature: str | None = None
     # XGBoost threads (0 = all cores); results are identical for a given thread count.
-    nthread: int = Field(default=0, ge=0)
+    # 1 by default: all cores on a busy small machine is far slower (thread contention).
+    nthread: int = Field(default=1, ge=0)
     warm_start: WarmStartSettings = WarmStartSettings()
     # Where `regrow train` writes the trained model (DVC tracks it).
     model_dir: str = "data/model"
@@ -343,6 +344,8 @@ class SparkSettings(_Section):
 class AirflowSettings(_Section):
     start_date: dt.date = dt.date(2026, 1, 1)
     schedule: str = "@daily"
+    # regrow_retrain's fallback (cron, UTC) when no retrain.requested Asset arrives.
+    retrain_schedule: str = "0 3 * * 1"
     catchup: bool = True
     # One day at a time by default: days of one table are independent, but a laptop has 2 cores.
     max_active_runs: int = Field(default=1, gt=0)
