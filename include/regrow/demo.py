@@ -265,8 +265,9 @@ def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
         "FROM gold.decisions ORDER BY decided_at"
     ).to_pylist():
         logger.info(
-            "    decision: %-8s v%s  champion v%s -> v%s", row["action"], row["model_version"],
-            row["champion_before"], row["champion_after"],
+            "    decision: %-8s v%s  champion %s -> v%s", row["action"], row["model_version"],
+            f"v{row['champion_before']}" if row["champion_before"] else "none",
+            row["champion_after"],
         )  # fmt: skip
     logger.info("    models: regrow models; runs: make mlflow (MLflow UI on %s)", registry.uri)
     return True
@@ -287,7 +288,7 @@ def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
         ", ".join(f"{k} {v[metric]:.4f}" for k, v in report_["baselines"].items()
                   if v.get(metric) is not None),
     )  # fmt: skip
-    logger.info("    gate: %s", outcome["reason"])
+    logger.info("    %s", "promoted" if outcome["promoted"] else "kept as challenger (shadow)")
 
 
 def report(settings: Settings) -> None:

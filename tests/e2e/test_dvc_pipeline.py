@@ -274,22 +274,3 @@ def test_features_params_rerun_features_and_trainset_only(clone):
     assert len(manifest(clone.path)["columns"]["features"]) == features_before + 2
     assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
     commit(clone.path, "features: a 6h window")
-
-
-def test_a_failing_stage_names_the_dates_and_can_be_rolled_back(clone):
-    """Last: a failing stage deletes its outs, which the rollback then restores."""
-    edit_params(clone.path, split={"cutoff_date": "2025-01-01"})
-    failed = repro(clone.path, check=False)
-
-    assert failed.returncode != 0
-    assert ran(failed) == ["trainset"]
-    first, last = clone.days
-    error = next(line for line in failed.stderr.splitlines() if line.startswith("error: "))
-    assert "cut-off 2025-01-01" in error and "is outside the data" in error
-    assert f"{first}..{last}" in error  # the days silver.features does have
-    assert "failed to reproduce 'trainset'" in failed.stderr
-
-    run(clone.path, "git", "checkout", "--", "params.yaml", "metrics/trainset.json", "metrics.json")
-    dvc(clone.path, "checkout")
-    assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
-    assert manifest(clone.path)["splits"]["train"]["rows"] > 0
