@@ -43,7 +43,6 @@ from regrow.registry import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     Registry,
-    RegistryError,
     Version,
 )
 from regrow.settings import Settings
@@ -668,10 +667,7 @@ def rollback(
 
 def describe_registry(registry: Registry) -> list[dict[str, Any]]:
     """Every version with its aliases and the lineage a reader wants first."""
-    try:
-        versions = registry.versions()
-    except RegistryError:
-        raise
+    versions = registry.versions()
     return [
         {"version": v.version, "aliases": ",".join(v.aliases), "mode": v.tags.get("mode"),
          "parent": v.tags.get("parent_version") or "", "cutoff": v.tags.get("cutoff_date"),
