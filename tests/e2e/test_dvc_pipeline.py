@@ -267,10 +267,12 @@ def test_features_params_rerun_features_and_trainset_only(clone):
     status = dvc(clone.path, "status").stdout
     assert re.findall(r"^(\w+):$", status, re.M) == ["features", "trainset"]
 
-    changed = repro(clone.path)
-    assert ran(changed) == ["features", "trainset", "train", "evaluate"]
+    # Up to the snapshot: train and evaluate follow from it (their rerun on new data is
+    # what the reproducibility test above shows).
+    changed = dvc(clone.path, "repro", "trainset", timeout=1500)
+    assert ran(changed) == ["features", "trainset"]
     assert sorted(skipped(changed)) == ["ingest", "labels", "simulate", "validate"]
     # One more window: its event count and its amount sum.
     assert len(manifest(clone.path)["columns"]["features"]) == features_before + 2
-    assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE
+    assert re.findall(r"^(\w+):$", dvc(clone.path, "status").stdout, re.M) == ["train", "evaluate"]
     commit(clone.path, "features: a 6h window")

@@ -27,6 +27,9 @@ from regrow.training import TrainingError
 from tests.conftest import _free_port, lakehouse_of
 from tests.snapshots import write_snapshot
 
+# Every test starts from an empty, already migrated MLflow store in its tmp_path.
+pytestmark = pytest.mark.usefixtures("mlflow_db")
+
 # The simulator's default day: 2000 events, 3% fraud, concept drift from day 15.
 STABLE = {"scenario": "stable"}
 DRIFT = {"scenario": "concept_drift", "drift_onset_day": 15}
@@ -252,6 +255,9 @@ def _wait_for(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
 
 
 def _mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
+    server_db = tmp_path / "server.db"
+    if not server_db.exists():  # the migrated empty store: the server need not migrate it
+        server_db.write_bytes((tmp_path / "mlflow.db").read_bytes())
     proc = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
