@@ -244,12 +244,14 @@ def train_challenger(
     registry = registry or Registry(settings)
     registry.check()
     pinned = pinned_test_set(settings, path, manifest, splits[TEST])
+    # Pinned rows are never trained on. In the validation split they stay: they only tell
+    # early stopping when to stop, and a later snapshot's validation days are often the
+    # very days pinned earlier (dropping them could leave nothing to stop on).
     held_out = set(pinned[dataset.event_id])
-    dropped = {}
-    for name in (TRAIN, VALIDATION):
-        keep = ~splits[name][dataset.event_id].isin(held_out)
-        dropped[name] = int((~keep).sum())
-        splits[name] = splits[name][keep].reset_index(drop=True)
+    keep = ~splits[TRAIN][dataset.event_id].isin(held_out)
+    dropped = {TRAIN: int((~keep).sum())}
+    splits[TRAIN] = splits[TRAIN][keep].reset_index(drop=True)
+    pinned_in_validation = int(splits[VALIDATION][dataset.event_id].isin(held_out).sum())
 
     champion = registry.alias(CHAMPION)
     wants_warm = (mode or settings.train.mode) == WARM_START
@@ -295,6 +297,7 @@ def train_challenger(
         "model_uri": model_uri,
         "trainset": str(path),
         "pinned_rows_dropped": dropped,
+        "pinned_rows_in_validation": pinned_in_validation,
         **result.facts,
         "lineage": lineage,
     }

@@ -213,19 +213,21 @@ def train(
     trees_before = booster_in.num_boosted_rounds() if booster_in is not None else 0
 
     started = time.perf_counter()
+    stopping = len(valid) > 0
     booster = xgb.train(
         booster_params(cfg, spw),
         dtrain,
         num_boost_round=rounds,
-        evals=[(dvalid, VALIDATION)],
-        early_stopping_rounds=cfg.early_stopping_rounds if len(valid) else None,
+        evals=[(dvalid, VALIDATION)] if stopping else (),
+        early_stopping_rounds=cfg.early_stopping_rounds if stopping else None,
         xgb_model=booster_in,
         verbose_eval=False,
     )
     seconds = time.perf_counter() - started
     # Keep the trees up to the best validation round (at least one new tree): the booster
-    # xgb.train returns holds the rounds after it too.
-    best = getattr(booster, "best_iteration", None)
+    # xgb.train returns holds the rounds after it too. Without early stopping the
+    # best_iteration attribute is the parent's (attributes are inherited): keep every tree.
+    best = booster.best_iteration if stopping else None
     keep = max(trees_before + 1, (best + 1) if best is not None else booster.num_boosted_rounds())
     if keep < booster.num_boosted_rounds():
         booster = booster[:keep]

@@ -151,6 +151,20 @@ def test_a_warm_start_continues_the_champions_trees_on_only_the_new_rows(make_se
     assert warm["train_rows"] < first["train_rows"]
 
 
+def test_validation_days_that_were_pinned_still_steer_early_stopping(make_settings, tmp_path):
+    """The demo's case: the next snapshot's validation days are the days pinned before."""
+    settings = make_settings(simulator=STABLE)
+    retrain(settings, write_snapshot(settings, tmp_path / "first", (0, 13)))  # pins days 12-13
+
+    later = write_snapshot(settings, tmp_path / "later", (0, 15))  # validation: days 12-13
+    facts = train_challenger(settings, later, mode="warm_start")
+
+    assert facts["validation_rows"] == facts["pinned_rows_in_validation"] == 4000
+    assert facts["pinned_rows_dropped"] == {"train": 0}
+    booster = Registry(settings).load(facts["version"]).booster
+    assert int(booster.attr("best_iteration")) == booster.num_boosted_rounds() - 1
+
+
 def test_warm_start_falls_back_to_stateless_when_a_cap_is_reached(make_settings, tmp_path):
     settings = make_settings(simulator=STABLE, train={"warm_start": {"max_trees": 5}})
     retrain(settings, write_snapshot(settings, tmp_path / "first", (0, 13)))
