@@ -1,9 +1,10 @@
 """regrow_ingest under real Airflow: ``airflow dags test`` in a temp AIRFLOW_HOME (SQLite).
 
-Two simulated days (each run: sensor, five spark-submit jobs) are backfilled (planned by ``airflow backfill create --dry-run``, run
-one ``dags test`` per day: see :func:`regrow.airflow_local.backfill`), then checked in the
-Delta tables; a day whose landing file never arrives makes the sensor poke, time out and
-fail the run with the missing path in the log.
+Two days are backfilled (planned by ``airflow backfill create --dry-run``, run one
+``dags test`` per day: see :func:`regrow.airflow_local.backfill`): a simulated day (sensor,
+five spark-submit jobs), checked in the Delta tables, then a day whose events file has a
+header and no row, blocked by the bronze gate. A day whose landing file never arrives
+makes the sensor poke, time out and fail the run with the missing path in the log.
 """
 
 from __future__ import annotations
@@ -40,10 +41,11 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "regrow_ingest"
 START = dt.date(2026, 1, 1)
-DAYS = [START + dt.timedelta(days=i) for i in range(2)]
-MISSING_DAY = DAYS[-1] + dt.timedelta(days=1)  # never landed
+GOOD_DAY = START
+BLOCKED_DAY = START + dt.timedelta(days=1)  # an events file with a header and no row
+DAYS = [GOOD_DAY, BLOCKED_DAY]  # the backfill
+MISSING_DAY = BLOCKED_DAY + dt.timedelta(days=1)  # never landed
 SENSOR_TIMEOUT_SECONDS = 4
-BLOCKED_DAY = MISSING_DAY + dt.timedelta(days=1)  # an events file with a header and no row
 TASKS = (
     "wait_for_events", "ingest_events", "validate_bronze",
     "build_features", "build_labels", "validate_silver",
@@ -62,7 +64,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     raw["validation"]["expectations_dir"] = str(REPO / "expectations")
     raw["simulator"] |= {
         "start_date": START,
-        "days": len(DAYS),
+        "days": 1,
         "events_per_day": 150,
         "n_entities": 200,
     }
@@ -77,7 +79,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     params.write_text(yaml.safe_dump(raw, sort_keys=False))
     settings = load_settings(params)
     landing_root = settings.resolve(settings.landing.path)
-    write_landing(settings.dataset, settings.simulator, settings.landing, landing_root, len(DAYS))
+    write_landing(settings.dataset, settings.simulator, settings.landing, landing_root, 1)
+    folder = Path(landing.day_dir(landing_root, "events", BLOCKED_DAY))
+    folder.mkdir(parents=True)
+    header = ",".join(settings.dataset.event_columns())
+    (folder / "part-00000.csv").write_text(header + "\n", encoding="utf-8")
 
     env = airflow_env(tmp / "airflow_home", params=params)
     ensure_db(env)
@@ -108,43 +114,36 @@ def _rows(ws: SimpleNamespace, table: str, **partition) -> int:
     return ws.lakehouse.to_arrow(table, partitions=partition).num_rows
 
 
-def test_backfill_plans_and_runs_every_day(backfilled: dict):
+def test_backfill_plans_every_day_and_stops_at_the_blocked_one(backfilled: dict):
     assert list(backfilled) == DAYS
-    for day, result in backfilled.items():
-        assert result.returncode == 0, f"dags test {day} failed:\n{result.stdout[-5000:]}"
+    good, blocked = backfilled[GOOD_DAY], backfilled[BLOCKED_DAY]
+    assert good.returncode == 0, f"dags test {GOOD_DAY} failed:\n{good.stdout[-5000:]}"
+    assert blocked.returncode != 0, blocked.stdout[-5000:]
 
 
-def test_each_backfilled_day_succeeds_task_by_task(workspace, backfilled):
-    for day in DAYS:
-        assert task_states(DAG_ID, day, workspace.env) == TASKS_OK, day
-        assert run_state(DAG_ID, day, workspace.env) == "success", day
-    assert run_state(DAG_ID, DAYS[-1] + dt.timedelta(days=30), workspace.env) is None
+def test_the_good_day_succeeds_task_by_task(workspace, backfilled):
+    assert task_states(DAG_ID, GOOD_DAY, workspace.env) == TASKS_OK
+    assert run_state(DAG_ID, GOOD_DAY, workspace.env) == "success"
+    assert run_state(DAG_ID, GOOD_DAY + dt.timedelta(days=30), workspace.env) is None
 
 
 def test_bronze_holds_every_landed_event_once(workspace, backfilled):
-    for day in DAYS:
-        landed = _landed_rows(workspace, day)
-        events = _rows(workspace, EVENTS, **{EVENT_DATE: day})
-        quarantined = _rows(workspace, QUARANTINE, ingest_date=day, source_kind="events")
-        assert landed > 0
-        assert events > 0.9 * landed, f"{day}: {events} of {landed} landed events in bronze"
-        # Nothing dropped silently: every landed row is in bronze.events or in quarantine.
-        assert events + quarantined == landed, day
-    per_day = [_rows(workspace, EVENTS, **{EVENT_DATE: day}) for day in DAYS]
-    assert workspace.lakehouse.to_arrow(EVENTS).num_rows == sum(per_day), "rows of other days"
-    # One commit per ingested day: each day replaced its own partition (versions 0..n-1).
-    assert workspace.lakehouse.table_version(EVENTS) == len(DAYS) - 1
+    landed = _landed_rows(workspace, GOOD_DAY)
+    events = _rows(workspace, EVENTS, **{EVENT_DATE: GOOD_DAY})
+    quarantined = _rows(workspace, QUARANTINE, ingest_date=GOOD_DAY, source_kind="events")
+    assert landed > 0
+    assert events > 0.9 * landed, f"{events} of {landed} landed events in bronze"
+    # Nothing dropped silently: every landed row is in bronze.events or in quarantine.
+    assert events + quarantined == landed
+    assert workspace.lakehouse.to_arrow(EVENTS).num_rows == events, "rows of other days"
 
 
 def test_silver_has_one_feature_row_per_bronze_event(workspace, backfilled):
-    for day in DAYS:
-        events = _rows(workspace, EVENTS, **{EVENT_DATE: day})
-        assert _rows(workspace, FEATURES, **{EVENT_DATE: day}) == events, day
-    # The second day's windows reached into the first: some events have earlier ones.
-    seen = workspace.lakehouse.sql(
-        f"SELECT max(prior_events_7d) n FROM {FEATURES} WHERE {EVENT_DATE} = DATE '{DAYS[1]}'"
-    ).to_pylist()[0]["n"]
-    assert seen > 0
+    events = _rows(workspace, EVENTS, **{EVENT_DATE: GOOD_DAY})
+    assert _rows(workspace, FEATURES, **{EVENT_DATE: GOOD_DAY}) == events
+    # Entities with several events that day have earlier ones in their windows.
+    seen = workspace.lakehouse.sql(f"SELECT max(prior_events_24h) n FROM {FEATURES}").to_pylist()
+    assert seen[0]["n"] > 0
     # Every label that landed is joined to its event in silver.labels.
     assert _rows(workspace, SILVER_LABELS) == _rows(workspace, LABELS)
 
@@ -174,29 +173,21 @@ def test_sensor_fails_when_the_landing_file_is_missing(workspace):
     assert _rows(workspace, EVENTS, **{EVENT_DATE: MISSING_DAY}) == 0
 
 
-def test_every_day_is_validated_and_recorded(workspace, backfilled):
+def test_the_good_day_is_validated_and_recorded(workspace, backfilled):
     results = workspace.lakehouse.sql(
         "SELECT CAST(day AS VARCHAR) d, \"table\" t, bool_and(success OR severity = 'warning') ok "
         "FROM gold.validation GROUP BY 1, 2"
     ).to_pylist()
     recorded = {(r["d"], r["t"]): r["ok"] for r in results}
-    for day in DAYS:
-        for table in (*BRONZE_TABLES, *SILVER_TABLES):
-            assert recorded[(str(day), table)] is True, (day, table)
+    for table in (*BRONZE_TABLES, *SILVER_TABLES):
+        assert recorded[(str(GOOD_DAY), table)] is True, table
     docs = Path(workspace.settings.resolve(workspace.settings.reports_dir), "data_docs")
     assert (docs / "index.html").is_file()
 
 
 def test_a_day_failing_a_critical_expectation_is_blocked(workspace, backfilled):
-    folder = Path(landing.day_dir(workspace.landing_root, "events", BLOCKED_DAY))
-    folder.mkdir(parents=True)
-    header = ",".join(workspace.settings.dataset.event_columns())
-    (folder / "part-00000.csv").write_text(header + "\n", encoding="utf-8")
+    log = backfilled[BLOCKED_DAY].stdout
 
-    result = dags_test(DAG_ID, BLOCKED_DAY, workspace.env)
-    log = result.stdout
-
-    assert result.returncode != 0, log[-5000:]
     assert task_states(DAG_ID, BLOCKED_DAY, workspace.env) == {
         "wait_for_events": "success",
         "ingest_events": "success",
@@ -204,6 +195,7 @@ def test_a_day_failing_a_critical_expectation_is_blocked(workspace, backfilled):
         # Nothing is built on a blocked day.
         **dict.fromkeys(TASKS[3:], "upstream_failed"),
     }
+    assert run_state(DAG_ID, BLOCKED_DAY, workspace.env) == "failed"
     assert f"{BLOCKED_DAY} is blocked" in log
     assert "expect_table_row_count_to_be_between" in log
     assert "Data Docs: " in log
@@ -212,3 +204,4 @@ def test_a_day_failing_a_critical_expectation_is_blocked(workspace, backfilled):
         "AND NOT success AND severity = 'critical'"
     ).to_pylist()
     assert {"expect_table_row_count_to_be_between"} <= {r["expectation_type"] for r in failed}
+    assert _rows(workspace, FEATURES, **{EVENT_DATE: BLOCKED_DAY}) == 0
