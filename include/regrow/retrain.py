@@ -442,8 +442,9 @@ def evaluate_challenger(
     sets = {BACKTEST: splits[TEST], PINNED: pinned}
     challenger = registry.version(version)
     champion = registry.alias(CHAMPION)
-    if champion is not None and champion.version == challenger.version:
-        champion = None  # a model is not its own champion: treat as a re-evaluation
+    already = champion is not None and champion.version == challenger.version
+    if already:
+        champion = None  # re-evaluating the champion itself: against the baselines only
     challenger_eval = evaluate(
         registry.load(challenger.version), sets, dataset, cfg, with_curves=True
     )
@@ -460,7 +461,8 @@ def evaluate_challenger(
         "registered_model": registry.name,
         "challenger": challenger.version,
         "challenger_run_id": challenger.run_id,
-        "champion": champion.version if champion else None,
+        "champion": challenger.version if already else (champion.version if champion else None),
+        "already_champion": already,
         "trainset": {
             "path": str(path),
             "cutoff_date": manifest["cutoff_date"],
@@ -530,6 +532,11 @@ def decide(
     row cannot be written is undone.
     """
     registry = registry or Registry(settings)
+    if report.get("already_champion"):
+        version = report["challenger"]
+        return {"promoted": False, "version": version, "champion": version, "checks": [],
+                "reason": f"v{version} is already the champion: nothing to decide",
+                "decision_id": None}  # fmt: skip
     evaluation = report["evaluation"]
     challenger = Evaluation(**evaluation["challenger"])
     champion = Evaluation(**evaluation["champion"]) if evaluation["champion"] else None
@@ -597,7 +604,8 @@ def _move_champion(registry: Registry, version: str, before: str | None) -> None
         registry.tag_version(version, {PREVIOUS_CHAMPION: before})
     registry.tag_version(version, {"promoted_at": dt.datetime.now(dt.UTC).isoformat()})
     registry.set_alias(CHAMPION, version)
-    if (registry.alias(CHALLENGER) or Version("", "", None, [], {}, "")).version == version:
+    challenger = registry.alias(CHALLENGER)
+    if challenger is not None and challenger.version == version:
         registry.delete_alias(CHALLENGER)
 
 

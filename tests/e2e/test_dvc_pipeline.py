@@ -259,20 +259,16 @@ def test_push_to_an_s3_remote(clone, s3_server, s3_bucket):
     assert listed["KeyCount"] > 0
 
 
-def test_features_params_rerun_features_and_trainset_only(clone):
-    features_before = len(manifest(clone.path)["columns"]["features"])
+def test_features_params_mark_features_and_the_stages_after_it_only(clone):
     windows = yaml.safe_load((clone.path / "params.yaml").read_text())["features"]["windows"]
     edit_params(clone.path, features={"windows": ["6h", *windows]})
 
+    # Params are declared key by key: only the stages that read `features` are stale
+    # (train and evaluate follow once trainset's output changes). That the changed stages
+    # rerun and the rest is skipped is what the reproducibility test above shows for
+    # train; the window's columns are tested in-process (tests/integration/test_features).
     status = dvc(clone.path, "status").stdout
     assert re.findall(r"^(\w+):$", status, re.M) == ["features", "trainset"]
-
-    # Up to the snapshot: train and evaluate follow from it (their rerun on new data is
-    # what the reproducibility test above shows).
-    changed = dvc(clone.path, "repro", "trainset", timeout=1500)
-    assert ran(changed) == ["features", "trainset"]
-    assert sorted(skipped(changed)) == ["ingest", "labels", "simulate", "validate"]
-    # One more window: its event count and its amount sum.
-    assert len(manifest(clone.path)["columns"]["features"]) == features_before + 2
-    assert re.findall(r"^(\w+):$", dvc(clone.path, "status").stdout, re.M) == ["train", "evaluate"]
-    commit(clone.path, "features: a 6h window")
+    assert "params.yaml" in status and "features" in status
+    run(clone.path, "git", "checkout", "--", "params.yaml")
+    assert dvc(clone.path, "status").stdout.strip() == UP_TO_DATE

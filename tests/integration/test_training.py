@@ -223,6 +223,20 @@ def test_retrain_needed_skips_the_champions_own_training_set_unless_forced(make_
     assert retrain_needed(settings, write_snapshot(settings, tmp_path / "new", (1, 14)))[0]
 
 
+def test_evaluating_the_champion_again_decides_nothing(make_settings, tmp_path):
+    settings = make_settings(simulator=STABLE)
+    snapshot = write_snapshot(settings, tmp_path / "trainset", (0, 13))
+    retrain(settings, snapshot)  # v1, promoted
+
+    report = evaluate_challenger(settings, "1", snapshot)  # e.g. `regrow evaluate` run twice
+    outcome = decide(settings, report, lakehouse_of(settings))
+
+    assert report["already_champion"] and report["evaluation"]["champion"] is None
+    assert outcome["reason"] == "v1 is already the champion: nothing to decide"
+    assert not outcome["promoted"] and len(decisions(settings)) == 1
+    assert Registry(settings).alias(CHAMPION).version == "1"
+
+
 def test_forced_promotion_and_rollback_are_recorded_with_who_and_why(make_settings, tmp_path):
     settings = make_settings(simulator=STABLE)
     params = str(Path(settings.base_dir) / "params.yaml")
