@@ -41,14 +41,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import sys
-from datetime import timedelta
 from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
 
-from regrow.airflow_local import alert_on_failure, dag_settings
+from regrow.airflow_local import dag_settings, default_args
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
@@ -79,14 +78,7 @@ PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wire
     catchup=airflow_cfg.catchup,
     max_active_runs=airflow_cfg.max_active_runs,
     tags=["regrow", "ingest", "bronze", "silver", "spark"],
-    default_args={
-        "owner": "regrow",
-        "retries": airflow_cfg.retries,
-        "retry_delay": timedelta(seconds=airflow_cfg.retry_delay_seconds),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(hours=1),
-        "on_failure_callback": alert_on_failure,
-    },
+    default_args=default_args(airflow_cfg),
 )
 def regrow_ingest():
     @task.sensor(

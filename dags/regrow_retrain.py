@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.airflow_local import alert_on_failure, dag_settings
+from regrow.airflow_local import dag_settings, default_args
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
@@ -119,14 +118,7 @@ def _trigger(force: bool, dag_run, triggering_asset_events) -> str:
             "split.cutoff_date of params.yaml, else the day after the newest features day.",
         ),
     },
-    default_args={
-        "owner": "regrow",
-        "retries": airflow_cfg.retries,
-        "retry_delay": timedelta(seconds=airflow_cfg.retry_delay_seconds),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": timedelta(hours=1),
-        "on_failure_callback": alert_on_failure,
-    },
+    default_args=default_args(airflow_cfg),
 )
 def regrow_retrain():
     build_trainset = SparkSubmitOperator(

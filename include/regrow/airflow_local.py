@@ -31,7 +31,7 @@ from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 
-from regrow.settings import PARAMS_ENV, Settings, find_params, load_settings
+from regrow.settings import PARAMS_ENV, AirflowSettings, Settings, find_params, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,19 @@ def alert_on_failure(context) -> None:
         ti.dag_id, ti.task_id, context.get("ds") or context.get("run_id"), ti.try_number,
         context.get("exception"),
     )  # fmt: skip
+
+
+def default_args(cfg: AirflowSettings) -> dict:
+    """The ``default_args`` every regrow DAG shares: retries with exponential backoff (up
+    to an hour) and the failure alert."""
+    return {
+        "owner": "regrow",
+        "retries": cfg.retries,
+        "retry_delay": dt.timedelta(seconds=cfg.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(hours=1),
+        "on_failure_callback": alert_on_failure,
+    }
 
 
 def airflow_env(
