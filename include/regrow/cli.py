@@ -397,13 +397,13 @@ def retrain(
     trigger: TriggerOption = "manual",
 ) -> None:
     """Train, evaluate and gate in one go (the regrow_retrain DAG without Airflow)."""
-    from regrow.retrain import decide, evaluate_challenger, train_challenger
+    from regrow.retrain import train_and_gate
 
     try:
         settings = _settings(params)
-        facts = train_challenger(settings, trainset, trigger, mode.value if mode else None)
-        report = evaluate_challenger(settings, facts["version"], trainset)
-        outcome = decide(settings, report, _lakehouse(settings))
+        facts, _, outcome = train_and_gate(
+            settings, _lakehouse(settings), trainset, trigger, mode.value if mode else None
+        )
     except _model_errors() as err:
         raise _fail(str(err)) from None
     typer.echo(f"trained v{facts['version']} ({facts['mode_reason']})")

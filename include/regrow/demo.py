@@ -274,11 +274,11 @@ def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
 
 
 def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
-    from regrow.retrain import decide, evaluate_challenger, train_challenger
+    from regrow.retrain import train_and_gate
 
-    facts = train_challenger(settings, trigger=trigger, mode=mode, registry=registry)
-    report_ = evaluate_challenger(settings, facts["version"], registry=registry)
-    outcome = decide(settings, report_, lakehouse, registry)
+    facts, report_, outcome = train_and_gate(
+        settings, lakehouse, trigger=trigger, mode=mode, registry=registry
+    )
     metric = settings.evaluate.primary_metric
     backtest = report_["evaluation"]["challenger"]["sets"]["backtest"]
     logger.info(

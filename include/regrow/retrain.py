@@ -566,6 +566,22 @@ def decide(
             "decision_id": decision.decision_id}  # fmt: skip
 
 
+def train_and_gate(
+    settings: Settings,
+    lakehouse: Lakehouse,
+    trainset: str | Path | None = None,
+    trigger: str = "manual",
+    mode: str | None = None,
+    registry: Registry | None = None,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """:func:`train_challenger`, :func:`evaluate_challenger` and :func:`decide` in one go
+    (``regrow retrain``, the demo): the facts, the evaluation report and the outcome."""
+    registry = registry or Registry(settings)
+    facts = train_challenger(settings, trainset, trigger, mode, registry)
+    report = evaluate_challenger(settings, facts["version"], trainset, registry)
+    return facts, report, decide(settings, report, lakehouse, registry)
+
+
 def _decision(
     name: str, result: GateResult, version: str, before: str | None,
     report: Mapping[str, Any], metric: str,

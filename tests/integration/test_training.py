@@ -21,6 +21,7 @@ from regrow.retrain import (
     dvc_md5,
     evaluate_challenger,
     retrain_needed,
+    train_and_gate,
     train_challenger,
 )
 from regrow.training import TrainingError
@@ -42,9 +43,8 @@ def decisions(settings) -> list[dict]:
 
 
 def retrain(settings, snapshot: Path, trigger: str = "test", mode: str | None = None) -> dict:
-    facts = train_challenger(settings, snapshot, trigger=trigger, mode=mode)
-    report = evaluate_challenger(settings, facts["version"], snapshot)
-    return facts | {"outcome": decide(settings, report, lakehouse_of(settings))}
+    facts, _, outcome = train_and_gate(settings, lakehouse_of(settings), snapshot, trigger, mode)
+    return facts | {"outcome": outcome}
 
 
 def test_first_model_beats_every_baseline_and_is_promoted_with_its_lineage(make_settings, tmp_path):
