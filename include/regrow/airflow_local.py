@@ -9,7 +9,9 @@ day as a subprocess. Tests, ``make demo`` and ``regrow dags test`` share them::
     ensure_db(env)
     result = dags_test("regrow_ingest", dt.date(2026, 1, 1), env)
 
-The DAG files also read their ``airflow`` settings through :func:`dag_settings`.
+The DAG files also read their ``airflow`` settings through :func:`dag_settings`, take the
+Assets that chain them from :func:`asset`, and :func:`days_to_score` decides what a
+``regrow_score`` run scores.
 
 This module is imported by DAG files at parse time: keep it free of heavy imports.
 """
@@ -27,11 +29,15 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from regrow.settings import PARAMS_ENV, AirflowSettings, Settings, find_params, load_settings
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,14 @@ SPARK_CONN_ENV = "AIRFLOW_CONN_SPARK_DEFAULT"
 # A `spark` connection whose master is `local[*]`: spark-submit runs the job on this machine.
 LOCAL_SPARK_CONNECTION = json.dumps({"conn_type": "spark", "host": "local[*]"})
 _MIGRATED_STAMP = ".regrow-db-migrated"
+# The Assets that chain regrow's DAGs, name -> (URI, group). A producer's outlet and its
+# consumers' schedule are built from this one table, so they cannot drift apart.
+ASSETS: dict[str, tuple[str, str]] = {
+    "bronze.events": ("regrow://lakehouse/bronze/events", "bronze"),
+    "silver.features": ("regrow://lakehouse/silver/features", "silver"),
+    "gold.predictions": ("regrow://lakehouse/gold/predictions", "gold"),
+    "retrain.requested": ("regrow://policy/retrain-requested", "policy"),
+}
 
 
 def dag_settings() -> Settings:
@@ -61,6 +75,73 @@ def dag_settings() -> Settings:
 @functools.lru_cache(maxsize=8)
 def _load_settings_cached(params: Path, mtime_ns: int) -> Settings:
     return load_settings(params)
+
+
+def asset(name: str) -> Asset:
+    """The Airflow ``Asset`` called ``name``, with its URI and group from :data:`ASSETS`.
+
+    Raises:
+        KeyError: ``name`` is not a regrow Asset (the message lists those there are).
+    """
+    from airflow.sdk import Asset
+
+    if name not in ASSETS:
+        raise KeyError(f"no regrow Asset named {name!r}: the Assets are {sorted(ASSETS)}")
+    uri, group = ASSETS[name]
+    return Asset(name=name, uri=uri, group=group)
+
+
+def asset_event_days(triggering_asset_events: Mapping[Any, Any] | None, of: Asset) -> list[dt.date]:
+    """The days of the DAG runs that published the ``of`` events a run was triggered by.
+
+    A regrow_ingest run covers its logical date (``ds``), so an event's day is its source
+    DAG run's logical date (its data interval start if it has none), in UTC. An event with
+    no source DAG run (posted through the REST API) names no day: it is logged and left out.
+
+    Args:
+        triggering_asset_events: the run's ``triggering_asset_events`` (Asset -> events).
+    """
+    days = []
+    for event in (triggering_asset_events or {}).get(of, ()):
+        run = event.source_dag_run
+        when = run and (run.logical_date or run.data_interval_start)
+        if when is None:
+            logger.warning(
+                "%s event of %s (source run %s) names no day: not scored",
+                of.name, event.timestamp, event.source_run_id,
+            )  # fmt: skip
+            continue
+        days.append(when.astimezone(dt.UTC).date())
+    return days
+
+
+def days_to_score(
+    dates: Sequence[str] | None, event_days: Iterable[dt.date | str]
+) -> list[str]:
+    """The days a regrow_score run scores, as YYYY-MM-DD, oldest first, each once.
+
+    The run's ``dates`` param when it names any (a manual run, a re-score); else the days of
+    the silver.features events that triggered the run (the scheduler may batch several
+    events, of several days or of the same day rebuilt, into one run).
+
+    Raises:
+        ValueError: a day is not YYYY-MM-DD, or there is no day at all.
+    """
+    chosen = list(dates or []) or list(event_days)
+    if not chosen:
+        raise ValueError(
+            "nothing to score: the run was not triggered by a silver.features event and its "
+            'params name no day. Pass dates, e.g. --conf \'{"dates": ["2026-01-05"]}\''
+        )
+    days = set()
+    for day in chosen:
+        if isinstance(day, str):
+            try:
+                day = dt.date.fromisoformat(day)
+            except ValueError:
+                raise ValueError(f"day to score {day!r} is not a date: expected YYYY-MM-DD") from None
+        days.add(day.date() if isinstance(day, dt.datetime) else day)
+    return [d.isoformat() for d in sorted(days)]
 
 
 def alert_on_failure(context) -> None:

@@ -480,6 +480,118 @@ def models(params: ParamsOption = None) -> None:
         typer.echo("  ".join(f"{str(row[h] or ''):<11}" for h in header))
 
 
+class Alias(StrEnum):
+    champion = "champion"
+    shadow = "shadow"
+    all = "all"
+
+
+@app.command()
+def score(
+    date: DateOption = None,
+    to: ToOption = None,
+    params: ParamsOption = None,
+    run_id: RunIdOption = None,
+    all_days: Annotated[
+        bool, typer.Option("--all", help="Every day that silver.features has, oldest first.")
+    ] = False,
+    latest: Annotated[
+        bool, typer.Option("--latest", help="The newest day of silver.features.")
+    ] = False,
+) -> None:
+    """Score a day of silver.features into gold.predictions: the champion decides, the
+    challenger (if any) scores in shadow. Replaces the day's partition, then runs the
+    gold.predictions suite on it.
+
+    Rescoring past days overwrites what the models of the time predicted: score new days.
+    """
+    from regrow.features import FEATURES
+    from regrow.scoring import ScoringError, score_day
+    from regrow.spark import get_spark
+    from regrow.validation import ValidationError
+
+    if sum([date is not None, all_days, latest]) != 1:
+        raise _fail("give one of --date (and --to), --all or --latest")
+    try:
+        settings = _settings(params)
+        lakehouse = _lakehouse(settings)
+        if date is not None:
+            days = _days(date, to)
+        else:
+            days = sorted(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(FEATURES))
+            if not days:
+                raise _fail(f"{FEATURES} has no day yet: run regrow features first")
+            days = days[-1:] if latest else days
+        from regrow.registry import Registry
+
+        registry = Registry(settings)
+        spark = get_spark(settings.spark)
+        run_id = run_id or _manual_run_id()
+        for day in days:
+            r = score_day(spark, settings, day, run_id, lakehouse, registry)
+            models = ", ".join(f"{alias} v{v}" for alias, v in r.models.items())
+            typer.echo(
+                f"{day}: {r.events} events scored by {models}; {r.flagged} flagged "
+                f"(score >= {r.threshold}) -> gold.predictions v{r.version}"
+            )
+    except (*_model_errors(), ScoringError, ValidationError) as err:
+        raise _fail(str(err)) from None
+
+
+@app.command()
+def predictions(
+    date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day to read.")],
+    params: ParamsOption = None,
+    top: Annotated[
+        int | None, typer.Option(min=1, help="Only the N highest scores.", show_default=False)
+    ] = None,
+    alias: Annotated[
+        Alias, typer.Option(help="champion (the decisions), shadow (the challenger), or all.")
+    ] = Alias.champion,
+    format: Annotated[Format, typer.Option("--format", "-f", help="Output format.")] = Format.table,
+    limit: Annotated[int, typer.Option(help="Rows to print with --format table.")] = 50,
+) -> None:
+    """Print a day's predictions from gold.predictions, highest score first."""
+    from regrow.lakehouse import LakehouseError
+    from regrow.scoring import read_predictions
+
+    try:
+        settings = _settings(params)
+        rows = read_predictions(
+            _lakehouse(settings), date.date(), None if alias is Alias.all else alias.value, top
+        )
+    except (ConfigError, LakehouseError) as err:
+        raise _fail(str(err)) from None
+    _echo_rows(rows, format, limit)
+
+
+@app.command()
+def lineage(
+    entity: Annotated[str, typer.Option(help="Entity id (dataset.entity_id).")],
+    date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day of the events.")],
+    params: ParamsOption = None,
+    format: Annotated[
+        Format, typer.Option("--format", "-f", help="table (readable lines) or json.")
+    ] = Format.table,
+) -> None:
+    """Trace an entity's predictions of a day: prediction row -> model version -> its
+    parents (warm starts) -> training snapshot (DVC hash, window, Delta versions) -> git
+    commit. Reads two Delta tables; no Spark, no MLflow.
+    """
+    from regrow import lineage as lineage_
+    from regrow.lakehouse import LakehouseError
+
+    try:
+        settings = _settings(params)
+        found = lineage_.lineage(_lakehouse(settings), settings.dataset, entity, date.date())
+    except (ConfigError, LakehouseError, lineage_.LineageError) as err:
+        raise _fail(str(err)) from None
+    if format is Format.json:
+        typer.echo(json.dumps(found.as_dict(), indent=2, default=str))
+    else:
+        typer.echo("\n".join(lineage_.describe(found, settings.dataset)))
+
+
 @app.command("mlflow-ui")
 def mlflow_ui(
     params: ParamsOption = None,
@@ -561,8 +673,10 @@ def query(
 ) -> None:
     """Run SQL (DuckDB) over the Delta tables, named layer.name (bronze.events ...).
 
-    Only the tables the query names are loaded. Example:
+    Only the tables the query names are loaded. Examples:
     regrow query "SELECT event_date, count(*) FROM bronze.events GROUP BY 1 ORDER BY 1"
+    regrow query "SELECT model_alias, model_version, avg(score), sum(decision::int)
+    FROM gold.predictions WHERE event_date = '2026-01-30' GROUP BY ALL"
     """
     from regrow.lakehouse import LakehouseError
 
@@ -570,7 +684,12 @@ def query(
         result = _lakehouse(_settings(params)).sql(sql)
     except (ConfigError, LakehouseError) as err:
         raise _fail(str(err)) from None
-    frame = result.to_pandas()
+    _echo_rows(result, format, limit)
+
+
+def _echo_rows(rows, format: Format, limit: int) -> None:
+    """Arrow rows as an aligned table (at most ``limit`` rows), CSV or JSON lines."""
+    frame = rows.to_pandas()
     if format is Format.csv:
         typer.echo(frame.to_csv(index=False), nl=False)
     elif format is Format.json:

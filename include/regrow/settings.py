@@ -320,6 +320,19 @@ class EvaluateSettings(_Section):
     plots_dir: str = "plots"
 
 
+class ScoreSettings(_Section):
+    """Batch scoring into gold.predictions (regrow.scoring)."""
+
+    # A row's decision is score >= threshold; set it from the cost of a miss against the
+    # cost of acting on a false alarm.
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    # Score the challenger (if one is registered) beside the champion, as alias "shadow":
+    # its rows never change the champion's decisions, and monitoring compares the two.
+    shadow: bool = True
+    # XGBoost threads per Spark task: Spark already runs one task per core.
+    nthread: int = Field(default=1, ge=0)
+
+
 class MlflowSettings(_Section):
     """Tracking and registry. Default: a local SQLite store + local artifact directory."""
 
@@ -368,6 +381,7 @@ class Settings(_Section):
     split: SplitSettings = SplitSettings()
     train: TrainSettings = TrainSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
+    score: ScoreSettings = ScoreSettings()
     mlflow: MlflowSettings = MlflowSettings()
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()

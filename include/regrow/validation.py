@@ -49,6 +49,15 @@ from regrow.ingest import (
 )
 from regrow.labels import RUN_ID as LABELS_RUN_ID
 from regrow.labels import SILVER_LABELS, SOURCE_VERSIONS, label_columns
+from regrow.scoring import (
+    ALIASES,
+    MODEL_ALIAS,
+    MODEL_NAME,
+    MODEL_VERSION,
+    PREDICTIONS,
+    SCORE,
+    prediction_columns,
+)
 from regrow.settings import DatasetSettings, FeatureSettings, Settings
 
 if TYPE_CHECKING:
@@ -342,15 +351,40 @@ def _silver_label_expectations(dataset: DatasetSettings, *_: Any) -> list:
     return out
 
 
+def _prediction_expectations(dataset: DatasetSettings, *_: Any) -> list:
+    """Scores are probabilities; every event of the day has exactly one champion row (and
+    at most one shadow row); keys and the model that scored are never null."""
+    from great_expectations.expectations.row_conditions import Column as GxColumn
+
+    champion_rows = GxColumn(MODEL_ALIAS) == ALIASES[0]
+    out = _schema_expectations(prediction_columns(dataset))
+    out += _not_null(
+        [dataset.event_id, dataset.entity_id, dataset.event_timestamp, SCORE, MODEL_NAME,
+         MODEL_VERSION, MODEL_ALIAS]
+    )  # fmt: skip
+    out += [
+        _expect("ExpectColumnValuesToBeBetween", CRITICAL, column=SCORE, min_value=0, max_value=1),
+        _expect("ExpectColumnValuesToBeInSet", CRITICAL, column=MODEL_ALIAS,
+                value_set=list(ALIASES)),
+        _expect("ExpectCompoundColumnsToBeUnique", CRITICAL,
+                column_list=[dataset.event_id, MODEL_ALIAS]),
+        # As many champion rows as silver.features has events that day: none missed.
+        _expect("ExpectTableRowCountToEqual", CRITICAL, value=_param(SOURCE_ROWS),
+                row_condition=champion_rows),
+    ]  # fmt: skip
+    return out
+
+
 TABLES: dict[str, TableSpec] = {
     EVENTS: TableSpec(EVENT_DATE, _event_expectations),
     LABELS: TableSpec(LABEL_DATE, _label_expectations),
     QUARANTINE: TableSpec("ingest_date", _quarantine_expectations),
     SILVER_FEATURES: TableSpec(EVENT_DATE, _silver_feature_expectations),
     SILVER_LABELS: TableSpec(LABEL_DATE, _silver_label_expectations),
+    PREDICTIONS: TableSpec(EVENT_DATE, _prediction_expectations),
 }
 # The bronze table each silver table is built from, day for day (for SOURCE_ROWS).
-SOURCES = {SILVER_FEATURES: EVENTS, SILVER_LABELS: LABELS}
+SOURCES = {SILVER_FEATURES: EVENTS, SILVER_LABELS: LABELS, PREDICTIONS: SILVER_FEATURES}
 BRONZE_TABLES = (EVENTS, LABELS, QUARANTINE)
 SILVER_TABLES = (SILVER_FEATURES, SILVER_LABELS)
 

@@ -1,0 +1,373 @@
+"""Batch scoring: a day of silver.features becomes its partition of gold.predictions.
+
+The champion (registry alias ``champion``) scores every event of the day; the challenger,
+if one is registered and ``score.shadow`` is on, scores the same events as alias
+``shadow``. Each scorer writes its own rows, so a shadow row never changes a champion
+decision. A row says which model made it (name, version, alias, MLflow run) and what it
+read (the silver.features version); :mod:`regrow.lineage` follows it further back.
+
+Scoring runs in Spark with Arrow batches (``mapInArrow``): the models travel to the
+executors once, as a broadcast of their UBJSON bytes and transform, and each Python worker
+loads them once (not per batch). Each batch goes through the transform the model was
+trained with, then ``Booster.inplace_predict``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from regrow.features import FEATURES, RUN_ID, SOURCE_VERSION
+from regrow.ingest import EVENT_DATE
+from regrow.registry import CHALLENGER, CHAMPION
+from regrow.settings import DatasetSettings, ScoreSettings, Settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
+
+    from regrow.lakehouse import Lakehouse
+    from regrow.registry import Registry, Version
+    from regrow.training import Model
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS = "gold.predictions"
+SHADOW = "shadow"
+ALIASES = (CHAMPION, SHADOW)
+SCORE, DECISION, THRESHOLD = "score", "decision", "threshold"
+MODEL_NAME, MODEL_VERSION, MODEL_ALIAS, MODEL_RUN_ID = (
+    "model_name", "model_version", "model_alias", "model_run_id",
+)  # fmt: skip
+# Logical types of the columns every prediction row has besides the contract's keys.
+PREDICTION_COLUMNS = {
+    SCORE: "double",
+    DECISION: "boolean",
+    THRESHOLD: "double",
+    MODEL_NAME: "string",
+    MODEL_VERSION: "long",
+    MODEL_ALIAS: "string",
+    MODEL_RUN_ID: "string",
+    EVENT_DATE: "date",
+    SOURCE_VERSION: "long",  # the silver.features version the day was read from
+    RUN_ID: "string",  # the scoring run (Airflow run id, or manual__...)
+}
+
+
+class ScoringError(RuntimeError):
+    """A day cannot be scored: no champion, or features the model cannot read."""
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A registered model version as it scores: its alias in gold.predictions and model."""
+
+    alias: str
+    version: Version
+    model: Model
+
+
+def key_columns(dataset: DatasetSettings) -> list[str]:
+    return [dataset.event_id, dataset.entity_id, dataset.event_timestamp]
+
+
+def prediction_columns(dataset: DatasetSettings) -> dict[str, str]:
+    """Names and logical types of gold.predictions, in column order."""
+    keys = dataset.event_columns()
+    return {**{c: keys[c] for c in key_columns(dataset)}, **PREDICTION_COLUMNS}
+
+
+def load_scorers(registry: Registry, shadow: bool = True) -> list[Scorer]:
+    """The champion, then (if ``shadow`` and one exists that is not the champion) the
+    challenger, each loaded once.
+
+    Raises:
+        ScoringError: no version has the alias ``champion``.
+    """
+    champion = registry.alias(CHAMPION)
+    if champion is None:
+        raise ScoringError(
+            f"registered model {registry.name} at {registry.uri} has no {CHAMPION}: nothing "
+            f"to score with. Train and gate a model first (regrow retrain), or make a version "
+            f"the champion (regrow promote VERSION --force --reason ...)"
+        )
+    scorers = [Scorer(CHAMPION, champion, registry.load(champion.version))]
+    challenger = registry.alias(CHALLENGER) if shadow else None
+    if challenger is not None and challenger.version != champion.version:
+        scorers.append(Scorer(SHADOW, challenger, registry.load(challenger.version)))
+    return scorers
+
+
+def check_inputs(schema: StructType, scorers: Sequence[Scorer], where: str) -> None:
+    """Stop before scoring when a model cannot read these columns.
+
+    Each model needs every column its transform was fitted on (its MLflow signature's
+    inputs); a numeric one must still be numeric or boolean.
+
+    Raises:
+        ScoringError: naming the missing columns and those of another type.
+    """
+    from pyspark.sql.types import BooleanType, NumericType
+
+    types = {f.name: f.dataType for f in schema.fields}
+    problems = []
+    for s in scorers:
+        missing = [c for c in s.model.features if c not in types]
+        retyped = [
+            f"{c} is {types[c].simpleString()}"
+            for c in s.model.transform.numeric
+            if c in types and not isinstance(types[c], NumericType | BooleanType)
+        ]
+        if missing or retyped:
+            detail = "; ".join(
+                ([f"missing columns {missing}"] if missing else [])
+                + ([f"not numeric any more: {', '.join(retyped)}"] if retyped else [])
+            )
+            problems.append(f"{s.alias} {s.version.name} v{s.version.version}: {detail}")
+    if problems:
+        raise ScoringError(
+            f"{where} does not match the model signature ({'; '.join(problems)}). Rebuild the "
+            "features with the contract the model was trained on, or retrain on the new one"
+        )
+
+
+def _payload(scorers: Sequence[Scorer], nthread: int) -> list[dict[str, Any]]:
+    """What the executors need of each model: bytes and plain values, no MLflow."""
+    return [
+        {
+            "alias": s.alias,
+            "name": s.version.name,
+            "version": int(s.version.version),
+            "run_id": s.version.run_id,
+            "booster": bytes(s.model.booster.save_raw("ubj")),
+            "transform": s.model.transform.to_dict(),
+            "nthread": nthread,
+        }
+        for s in scorers
+    ]
+
+
+# A Python worker keeps the models of the broadcasts it has seen: loaded once per worker
+# (Spark reuses workers between tasks), not once per batch.
+_LOADED: dict[str, list[tuple[dict[str, Any], Model]]] = {}
+
+
+def _models(key: str, broadcast) -> list[tuple[dict[str, Any], Model]]:
+    """The broadcast's models, loaded on the first call in this worker (``key`` names the
+    broadcast: a worker-side Broadcast has no id)."""
+    if key not in _LOADED:
+        import xgboost as xgb
+
+        from regrow.training import Model
+        from regrow.trainset import Transform
+
+        loaded = []
+        for spec in broadcast.value:
+            booster = xgb.Booster()
+            booster.load_model(bytearray(spec["booster"]))
+            booster.set_param({"nthread": spec["nthread"]})
+            loaded.append((spec, Model(booster, Transform.from_dict(spec["transform"]))))
+        _LOADED.clear()
+        _LOADED[key] = loaded
+    return _LOADED[key]
+
+
+def score_batches(
+    batches: Iterator[pa.RecordBatch],
+    models: list[tuple[dict[str, Any], Model]],
+    keys: list[str],
+    threshold: float,
+    source_version: int,
+    run_id: str,
+    schema: pa.Schema,
+) -> Iterator[pa.RecordBatch]:
+    """Prediction rows of feature batches: for each batch, one batch per model."""
+    import numpy as np
+    import pyarrow as pa
+
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        n = batch.num_rows
+        frame = batch.to_pandas()
+        for spec, model in models:
+            inputs = model.inputs(frame).to_numpy(dtype=np.float32)
+            scores = model.booster.inplace_predict(inputs).astype(np.float64)
+            columns = [batch.column(k).cast(schema.field(k).type) for k in keys] + [
+                pa.array(scores),
+                pa.array(scores >= threshold),
+                pa.repeat(pa.scalar(threshold, pa.float64()), n),
+                pa.repeat(pa.scalar(spec["name"]), n),
+                pa.repeat(pa.scalar(spec["version"], pa.int64()), n),
+                pa.repeat(pa.scalar(spec["alias"]), n),
+                pa.repeat(pa.scalar(spec["run_id"], pa.string()), n),
+                batch.column(EVENT_DATE),
+                pa.repeat(pa.scalar(source_version, pa.int64()), n),
+                pa.repeat(pa.scalar(run_id), n),
+            ]
+            yield pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def score_frame(
+    features: DataFrame,
+    scorers: Sequence[Scorer],
+    dataset: DatasetSettings,
+    cfg: ScoreSettings,
+    source_version: int,
+    run_id: str,
+) -> DataFrame:
+    """Prediction rows of silver.features rows: one per event and scorer.
+
+    Args:
+        features: silver.features rows (any number of days); must pass :func:`check_inputs`.
+        source_version: the silver.features version they were read from (on every row).
+        run_id: the scoring run (on every row).
+    """
+    from pyspark.sql.pandas.types import to_arrow_schema
+    from pyspark.sql.types import StructField, StructType
+
+    keys = key_columns(dataset)
+    by_name = {f.name: f for f in features.schema.fields}
+    names = prediction_columns(dataset)
+    fields = [by_name[k] for k in keys]
+    fields += [
+        StructField(c, _spark_type(t), nullable=c != MODEL_RUN_ID)
+        for c, t in names.items()
+        if c not in keys
+    ]
+    schema = StructType(fields)
+    spark = features.sparkSession
+    arrow_schema = to_arrow_schema(schema, timezone=spark.conf.get("spark.sql.session.timeZone"))
+    needed = sorted({*keys, EVENT_DATE, *(c for s in scorers for c in s.model.features)})
+    broadcast = spark.sparkContext.broadcast(_payload(scorers, cfg.nthread))
+    key = uuid.uuid4().hex
+    threshold = float(cfg.threshold)
+
+    def predict(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        yield from score_batches(
+            batches, _models(key, broadcast), keys, threshold, source_version, run_id, arrow_schema
+        )
+
+    return features.select(*needed).mapInArrow(predict, schema)
+
+
+def _spark_type(logical: str):
+    from pyspark.sql.types import _parse_datatype_string
+
+    return _parse_datatype_string(logical)
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    day: str
+    events: int
+    rows: int
+    models: dict[str, str]  # alias -> version
+    flagged: int  # champion rows whose decision is True
+    threshold: float
+    source_version: int
+    version: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def score_day(
+    spark: SparkSession,
+    settings: Settings,
+    day: dt.date,
+    run_id: str,
+    lakehouse: Lakehouse,
+    registry: Registry | None = None,
+) -> ScoreReport:
+    """Score ``day``'s silver.features with the champion (and the challenger in shadow),
+    replace the day's gold.predictions partition, record the models' lineage, then run
+    the gold.predictions suite on it.
+
+    Scoring a day again replaces its partition with the same rows (for the same models).
+
+    Raises:
+        MissingPartitionError: silver.features has no partition for ``day``.
+        ScoringError: no champion, or the features do not match a model's signature.
+        ValidationError: the written partition fails a critical expectation.
+    """
+    import pyarrow.compute as pc
+
+    from regrow.lineage import record_versions
+    from regrow.registry import Registry
+    from regrow.validation import validate_day
+
+    lakehouse.require_days(
+        FEATURES, [day], EVENT_DATE, hint=f": build the day's features before scoring it "
+        f"(regrow features --date {day})",
+    )  # fmt: skip
+    registry = registry or Registry(settings)
+    scorers = load_scorers(registry, settings.score.shadow)
+    version = lakehouse.table_version(FEATURES)
+    features = lakehouse.read(spark, FEATURES, version=version, partitions={EVENT_DATE: day})
+    check_inputs(features.schema, scorers, f"{FEATURES} {EVENT_DATE}={day} (v{version})")
+    predictions = score_frame(
+        features, scorers, settings.dataset, settings.score, version, run_id
+    )
+    commit = lakehouse.write(
+        predictions,
+        PREDICTIONS,
+        "overwrite",
+        partition_by=[EVENT_DATE],
+        partition={EVENT_DATE: day},
+    )
+    record_versions(lakehouse, registry, [s.version for s in scorers], run_id)
+    written = lakehouse.to_arrow(
+        PREDICTIONS, commit.version, {EVENT_DATE: day}
+    ).select([MODEL_ALIAS, DECISION])
+    champion = written.filter(pc.equal(written[MODEL_ALIAS], CHAMPION))
+    report = ScoreReport(
+        day=str(day),
+        events=champion.num_rows,
+        rows=written.num_rows,
+        models={s.alias: s.version.version for s in scorers},
+        flagged=int(pc.sum(champion[DECISION]).as_py() or 0),
+        threshold=settings.score.threshold,
+        source_version=version,
+        version=commit.version,
+    )
+    logger.info(
+        "gold.predictions %s: %d events scored by %s, %d flagged at %.3f -> v%d",
+        day, report.events, report.models, report.flagged, report.threshold, commit.version,
+    )  # fmt: skip
+    validate_day(spark, settings, lakehouse, day, run_id, tables=[PREDICTIONS])
+    return report
+
+
+def read_predictions(
+    lakehouse: Lakehouse, day: dt.date, alias: str | None = CHAMPION, top: int | None = None
+) -> pa.Table:
+    """A day's gold.predictions rows, highest score first, without Spark.
+
+    Args:
+        alias: ``champion``, ``shadow``, or None for both.
+        top: keep only the ``top`` highest scores (per alias).
+
+    Raises:
+        MissingPartitionError: the day has not been scored.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    lakehouse.require_days(
+        PREDICTIONS, [day], EVENT_DATE, hint=f": score it first (regrow score --date {day})"
+    )
+    rows = lakehouse.to_arrow(PREDICTIONS, partitions={EVENT_DATE: day})
+    aliases = [alias] if alias else list(ALIASES)
+    out = []
+    for a in aliases:
+        chosen = rows.filter(pc.equal(rows[MODEL_ALIAS], a))
+        # Ties broken by event id, so the same day always lists the same rows.
+        chosen = chosen.sort_by([(SCORE, "descending"), (chosen.column_names[0], "ascending")])
+        out.append(chosen.slice(0, top) if top is not None else chosen)
+    return pa.concat_tables(out)

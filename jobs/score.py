@@ -1,0 +1,15 @@
+"""Spark job: score one day of silver.features into gold.predictions (spark-submit-able).
+
+    python jobs/score.py --date 2026-01-05 [--params params.yaml] [--run-id ID]
+
+Loads the registry's champion (and the challenger, scored in shadow) once, scores the
+day's events with Arrow batches, replaces the day's gold.predictions partition and runs
+the gold.predictions suite on it. No champion, a missing features partition or features
+that no longer match the model's signature stop the job with the reason.
+"""
+
+from regrow.jobs import run_day_job
+from regrow.scoring import score_day
+
+if __name__ == "__main__":
+    run_day_job(__doc__, score_day)
