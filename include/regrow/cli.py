@@ -44,7 +44,7 @@ def _settings(params: Path | None) -> Settings:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    for noisy in ("py4j", "botocore", "urllib3", "s3fs", "fsspec"):
+    for noisy in ("py4j", "botocore", "urllib3", "s3fs", "fsspec", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return load_settings(params)
 
@@ -741,6 +741,14 @@ def validate(
     all_days: Annotated[
         bool, typer.Option("--all", help="Validate every day that has landed event files.")
     ] = False,
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write each day's and table's outcome (passed, expectations, warnings) "
+            "to this JSON file: the DVC stage's output.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run the Great Expectations suites on one day's partitions and print a summary.
 
@@ -756,6 +764,7 @@ def validate(
         raise _fail("give either --date or --all")
     run_id = run_id or _manual_run_id()
     blocked = []
+    outcomes_by_day: dict[str, dict] = {}
     try:
         settings = _settings(params)
         days = (
@@ -774,7 +783,13 @@ def validate(
                 typer.secho(str(err), fg=typer.colors.RED, err=True)
                 typer.echo(f"Data Docs: {err.outcome.data_docs_path}", err=True)
                 blocked.append(day)
+                outcomes_by_day[str(day)] = {"blocked": True}
                 continue
+            outcomes_by_day[str(day)] = {
+                o.table: {"passed": o.success, "expectations": len(o.results),
+                          "warnings": len(o.warnings)}
+                for o in outcomes
+            }  # fmt: skip
             for outcome in outcomes:
                 typer.echo(
                     f"{outcome.table} {day}: passed, {len(outcome.results)} expectations, "
@@ -785,6 +800,11 @@ def validate(
             typer.echo(f"Data Docs: {outcomes[-1].data_docs_path}")
     except (ConfigError, SuiteError, LakehouseError) as err:
         raise _fail(str(err)) from None
+    if summary is not None:
+        # Only outcomes, no run ids or times: the same data gives the same file, so a
+        # rerun of the DVC stage does not make every later stage stale.
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps({"days": outcomes_by_day}, indent=2, sort_keys=True) + "\n")
     if blocked:
         raise _fail(f"blocked: {', '.join(map(str, blocked))}")
 

@@ -5,8 +5,9 @@ with real Airflow (one ``airflow dags test`` run per day: sensor, Spark ingest, 
 Expectations gate on bronze, silver features and labels, gate on silver), builds the
 training set of the newest cut-off (matured labels only, split by time, leakage checks),
 trains models through the MLflow registry and the promotion gate (a first model on an
-earlier cut-off, then a warm start from it on the newest one: stateful training), then
-prints every table, the validation results and where the data, the training set and
+earlier cut-off, then a warm start from it on the newest one: stateful training), scores
+the newest day into gold.predictions (the champion decides, a kept challenger scores in
+shadow) and traces one prediction's lineage, then prints every table, the validation results and where the data, the training set and
 Data Docs live. Like an Airflow backfill, a second run skips the days whose DAG run already
 succeeded (an interrupted demo resumes where it stopped); ``--rerun`` runs them again, and
 gives the same row counts and training set: each day's run replaces that day's partitions.
@@ -70,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # Great Expectations logs every function it registers at INFO.
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     started = time.monotonic()
 
     params = find_params(args.params)
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.dataset, settings.simulator, settings.landing, landing_root, args.days
     )
     logger.info(
-        "1/5 simulated %d day(s) of '%s': %d events, %d labels -> %s",
+        "1/6 simulated %d day(s) of '%s': %d events, %d labels -> %s",
         len(summary.days), settings.simulator.scenario, summary.rows["events"],
         summary.rows["labels"], landing_root,
     )  # fmt: skip
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = run_days(list(summary.days), params, home, max(1, args.parallel), args.rerun)
     trained = training_set(settings, required=not args.scenario)
     if trained and not args.scenario:
-        trained = retrain_models(settings)
+        trained = retrain_models(settings) and score_newest_day(settings)
     report(settings)
     logger.info("done in %.0fs", time.monotonic() - started)
 
@@ -152,12 +155,12 @@ def run_days(
     ]  # fmt: skip
     if done:
         logger.info(
-            "2/4 %d day(s) already ran successfully (%s..%s): skipped, as a backfill does "
+            "2/6 %d day(s) already ran successfully (%s..%s): skipped, as a backfill does "
             "(--rerun runs them again)",
             len(done), done[0], done[-1],
         )  # fmt: skip
         days = [d for d in days if d not in done]
-    logger.info("2/4 running the %s DAG for each day, %d at a time (%s)", DAG_ID, len(envs), home)
+    logger.info("2/6 running the %s DAG for each day, %d at a time (%s)", DAG_ID, len(envs), home)
     free: Queue = Queue()
     for env in envs:
         free.put(env)
@@ -205,11 +208,11 @@ def training_set(settings: Settings, required: bool) -> bool:
     try:
         result = build_trainset(get_spark(settings.spark), settings, lakehouse)
     except (TrainsetError, LakehouseError, LeakageError) as err:
-        logger.log(logging.ERROR if required else logging.INFO, "3/5 no training set: %s", err)
+        logger.log(logging.ERROR if required else logging.INFO, "3/6 no training set: %s", err)
         return not required
     m = result.manifest
     logger.info(
-        "3/5 training set of cut-off %s (labels as known then, %s) -> %s",
+        "3/6 training set of cut-off %s (labels as known then, %s) -> %s",
         m["cutoff_date"], m["matured"], result.path,
     )  # fmt: skip
     for name, split in m["splits"].items():
@@ -256,9 +259,9 @@ def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
         if needed:
             _retrain(settings, lakehouse, registry, "warm_start", "demo")
         else:
-            logger.info("4/5 no retrain: %s", why)
+            logger.info("4/6 no retrain: %s", why)
     except (RegistryError, TrainingError, TrainsetError) as err:
-        logger.error("4/5 retrain failed: %s", err)
+        logger.error("4/6 retrain failed: %s", err)
         return False
     for row in lakehouse.sql(
         "SELECT action, model_version, champion_before, champion_after, reason "
@@ -282,7 +285,7 @@ def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
     metric = settings.evaluate.primary_metric
     backtest = report_["evaluation"]["challenger"]["sets"]["backtest"]
     logger.info(
-        "4/5 v%s (%s): %d trees, %d new, on %d rows; backtest %s %.4f; baselines %s",
+        "4/6 v%s (%s): %d trees, %d new, on %d rows; backtest %s %.4f; baselines %s",
         facts["version"], facts["mode_reason"], facts["trees"], facts["trees_added"],
         facts["train_rows"], metric, backtest[metric] or float("nan"),
         ", ".join(f"{k} {v[metric]:.4f}" for k, v in report_["baselines"].items()
@@ -291,11 +294,48 @@ def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
     logger.info("    %s", "promoted" if outcome["promoted"] else "kept as challenger (shadow)")
 
 
+def score_newest_day(settings: Settings) -> bool:
+    """Score the newest features day: the champion decides, the challenger (if the gate
+    kept one) scores in shadow; then show the top scores and one prediction's lineage."""
+    from regrow.features import FEATURES
+    from regrow.lineage import describe, lineage
+    from regrow.registry import RegistryError
+    from regrow.scoring import ScoringError, read_predictions, score_day
+    from regrow.spark import get_spark
+    from regrow.validation import ValidationError
+
+    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    day = max(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(FEATURES))
+    try:
+        r = score_day(get_spark(settings.spark), settings, day, "demo", lakehouse)
+    except (RegistryError, ScoringError, ValidationError) as err:
+        logger.error("5/6 scoring %s failed: %s", day, err)
+        return False
+    logger.info(
+        "5/6 scored %s: %d events by %s; %d flagged (score >= %s) -> gold.predictions v%d",
+        day, r.events, ", ".join(f"{a} v{v}" for a, v in r.models.items()), r.flagged,
+        r.threshold, r.version,
+    )  # fmt: skip
+    top = read_predictions(lakehouse, day, top=3).to_pylist()
+    entity_id, event_id = settings.dataset.entity_id, settings.dataset.event_id
+    for row in top:
+        logger.info(
+            "    top: %s %s (%s) score %.3f decision %s", event_id, row[event_id],
+            row[entity_id], row["score"], row["decision"],
+        )  # fmt: skip
+    if top:
+        logger.info("    regrow lineage --entity %s --date %s:", top[0][entity_id], day)
+        for line in describe(lineage(lakehouse, settings.dataset, top[0][entity_id], day),
+                             settings.dataset):  # fmt: skip
+            logger.info("      %s", line)
+    return True
+
+
 def report(settings: Settings) -> None:
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
-    logger.info("5/5 tables under %s:", lakehouse.root)
+    logger.info("6/6 tables under %s:", lakehouse.root)
     for info in lakehouse.tables():
-        logger.info("    %-18s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)
+        logger.info("    %-20s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)
     if lakehouse.exists("bronze.quarantine"):
         for row in lakehouse.sql(
             "SELECT source_kind, reason, count(*) AS n FROM bronze.quarantine "
@@ -314,12 +354,17 @@ def report(settings: Settings) -> None:
             )
     docs = Path(settings.resolve(settings.reports_dir), "data_docs", "index.html")
     logger.info("    Data Docs: %s", docs if docs.is_file() else "(not built)")
-    logger.info(
-        '    query them: regrow query "SELECT event_date, count(*) FROM bronze.events GROUP BY 1"%s',
+    params = (
         ""
         if settings.base_dir == str(Path.cwd())
-        else f" --params {Path(settings.base_dir) / 'params.yaml'}",
+        else f" --params {Path(settings.base_dir) / 'params.yaml'}"
     )
+    logger.info(
+        '    query them: regrow query "SELECT event_date, count(*) FROM bronze.events GROUP BY 1"%s',
+        params,
+    )
+    if lakehouse.exists("gold.predictions"):
+        logger.info("    predictions: regrow predictions --date D --top 10%s", params)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ def setup_logging() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    logging.getLogger("py4j").setLevel(logging.WARNING)
+    for noisy in ("py4j", "great_expectations"):  # GX logs each function it registers
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_day_job(doc: str, build: Callable[..., Any], argv: list[str] | None = None) -> None:

@@ -162,6 +162,8 @@ def test_resolve_makes_relative_paths_relative_to_the_params_file(tmp_path):
         ("evaluate", {"behavioral": [{"name": "x", "kind": "directional", "feature": "amount",
                                       "add": 1, "multiply": 2}]},
          r"behavioral test x: give exactly one of add/multiply/set"),
+        ("score", {"threshold": 1.0}, r"score\.threshold: .*less than 1"),
+        ("score", {"shadow": "sometimes"}, r"score\.shadow: "),
     ],
 )  # fmt: skip
 def test_training_and_gate_settings_name_the_bad_key(section, change, expected):
