@@ -45,18 +45,16 @@ from pathlib import Path
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import Asset, CronDataIntervalTimetable, PokeReturnValue, dag, task
+from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 
-from regrow.airflow_local import dag_settings, default_args
+from regrow.airflow_local import asset, dag_settings, default_args
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
-BRONZE_EVENTS = Asset(name="bronze.events", uri="regrow://lakehouse/bronze/events", group="bronze")
-SILVER_FEATURES = Asset(
-    name="silver.features", uri="regrow://lakehouse/silver/features", group="silver"
-)
+BRONZE_EVENTS = asset("bronze.events")
+SILVER_FEATURES = asset("silver.features")  # regrow_score runs on it
 
 settings = dag_settings()
 airflow_cfg = settings.airflow

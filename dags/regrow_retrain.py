@@ -38,26 +38,17 @@ from typing import Any
 
 import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.sdk import (
-    Asset,
-    AssetOrTimeSchedule,
-    CronTriggerTimetable,
-    Param,
-    dag,
-    task,
-)
+from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.airflow_local import dag_settings, default_args
+from regrow.airflow_local import asset, dag_settings, default_args
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
 
 JOBS = Path(__file__).resolve().parents[1] / "jobs"
-# Published by regrow_monitor when the retrain policy fires (same name and URI there).
-RETRAIN_REQUESTED = Asset(
-    name="retrain.requested", uri="regrow://policy/retrain-requested", group="policy"
-)
+# Published by regrow_monitor when the retrain policy fires.
+RETRAIN_REQUESTED = asset("retrain.requested")
 DEFAULT_MODE = "default"
 
 settings = dag_settings()

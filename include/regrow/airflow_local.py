@@ -115,9 +115,7 @@ def asset_event_days(triggering_asset_events: Mapping[Any, Any] | None, of: Asse
     return days
 
 
-def days_to_score(
-    dates: Sequence[str] | None, event_days: Iterable[dt.date | str]
-) -> list[str]:
+def days_to_score(dates: Sequence[str] | None, event_days: Iterable[dt.date | str]) -> list[str]:
     """The days a regrow_score run scores, as YYYY-MM-DD, oldest first, each once.
 
     The run's ``dates`` param when it names any (a manual run, a re-score); else the days of
@@ -130,18 +128,21 @@ def days_to_score(
     chosen = list(dates or []) or list(event_days)
     if not chosen:
         raise ValueError(
-            "nothing to score: the run was not triggered by a silver.features event and its "
-            'params name no day. Pass dates, e.g. --conf \'{"dates": ["2026-01-05"]}\''
+            "nothing to score: no silver.features event of this run names an ingest day and "
+            'the dates param is empty. Pass dates, e.g. --conf \'{"dates": ["2026-01-05"]}\''
         )
-    days = set()
-    for day in chosen:
-        if isinstance(day, str):
-            try:
-                day = dt.date.fromisoformat(day)
-            except ValueError:
-                raise ValueError(f"day to score {day!r} is not a date: expected YYYY-MM-DD") from None
-        days.add(day.date() if isinstance(day, dt.datetime) else day)
-    return [d.isoformat() for d in sorted(days)]
+    return [d.isoformat() for d in sorted({_as_day(d) for d in chosen})]
+
+
+def _as_day(value: dt.date | str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"day to score {value!r} is not a date: expected YYYY-MM-DD") from None
 
 
 def alert_on_failure(context) -> None:

@@ -3,8 +3,9 @@
 Silver is built in-process (simulated days straight into bronze, then the silver library
 calls), not by the ingest DAG: that one has its own test. The first run trains, registers
 and promotes version 1 (the first model must beat every baseline); a second run on the
-same data finds the champion trained on this very snapshot and skips the rest. The Spark
-job alone names a cut-off the data cannot serve.
+same data finds the champion trained on this very snapshot and skips the rest. Then
+regrow_score scores the newest day with that champion. The Spark job alone names a cut-off
+the data cannot serve.
 """
 
 from __future__ import annotations
@@ -23,9 +24,11 @@ import pytest
 
 from regrow.airflow_local import airflow_env, dags_test, ensure_db, run_state, task_states
 from regrow.decisions import DECISIONS
-from regrow.features import build_features
+from regrow.features import FEATURES, RUN_ID, build_features
+from regrow.ingest import EVENT_DATE
 from regrow.labels import build_labels
 from regrow.registry import CHAMPION, Registry
+from regrow.scoring import read_predictions
 from regrow.settings import Settings, load_settings
 from regrow.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 from regrow.trainset import MANIFEST, TrainsetError
@@ -39,6 +42,7 @@ START = dt.date(2026, 1, 1)
 DAYS = 20
 CUTOFF = START + dt.timedelta(days=DAYS)  # the day after the newest day: the default
 FIRST_RUN, SECOND_RUN = CUTOFF, CUTOFF + dt.timedelta(days=7)  # logical dates
+NEWEST = CUTOFF - dt.timedelta(days=1)  # the newest silver day
 TASKS = (
     "build_trainset", "check_retrain_needed", "snapshot_trainset", "train_model",
     "evaluate_challenger", "decide_promotion", "report_retrain",
@@ -58,6 +62,9 @@ SECTIONS = {
     # One XGBoost thread: on a busy 2-core machine "all cores" made training 400x slower
     # (21 s instead of 0.05 s for these 50 trees), and a fixed count gives identical models.
     "train": {"nthread": 1},
+    # Below the default 0.5: this small model scores the newest day's events up to ~0.44,
+    # and the scoring test wants decisions on both sides of the threshold.
+    "score": {"threshold": 0.05},
 }
 
 
@@ -139,16 +146,22 @@ def second_run(workspace, first_run):
     return result
 
 
-def xcom(ws: SimpleNamespace, day: dt.date, task_id: str):
-    """The return value a task of the latest run for ``day`` pushed to XCom."""
+def sql_one(ws: SimpleNamespace, query: str, *args):
+    """The first row of a query on the Airflow metadata DB."""
     db = ws.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
     with sqlite3.connect(db) as conn:
-        row = conn.execute(
-            "SELECT x.value FROM xcom x JOIN dag_run r ON x.dag_run_id = r.id "
-            "WHERE r.dag_id = ? AND substr(r.logical_date, 1, 10) = ? AND x.task_id = ? "
-            "AND x.key = 'return_value' ORDER BY r.id DESC LIMIT 1",
-            (DAG_ID, day.isoformat(), task_id),
-        ).fetchone()
+        return conn.execute(query, args).fetchone()
+
+
+def xcom(ws: SimpleNamespace, day: dt.date, task_id: str):
+    """The return value a task of the latest run for ``day`` pushed to XCom."""
+    row = sql_one(
+        ws,
+        "SELECT x.value FROM xcom x JOIN dag_run r ON x.dag_run_id = r.id "
+        "WHERE r.dag_id = ? AND substr(r.logical_date, 1, 10) = ? AND x.task_id = ? "
+        "AND x.key = 'return_value' ORDER BY r.id DESC LIMIT 1",
+        DAG_ID, day.isoformat(), task_id,
+    )  # fmt: skip
     assert row is not None, f"{task_id} pushed no XCom for {day}"
     return json.loads(row[0])
 
@@ -234,3 +247,38 @@ def test_the_trainset_job_names_a_cutoff_the_data_cannot_serve(workspace):
     ):
         job.main(["--params", params, f"--cutoff={late}"])
     assert job.optional_day("") is None  # the DAG's unset cutoff_date
+
+
+def test_regrow_score_scores_the_newest_day_with_the_new_champion(workspace, first_run):
+    """One run, one day: each of the day's events gets one champion row by v1, its decision
+    the score against the threshold, its run id the Airflow run's."""
+    assert first_run.returncode == 0, first_run.stdout[-8000:]
+    result = dags_test("regrow_score", NEWEST, workspace.env, conf={"dates": [str(NEWEST)]})
+    assert result.returncode == 0, result.stdout[-8000:]
+    assert task_states("regrow_score", NEWEST, workspace.env) == {
+        "select_days": "success",
+        "score_batch": "success",
+    }
+    run_id, map_name = sql_one(
+        workspace,
+        "SELECT r.run_id, t.rendered_map_index FROM dag_run r JOIN task_instance t "
+        "ON t.dag_id = r.dag_id AND t.run_id = r.run_id WHERE r.dag_id = 'regrow_score' "
+        "AND t.task_id = 'score_batch' AND t.map_index = 0 ORDER BY r.id DESC LIMIT 1",
+    )
+    assert map_name == str(NEWEST)  # the mapped task is named by its day
+
+    dataset = workspace.settings.dataset
+    events = workspace.lakehouse.to_arrow(FEATURES, partitions={EVENT_DATE: NEWEST})
+    rows = read_predictions(workspace.lakehouse, NEWEST, alias=None).to_pylist()
+    assert rows, f"no gold.predictions rows for {NEWEST}"
+    assert {r["model_alias"] for r in rows} == {CHAMPION}  # no other challenger: no shadow
+    assert sorted(r[dataset.event_id] for r in rows) == sorted(
+        events.column(dataset.event_id).to_pylist()
+    )  # one row per event, none missing, none twice
+    threshold = workspace.settings.score.threshold
+    assert {(r["model_version"], r["threshold"], r[RUN_ID]) for r in rows} == {
+        (1, threshold, run_id)
+    }
+    assert all(r["decision"] == (r["score"] >= threshold) for r in rows)
+    assert {r["decision"] for r in rows} == {True, False}, "all on one side: move score.threshold"
+    assert {r[EVENT_DATE] for r in rows} == {NEWEST}
