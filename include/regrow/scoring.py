@@ -257,9 +257,10 @@ def score_frame(
 
 
 def _spark_type(logical: str):
-    from pyspark.sql.types import _parse_datatype_string
+    from pyspark.sql import types as T
 
-    return _parse_datatype_string(logical)
+    return {"double": T.DoubleType(), "boolean": T.BooleanType(), "string": T.StringType(),
+            "long": T.LongType(), "date": T.DateType()}[logical]  # fmt: skip
 
 
 @dataclass(frozen=True)

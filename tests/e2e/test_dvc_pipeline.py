@@ -45,7 +45,10 @@ SMALL_PARAMS = {
     # ~200 training rows with a handful of frauds: enough to train, not to promise a promotion.
     "train": {"min_rows": 50, "min_positives": 2},
 }
-STAGES = ["simulate", "ingest", "validate", "features", "labels", "trainset", "train", "evaluate"]
+STAGES = [
+    "simulate", "ingest", "validate", "features", "labels", "trainset", "train", "evaluate",
+    "score",
+]  # fmt: skip
 UP_TO_DATE = "Data and pipelines are up to date."
 
 
@@ -152,7 +155,7 @@ def test_repro_runs_the_whole_chain(clone):
     assert sorted(stages) == sorted(STAGES)
     # The gate first, the snapshot last: features and labels wait for validate.
     assert stages[:3] == ["simulate", "ingest", "validate"]
-    assert stages[-3:] == ["trainset", "train", "evaluate"]
+    assert stages[-4:] == ["trainset", "train", "evaluate", "score"]
 
     snapshot = manifest(clone.path)
     first, last = clone.days
@@ -161,7 +164,9 @@ def test_repro_runs_the_whole_chain(clone):
     for name in ("train", "validation", "test"):
         assert snapshot["splits"][name]["rows"] > 0, name
         assert (clone.path / "data" / "trainset" / f"{name}.parquet").is_file()
-    for table in ("bronze/events", "gold/validation", "silver/features", "silver/labels"):
+    tables = ("bronze/events", "gold/validation", "silver/features", "silver/labels",
+              "gold/predictions", "gold/model_versions")  # fmt: skip
+    for table in tables:
         assert (clone.path / "data" / "lakehouse" / table / "_delta_log").is_dir(), table
 
     lock = yaml.safe_load((clone.path / "dvc.lock").read_text())
@@ -180,6 +185,17 @@ def test_repro_runs_the_whole_chain(clone):
     metrics = json.loads((clone.path / "metrics.json").read_text())
     assert metrics["challenger"]["backtest"]["rows"] == snapshot["splits"]["test"]["rows"]
     assert set(metrics["baselines"]) == {"random", "majority", "heuristic"}
+    # The gate's outcome on these few rows is not the point here: score needs a champion,
+    # which the first model is when it beats the baselines.
+    assert "gate: PROMOTED v1" in clone.first_repro.stdout, clone.first_repro.stdout[-3000:]
+    # validate's out is the summary of outcomes: every day, every bronze table, passed.
+    summary = json.loads((clone.path / "metrics" / "validation.json").read_text())["days"]
+    assert sorted(summary) == [str(first + dt.timedelta(days=i))
+                               for i in range((last - first).days + 1)]  # fmt: skip
+    assert all(t["passed"] for day in summary.values() for t in day.values())
+    # score: the newest day, every event once by the champion.
+    scored = re.search(r"^(\S+): (\d+) events scored by champion v1", clone.first_repro.stdout, re.M)
+    assert scored and scored.group(1) == str(last), clone.first_repro.stdout[-2000:]
 
 
 def test_second_repro_reruns_nothing(clone):
