@@ -154,9 +154,11 @@ def lineage(lakehouse: Lakehouse, dataset: DatasetSettings, entity: str, day: dt
             f"({PREDICTIONS} v{version} has {day_rows.num_rows} rows that day)"
         )
     alias_order = pc.if_else(pc.equal(found[MODEL_ALIAS], "champion"), 0, 1)
-    found = found.append_column("__order", alias_order).sort_by(
-        [(dataset.event_timestamp, "ascending"), ("__order", "ascending")]
-    ).drop_columns(["__order"])
+    found = (
+        found.append_column("__order", alias_order)
+        .sort_by([(dataset.event_timestamp, "ascending"), ("__order", "ascending")])
+        .drop_columns(["__order"])
+    )
     result = Lineage(str(entity), day, _rows(found), tables={PREDICTIONS: version})
     if lakehouse.exists(MODEL_VERSIONS):
         result.tables[MODEL_VERSIONS] = lakehouse.table_version(MODEL_VERSIONS)

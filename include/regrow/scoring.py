@@ -312,9 +312,7 @@ def score_day(
     version = lakehouse.table_version(FEATURES)
     features = lakehouse.read(spark, FEATURES, version=version, partitions={EVENT_DATE: day})
     check_inputs(features.schema, scorers, f"{FEATURES} {EVENT_DATE}={day} (v{version})")
-    predictions = score_frame(
-        features, scorers, settings.dataset, settings.score, version, run_id
-    )
+    predictions = score_frame(features, scorers, settings.dataset, settings.score, version, run_id)
     commit = lakehouse.write(
         predictions,
         PREDICTIONS,
@@ -323,9 +321,9 @@ def score_day(
         partition={EVENT_DATE: day},
     )
     record_versions(lakehouse, registry, [s.version for s in scorers], run_id)
-    written = lakehouse.to_arrow(
-        PREDICTIONS, commit.version, {EVENT_DATE: day}
-    ).select([MODEL_ALIAS, DECISION])
+    written = lakehouse.to_arrow(PREDICTIONS, commit.version, {EVENT_DATE: day}).select(
+        [MODEL_ALIAS, DECISION]
+    )
     champion = written.filter(pc.equal(written[MODEL_ALIAS], CHAMPION))
     report = ScoreReport(
         day=str(day),

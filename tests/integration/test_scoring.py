@@ -102,9 +102,7 @@ def test_champion_scores_each_event_once_and_rescoring_gives_the_same_rows(world
     assert results and all(r["success"] for r in results)
     # The model's lineage was copied for `regrow lineage`.
     recorded = lakehouse.to_arrow(MODEL_VERSIONS).to_pylist()
-    assert [(r["model_version"], r["dvc_md5"]) for r in recorded] == [
-        (1, champion.tags["dvc_md5"])
-    ]
+    assert [(r["model_version"], r["dvc_md5"]) for r in recorded] == [(1, champion.tags["dvc_md5"])]
 
     version = lakehouse.table_version(PREDICTIONS)
     again = score_day(spark, settings, day, "run-a", lakehouse)
