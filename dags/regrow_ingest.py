@@ -40,14 +40,18 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import sys
 from pathlib import Path
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 
-from regrow.airflow_local import asset, dag_settings, default_args
+from regrow.airflow_local import (
+    asset,
+    dag_settings,
+    default_args,
+    spark_submit_conf,
+    start_date,
+)
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
@@ -67,12 +71,7 @@ PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wire
     # Each run covers one whole day: the run for 2026-01-01 ({{ ds }}) starts when that day
     # is over, at 2026-01-02T00:00 UTC, like Airflow 2's data intervals.
     schedule=CronDataIntervalTimetable(airflow_cfg.schedule, timezone="UTC"),
-    start_date=pendulum.datetime(
-        airflow_cfg.start_date.year,
-        airflow_cfg.start_date.month,
-        airflow_cfg.start_date.day,
-        tz="UTC",
-    ),
+    start_date=start_date(airflow_cfg),
     catchup=airflow_cfg.catchup,
     max_active_runs=airflow_cfg.max_active_runs,
     tags=["regrow", "ingest", "bronze", "silver", "spark"],
@@ -116,11 +115,7 @@ def regrow_ingest():
                 *(args or []),
             ],
             name=f"regrow_{task_id}_{{{{ ds_nodash }}}}",
-            # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
-            conf={
-                "spark.pyspark.python": sys.executable,
-                "spark.pyspark.driver.python": sys.executable,
-            },
+            conf=spark_submit_conf(),
             **kwargs,
         )
 

@@ -32,16 +32,20 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.airflow_local import asset, dag_settings, default_args
+from regrow.airflow_local import (
+    asset,
+    dag_settings,
+    default_args,
+    spark_submit_conf,
+    start_date,
+)
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
@@ -72,12 +76,7 @@ def _trigger(force: bool, dag_run, triggering_asset_events) -> str:
         timetable=CronTriggerTimetable(airflow_cfg.retrain_schedule, timezone="UTC"),
         assets=RETRAIN_REQUESTED,
     ),
-    start_date=pendulum.datetime(
-        airflow_cfg.start_date.year,
-        airflow_cfg.start_date.month,
-        airflow_cfg.start_date.day,
-        tz="UTC",
-    ),
+    start_date=start_date(airflow_cfg),
     # A retrain learns from the newest data: replaying missed weeks would train on the
     # same snapshot again and again.
     catchup=False,
@@ -122,11 +121,7 @@ def regrow_retrain():
             "--cutoff={{ params.cutoff_date or '' }}",
         ],
         name="regrow_build_trainset",
-        # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
-        conf={
-            "spark.pyspark.python": sys.executable,
-            "spark.pyspark.driver.python": sys.executable,
-        },
+        conf=spark_submit_conf(),
     )
 
     @task.short_circuit

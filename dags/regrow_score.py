@@ -24,16 +24,22 @@ signature fail the day's task with the reason. Scoring a day again replaces its 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-import pendulum
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.airflow_local import asset, asset_event_days, dag_settings, days_to_score, default_args
+from regrow.airflow_local import (
+    asset,
+    asset_event_days,
+    dag_settings,
+    days_to_score,
+    default_args,
+    spark_submit_conf,
+    start_date,
+)
 from regrow.settings import find_params
 
 logger = logging.getLogger(__name__)
@@ -51,12 +57,7 @@ PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wire
     dag_id=Path(__file__).stem,
     doc_md=__doc__,
     schedule=[SILVER_FEATURES],
-    start_date=pendulum.datetime(
-        airflow_cfg.start_date.year,
-        airflow_cfg.start_date.month,
-        airflow_cfg.start_date.day,
-        tz="UTC",
-    ),
+    start_date=start_date(airflow_cfg),
     # Runs follow the Asset, not a calendar: there is nothing to catch up on.
     catchup=False,
     # One run at a time: two runs may score the same day (a rebuilt day, a manual re-score)
@@ -99,11 +100,7 @@ def regrow_score():
         application=str(JOBS / "score.py"),
         conn_id=airflow_cfg.spark_conn_id,
         name="regrow_score_batch",
-        # Python workers must run this interpreter (it has pyarrow, deltalake and regrow).
-        conf={
-            "spark.pyspark.python": sys.executable,
-            "spark.pyspark.driver.python": sys.executable,
-        },
+        conf=spark_submit_conf(),
         outlets=[GOLD_PREDICTIONS],
         # One day after another: each day is a whole Spark application (the Spark cluster
         # parallelizes within it), and days written at once would race to create the

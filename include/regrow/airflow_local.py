@@ -77,6 +77,20 @@ def _load_settings_cached(params: Path, mtime_ns: int) -> Settings:
     return load_settings(params)
 
 
+def start_date(cfg: AirflowSettings):
+    """``airflow.start_date`` as the UTC midnight Airflow wants (a pendulum datetime)."""
+    import pendulum
+
+    day = cfg.start_date
+    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
+
+
+def spark_submit_conf() -> dict[str, str]:
+    """Spark conf of every regrow spark-submit: Python workers must run this interpreter
+    (it has pyarrow, deltalake, xgboost and regrow)."""
+    return {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable}
+
+
 def asset(name: str) -> Asset:
     """The Airflow ``Asset`` called ``name``, with its URI and group from :data:`ASSETS`.
 
