@@ -236,7 +236,8 @@ def score_frame(
     names = prediction_columns(dataset)
     fields = [by_name[k] for k in keys]
     fields += [
-        StructField(c, _spark_type(t), nullable=c != MODEL_RUN_ID)
+        # Nullable: a version registered without an MLflow run has no run id.
+        StructField(c, _spark_type(t), nullable=True)
         for c, t in names.items()
         if c not in keys
     ]
