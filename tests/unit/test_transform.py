@@ -8,7 +8,9 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from regrow.settings import SplitSettings, load_settings
@@ -87,6 +89,41 @@ def test_transform_survives_its_json_and_degenerate_columns():
 
 
 # ------------------------------------------------------------------------ split, balance
+def test_matrix_of_arrow_rows_equals_apply_of_their_pandas_frame():
+    train = pd.DataFrame({
+        "amount": [1.5, 2.0, 6.0, None, 2.0, 9.0],
+        "count": [1, 2, 3, 4, 5, 6],
+        "present": [True, False, True, True, False, True],
+        "city": ["Zürich", "東京", "東京", "Lyon", "Zürich", "東京"],
+        "mcc": [5411, 5411, 7995, 7995, 7995, 1234],
+        "flag": [True, True, False, False, True, True],
+    })  # fmt: skip
+    transform = Transform.fit(
+        train, ["amount", "count", "present"], ["city", "mcc", "flag"], rare_min_count=2
+    )
+    rows = pa.table({
+        "amount": pa.array([None, float("nan"), 3.25, -1e9, 2.0], pa.float64()),
+        "count": pa.array([7, None, 0, 2, 1], pa.int32()),
+        "present": [None, True, False, True, False],
+        "city": pa.array(["Atlantis", None, "東京", "Zürich", "Lyon"], pa.large_string()),
+        "mcc": pa.array([5411, None, 7995, 9999, 1234], pa.int64()),  # a number as a category
+        "flag": [True, None, False, True, False],
+        "extra": ["not", "a", "model", "input", "!"],
+    })  # fmt: skip
+
+    got = transform.matrix(rows)
+
+    expected = transform.apply(rows.to_pandas()).to_numpy(np.float32)
+    assert got.dtype == np.float32 and got.shape == (5, 6)
+    np.testing.assert_array_equal(got, expected)
+    # Unseen ("Atlantis", 9999) and missing values get the rare code, as in apply.
+    assert got[:, 3].tolist() == [transform.categorical["city"]["rare_code"], 2.0, 0.0, 1.0, 2.0]
+    dictionary = rows.set_column(3, "city", rows["city"].cast(pa.string()).dictionary_encode())
+    np.testing.assert_array_equal(transform.matrix(dictionary), got)
+    with pytest.raises(TrainsetError, match=r"\['mcc'\] the transform was fitted on"):
+        transform.matrix(rows.drop_columns(["mcc"]))
+
+
 def test_split_by_time_takes_whole_days_newest_last_whatever_the_row_order():
     frame = rows(
         *(
