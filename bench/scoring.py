@@ -23,25 +23,24 @@ neighbour slows all steps alike rather than one):
   transformed into one float32 matrix, XGBoost on all cores (``nthread`` 0): the fairest
   raw number;
 - ``raw_inplace_predict_1_thread``: the same on one thread, for context;
-- ``score_to_delta``: the job's path without the registry: ``Lakehouse.read`` of the
-  partition -> ``score_frame`` -> ``Lakehouse.write`` of the day's ``gold.predictions``
-  partition (overwrite), until the Delta commit;
-- ``score_noop``: ``Lakehouse.read`` -> ``score_frame`` -> the ``noop`` sink: scoring
-  alone, every prediction column computed and handed back to Spark, nothing written.
+- ``score_to_delta``: what ``regrow score`` runs for a day, without the registry:
+  ``regrow.scoring.write_predictions``, i.e. ``Lakehouse.derive`` reading the day's
+  silver.features row groups, scoring them and writing the day's ``gold.predictions``
+  partition (overwrite) in one pass of Spark tasks, until the Delta commit.
 
 ``ref_*`` steps explain the numbers and are not judged:
 
+- ``ref_score_frame_to_delta``: the same as a DataFrame pipeline: ``Lakehouse.read`` ->
+  ``score_frame`` (``mapInArrow``) -> ``Lakehouse.write``. With the delta-rs engine the
+  rows cross JVM -> Python -> JVM -> Python on the way;
+- ``ref_score_frame_noop``: ``Lakehouse.read`` -> ``score_frame`` -> Spark's ``noop`` sink;
 - ``ref_spark_read_noop``: Spark reading the columns scoring reads, nothing else;
 - ``ref_spark_python_roundtrip``: the same columns through a ``mapInArrow`` that hands its
-  batches back unchanged: Spark's JVM -> Arrow -> Python -> JVM cost with no work done;
-- ``ref_score_noop_batch_50k``: ``score_noop`` with
-  ``spark.sql.execution.arrow.maxRecordsPerBatch`` 50,000 (Spark's default: 10,000);
-- ``ref_score_noop_nthread_0``: ``score_noop`` with ``score.nthread`` 0 (XGBoost on every
-  core in every task, instead of one thread per task).
+  batches back unchanged: Spark's JVM -> Arrow -> Python -> JVM cost with no work done.
 
 With profiling on, ``regrow.scoring.score_batches`` also runs in this process on one core,
-on the same rows cut in Spark's Arrow batches, timing its transform (``Model.inputs``),
-its ``inplace_predict`` and the rest (Arrow -> pandas, the float32 copy, the output batch).
+on the same rows cut in Arrow batches of ``Lakehouse.derive``'s size, timing its transform
+(``Transform.matrix``), its ``inplace_predict`` and the rest (the output batch).
 """
 
 from __future__ import annotations
@@ -74,14 +73,7 @@ MIN_RATIO = 0.8  # scoring throughput / raw inplace_predict throughput
 # aggregation itself take minutes. 20 a day gives every window something to aggregate.
 EVENTS_PER_CARD = 20
 TRAIN_ROWS = 80_000
-MAX_RECORDS_PER_BATCH = "spark.sql.execution.arrow.maxRecordsPerBatch"
-SPARK_DEFAULT_BATCH = 10_000  # Spark's default maxRecordsPerBatch
 SCORING_RUN = "bench-scoring"  # the run id on every prediction row
-# Other settings tried against the configured ones, as ref_* steps: (name, batch, nthread).
-VARIANTS = (
-    ("ref_score_noop_batch_50k", 50_000, None),
-    ("ref_score_noop_nthread_0", None, 0),
-)
 
 
 @benchmark(
@@ -93,8 +85,8 @@ def run(ctx: BenchContext) -> Measurement:
 
     from regrow.features import FEATURES
     from regrow.ingest import EVENT_DATE
-    from regrow.lakehouse import Lakehouse
-    from regrow.scoring import PREDICTIONS, key_columns, score_frame
+    from regrow.lakehouse import _BATCH_ROWS, Lakehouse
+    from regrow.scoring import PREDICTIONS, key_columns, score_frame, write_predictions
     from regrow.settings import LakehouseSettings, load_settings
 
     spark = ctx.spark
@@ -126,11 +118,15 @@ def run(ctx: BenchContext) -> Measurement:
     def features() -> DataFrame:
         return lakehouse.read(spark, FEATURES, version=version, partitions={EVENT_DATE: day})
 
-    def scored(nthread: int | None = None) -> DataFrame:
-        score_cfg = cfg if nthread is None else cfg.model_copy(update={"nthread": nthread})
-        return score_frame(features(), [scorer], dataset, score_cfg, version, SCORING_RUN)
+    def scored() -> DataFrame:
+        return score_frame(features(), [scorer], dataset, cfg, version, SCORING_RUN)
 
     def score_to_delta() -> None:
+        write_predictions(
+            spark, lakehouse, features().schema, [scorer], settings, day, version, SCORING_RUN
+        )
+
+    def score_frame_to_delta() -> None:
         lakehouse.write(
             scored(), PREDICTIONS, "overwrite", partition_by=[EVENT_DATE],
             partition={EVENT_DATE: day},
@@ -144,13 +140,12 @@ def run(ctx: BenchContext) -> Measurement:
         "raw_inplace_predict": lambda: all_cores.inplace_predict(X),
         "raw_inplace_predict_1_thread": lambda: one_thread.inplace_predict(X),
         "score_to_delta": score_to_delta,
-        "score_noop": lambda: _noop(scored()),
+        "ref_score_frame_to_delta": score_frame_to_delta,
+        "ref_score_frame_noop": lambda: _noop(scored()),
         "ref_spark_read_noop": lambda: _noop(features().select(*needed)),
         "ref_spark_python_roundtrip": python_roundtrip,
     }
-    batch = int(spark.conf.get(MAX_RECORDS_PER_BATCH, str(SPARK_DEFAULT_BATCH)))
-    for name, variant_batch, nthread in VARIANTS:
-        steps[name] = _with_batch(spark, variant_batch, lambda n=nthread: _noop(scored(n)))
+    batch = _BATCH_ROWS  # the Arrow batch rows of a derive task
 
     rss.start()
     timings = interleaved(steps, ctx.repetitions)
@@ -168,13 +163,11 @@ def run(ctx: BenchContext) -> Measurement:
     raw, raw_1 = medians["raw_inplace_predict"], medians["raw_inplace_predict_1_thread"]
     derived: dict[str, float] = {f"{s}_rows_per_s": rows / m for s, m in medians.items()}
     derived["score_to_delta_over_raw"] = raw / medians["score_to_delta"]
-    derived["score_noop_over_raw"] = raw / medians["score_noop"]
     derived["score_to_delta_over_raw_1_thread"] = raw_1 / medians["score_to_delta"]
-    derived["score_noop_over_raw_1_thread"] = raw_1 / medians["score_noop"]
+    derived["ref_score_frame_to_delta_over_raw"] = raw / medians["ref_score_frame_to_delta"]
+    derived["ref_score_frame_noop_over_raw"] = raw / medians["ref_score_frame_noop"]
     derived["raw_all_cores_speedup_over_1_thread"] = raw_1 / raw
     derived["python_roundtrip_over_raw_time"] = medians["ref_spark_python_roundtrip"] / raw
-    for name, _, _ in VARIANTS:
-        derived[f"{name}_over_raw"] = raw / medians[name]
 
     breakdown: dict[str, Any] = {
         "prepare_s": prepare_s,
@@ -197,7 +190,7 @@ def run(ctx: BenchContext) -> Measurement:
             "score_threshold": cfg.threshold,
             "score_nthread": cfg.nthread,
             "raw_nthread": "0 (all cores) and 1",
-            "arrow_max_records_per_batch": batch,
+            "derive_batch_rows": batch,
             "spark_master": spark.sparkContext.master,
             "spark_default_parallelism": spark.sparkContext.defaultParallelism,
             "cores": os.cpu_count(),
@@ -226,15 +219,14 @@ def run(ctx: BenchContext) -> Measurement:
             "load, lineage record and gold.predictions suite are not timed",
             "one scorer (the champion); with a challenger in shadow the job predicts twice",
             "raw X is the already transformed float32 matrix (its transform is not timed); "
-            "the Spark path pays Arrow -> pandas and the transform in every batch",
+            "the Spark path reads, transforms and writes as well as predicting",
             "the Spark path runs spark.default.parallelism tasks with score.nthread XGBoost "
             "threads each; the raw baseline uses XGBoost's own threads on the same cores",
             "steps are interleaved per repetition, so that other load on the machine hits "
             "every step alike; the ratios are steadier than the absolute times",
-            "both score_* steps include Spark's own JVM -> Python -> JVM transfer of the "
-            "columns read (ref_spark_python_roundtrip, no Python work in it): a scorer "
-            "costing nothing would still take that long, and it shares the cores with the "
-            "predictions",
+            "score_to_delta's rows never enter the JVM (delta-rs engine); the ref_score_frame "
+            "steps pay Spark's JVM -> Python -> JVM transfer (ref_spark_python_roundtrip) "
+            "on top of the same work",
         ],
     )
 
@@ -349,25 +341,6 @@ def interleaved(
     return timings
 
 
-def _with_batch(spark: SparkSession, batch: int | None, step: Callable[[], Any]):
-    """``step`` run with ``maxRecordsPerBatch`` = ``batch`` (None: as configured)."""
-    if batch is None:
-        return step
-
-    def run() -> None:
-        before = spark.conf.get(MAX_RECORDS_PER_BATCH, None)
-        spark.conf.set(MAX_RECORDS_PER_BATCH, str(batch))
-        try:
-            step()
-        finally:
-            if before is None:
-                spark.conf.unset(MAX_RECORDS_PER_BATCH)
-            else:
-                spark.conf.set(MAX_RECORDS_PER_BATCH, before)
-
-    return run
-
-
 def _noop(df: DataFrame) -> None:
     df.write.format("noop").mode("overwrite").save()
 
@@ -412,8 +385,8 @@ def profile_batches(
 ) -> dict[str, Any]:
     """``regrow.scoring.score_batches`` in this process, on one core as in a Spark task, on
     the rows scoring reads cut in Arrow batches of ``batch`` rows: its seconds in the
-    transform (``Model.inputs``), in ``inplace_predict`` and in the rest (Arrow -> pandas,
-    the float32 copy, the output batch). Median of 3."""
+    transform (``Transform.matrix``), in ``inplace_predict`` and in the rest (the output
+    batch). Median of 3."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from regrow.scoring import _payload, key_columns, score_batches
@@ -447,17 +420,17 @@ def profile_batches(
 
 
 class _TimedModel:
-    """What ``score_batches`` uses of a Model (``inputs``, ``booster.inplace_predict``),
-    adding the seconds spent in each to ``spent``."""
+    """What ``score_batches`` uses of a Model (``transform.matrix``,
+    ``booster.inplace_predict``), adding the seconds spent in each to ``spent``."""
 
     def __init__(self, model, booster, spent: dict[str, float]) -> None:
-        self.model, self.booster, self.spent = model, self, spent
+        self.model, self.transform, self.booster, self.spent = model, self, self, spent
         self._booster = booster
 
-    def inputs(self, frame):
+    def matrix(self, batch):
         started = time.perf_counter()
         try:
-            return self.model.inputs(frame)
+            return self.model.transform.matrix(batch)
         finally:
             self.spent["transform"] += time.perf_counter() - started
 

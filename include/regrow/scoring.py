@@ -9,7 +9,9 @@ read (the silver.features version); :mod:`regrow.lineage` follows it further bac
 Scoring runs in Spark with Arrow batches (``mapInArrow``): the models travel to the
 executors once, as a broadcast of their UBJSON bytes and transform, and each Python worker
 loads them once (not per batch). Each batch goes through the transform the model was
-trained with, then ``Booster.inplace_predict``.
+trained with (on Arrow, without pandas), then ``Booster.inplace_predict``. A day is read,
+scored and written in one pass of Spark tasks (``Lakehouse.derive``), so that with the
+delta-rs engine the rows never cross between the JVM and Python.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +33,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-    from regrow.lakehouse import Lakehouse
+    from regrow.lakehouse import CommitInfo, Lakehouse
     from regrow.registry import Registry, Version
     from regrow.training import Model
 
@@ -194,10 +196,9 @@ def score_batches(
         if batch.num_rows == 0:
             continue
         n = batch.num_rows
-        frame = batch.to_pandas()
         for spec, model in models:
-            inputs = model.inputs(frame).to_numpy(dtype=np.float32)
-            scores = model.booster.inplace_predict(inputs).astype(np.float64)
+            scores = model.booster.inplace_predict(model.transform.matrix(batch))
+            scores = scores.astype(np.float64)
             columns = [batch.column(k).cast(schema.field(k).type) for k in keys] + [
                 pa.array(scores),
                 pa.array(scores >= threshold),
@@ -213,38 +214,47 @@ def score_batches(
             yield pa.RecordBatch.from_arrays(columns, schema=schema)
 
 
-def score_frame(
-    features: DataFrame,
+@dataclass(frozen=True)
+class ScoringPass:
+    """What scoring runs in Spark: the features ``columns`` it reads, the Arrow
+    ``function`` (the models broadcast inside it) and the Spark ``schema`` of its rows."""
+
+    columns: list[str]
+    function: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+    schema: StructType
+
+
+def scoring_pass(
+    spark: SparkSession,
+    features: StructType,
     scorers: Sequence[Scorer],
     dataset: DatasetSettings,
     cfg: ScoreSettings,
     source_version: int,
     run_id: str,
-) -> DataFrame:
-    """Prediction rows of silver.features rows: one per event and scorer.
+) -> ScoringPass:
+    """The scoring of silver.features rows of schema ``features``: one prediction row per
+    event and scorer.
 
     Args:
-        features: silver.features rows (any number of days); must pass :func:`check_inputs`.
-        source_version: the silver.features version they were read from (on every row).
+        features: the silver.features schema; must pass :func:`check_inputs`.
+        source_version: the silver.features version read (on every row).
         run_id: the scoring run (on every row).
     """
     from pyspark.sql.pandas.types import to_arrow_schema
     from pyspark.sql.types import StructField, StructType
 
     keys = key_columns(dataset)
-    by_name = {f.name: f for f in features.schema.fields}
-    names = prediction_columns(dataset)
+    by_name = {f.name: f for f in features.fields}
     fields = [by_name[k] for k in keys]
     fields += [
         # Nullable: a version registered without an MLflow run has no run id.
         StructField(c, _spark_type(t), nullable=True)
-        for c, t in names.items()
+        for c, t in prediction_columns(dataset).items()
         if c not in keys
     ]
     schema = StructType(fields)
-    spark = features.sparkSession
     arrow_schema = to_arrow_schema(schema, timezone=spark.conf.get("spark.sql.session.timeZone"))
-    needed = sorted({*keys, EVENT_DATE, *(c for s in scorers for c in s.model.features)})
     broadcast = spark.sparkContext.broadcast(_payload(scorers, cfg.nthread))
     key = uuid.uuid4().hex
     threshold = float(cfg.threshold)
@@ -254,7 +264,55 @@ def score_frame(
             batches, _models(key, broadcast), keys, threshold, source_version, run_id, arrow_schema
         )
 
-    return features.select(*needed).mapInArrow(predict, schema)
+    needed = sorted({*keys, EVENT_DATE, *(c for s in scorers for c in s.model.features)})
+    return ScoringPass(needed, predict, schema)
+
+
+def score_frame(
+    features: DataFrame,
+    scorers: Sequence[Scorer],
+    dataset: DatasetSettings,
+    cfg: ScoreSettings,
+    source_version: int,
+    run_id: str,
+) -> DataFrame:
+    """Prediction rows of silver.features rows as a DataFrame (see :func:`scoring_pass`);
+    :func:`write_predictions` writes a day without making one."""
+    scoring = scoring_pass(
+        features.sparkSession, features.schema, scorers, dataset, cfg, source_version, run_id
+    )
+    return features.select(*scoring.columns).mapInArrow(scoring.function, scoring.schema)
+
+
+def write_predictions(
+    spark: SparkSession,
+    lakehouse: Lakehouse,
+    features: StructType,
+    scorers: Sequence[Scorer],
+    settings: Settings,
+    day: dt.date,
+    source_version: int,
+    run_id: str,
+) -> CommitInfo:
+    """Score ``day``'s silver.features (at ``source_version``, of schema ``features``) and
+    replace the day's gold.predictions partition with the rows, in one pass
+    (:meth:`~regrow.lakehouse.Lakehouse.derive`)."""
+    scoring = scoring_pass(
+        spark, features, scorers, settings.dataset, settings.score, source_version, run_id
+    )
+    return lakehouse.derive(
+        spark,
+        FEATURES,
+        PREDICTIONS,
+        scoring.function,
+        scoring.schema,
+        scoring.columns,
+        version=source_version,
+        partitions={EVENT_DATE: day},
+        mode="overwrite",
+        partition_by=[EVENT_DATE],
+        partition={EVENT_DATE: day},
+    )
 
 
 def _spark_type(logical: str):
@@ -313,13 +371,8 @@ def score_day(
     version = lakehouse.table_version(FEATURES)
     features = lakehouse.read(spark, FEATURES, version=version, partitions={EVENT_DATE: day})
     check_inputs(features.schema, scorers, f"{FEATURES} {EVENT_DATE}={day} (v{version})")
-    predictions = score_frame(features, scorers, settings.dataset, settings.score, version, run_id)
-    commit = lakehouse.write(
-        predictions,
-        PREDICTIONS,
-        "overwrite",
-        partition_by=[EVENT_DATE],
-        partition={EVENT_DATE: day},
+    commit = write_predictions(
+        spark, lakehouse, features.schema, scorers, settings, day, version, run_id
     )
     record_versions(lakehouse, registry, [s.version for s in scorers], run_id)
     written = lakehouse.to_arrow(PREDICTIONS, commit.version, {EVENT_DATE: day}).select(
