@@ -396,7 +396,7 @@ def profile_batches(
     models = [(_payload([scorer], cfg.nthread)[0], model)]
     keys = key_columns(dataset)
     arrow_schema = to_arrow_schema(schema, timezone="UTC")
-    batches = rows.to_batches(max_chunksize=batch)
+    batches = rows.combine_chunks().to_batches(max_chunksize=batch)
     runs = []
     for _ in range(3):
         spent.update(transform=0.0, predict=0.0)
