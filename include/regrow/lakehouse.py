@@ -13,9 +13,10 @@ protocol, so a table written by one is read by the other:
   unreferenced files, so the table stays at its last version (``vacuum`` removes them).
 
 Writes are ``append``, ``overwrite`` of exactly the partitions given (idempotent daily
-writes), or ``merge`` on keys. ``derive`` reads a table, maps its Arrow batches and writes
-another in one pass of Spark tasks (with delta-rs, the rows never enter the JVM). Additive columns are merged into the table schema; a type
-change is refused with an error that names the column.
+writes), or ``merge`` on keys. Additive columns are merged into the table schema; a type
+change is refused with an error that names the column. ``derive`` reads a table, maps its
+Arrow batches and writes another in one pass of Spark tasks (with delta-rs, the rows never
+enter the JVM).
 """
 
 from __future__ import annotations
@@ -401,9 +402,7 @@ class Lakehouse:
                 of ``df`` must belong to it.
             keys: the columns a merge matches on.
         """
-        df, partition_by, exists = self._check_write(
-            df, table, mode, partition_by, partition, keys
-        )
+        df, partition_by, exists = self._check_write(df, table, mode, partition_by, partition, keys)
         engine = self.engine(df.sparkSession)
         if engine == "delta-spark":
             return self._write_delta_spark(df, table, mode, partition_by, partition, keys)
@@ -462,7 +461,7 @@ class Lakehouse:
         )
         shares = _shares(units, spark.sparkContext.defaultParallelism)
         read_rows = _unit_reader(
-            _table_schema(source_table), list(columns), shares, self.task_storage_options()
+            source, _table_schema(source_table), list(columns), shares, self.task_storage_options()
         )
         expected = {c: _partition_str(v) for c, v in partition.items()} if partition else None
         write_files = _file_writer(
@@ -1215,6 +1214,7 @@ def _shares(units: list[dict[str, Any]], tasks: int) -> list[list[dict[str, Any]
 
 
 def _unit_reader(
+    table: str,
     target: pa.Schema,
     columns: list[str],
     shares: list[list[dict[str, Any]]],
@@ -1225,7 +1225,7 @@ def _unit_reader(
     table's types (``target``)."""
     unknown = [c for c in columns if c not in target.names]
     if unknown:
-        raise LakehouseError(f"columns {unknown} are not in the table ({target.names})")
+        raise LakehouseError(f"columns {unknown} are not in {table} (it has {target.names})")
     wanted = pa.schema([target.field(c) for c in columns])
 
     def read(tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
