@@ -282,8 +282,7 @@ def train_champion(spark: SparkSession, settings: Settings) -> tuple[Scorer, dic
     splits = {TRAIN: rows, VALIDATION: rows.iloc[:0]}
     result = train(splits, transform, dataset, settings.train, day + dt.timedelta(days=1))
     name = settings.mlflow.registered_model or dataset.name
-    # A run id is needed: score_frame declares model_run_id non-nullable, and a Version
-    # with run_id None fails the Spark job (NullPointerException in the row writer).
+    # Not an MLflow run: the id only fills the rows' model_run_id.
     version = Version(name, "1", "bench-no-mlflow", [CHAMPION], {}, "bench (not registered)")
     positives = int((rows[dataset.label] == dataset.positive_label).sum())
     facts = {"train_rows": len(rows), "train_positives": positives}
