@@ -380,7 +380,9 @@ class Lakehouse:
                 .parquet(*local)
                 .select(*ordered)
             )
-        return _read_files_via_arrow(spark, dt_, files, schema, self.task_storage_options())
+        return _read_files_via_arrow(
+            spark, table, dt_, _partition_filters(partitions), self.task_storage_options()
+        )
 
     # -------------------------------------------------------------------------- writes
     def write(
@@ -1221,8 +1223,8 @@ def _unit_reader(
     storage_options: Mapping[str, str],
 ):
     """The function a task runs on its share: given the task's ``id`` (a row of
-    ``spark.range``), the share's row groups as Arrow batches of ``columns``, in the
-    table's types (``target``)."""
+    ``spark.range``), the share's row groups (all of a file's when ``row_groups`` is None)
+    as Arrow batches of ``columns``, in the table's types (``target``)."""
     unknown = [c for c in columns if c not in target.names]
     if unknown:
         raise LakehouseError(f"columns {unknown} are not in {table} (it has {target.names})")
@@ -1251,22 +1253,16 @@ def _unit_reader(
 
 
 def _read_files_via_arrow(
-    spark: SparkSession, dt_: DeltaTable, files: list[str], schema: pa.Schema, storage_options
+    spark: SparkSession, table: str, dt_: DeltaTable, filters: list | None, storage_options
 ) -> DataFrame:
     """Read Delta files in Spark tasks through pyarrow (for stores Spark's JVM can't reach,
-    e.g. S3 without hadoop-aws): one task per file, partition values from the Delta log."""
+    e.g. S3 without hadoop-aws): each file whole, partition values from the Delta log, the
+    files spread over up to twice as many tasks as cores."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    wanted = set(files)
-    specs = [json.dumps(s) for s in _file_specs(dt_, None) if s["uri"] in wanted]
-    schema_bytes = schema.serialize().to_pybytes()
-
-    def read(rows: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        target = pa.ipc.read_schema(pa.py_buffer(schema_bytes))
-        for batch in rows:
-            for spec in batch.column("value").to_pylist():
-                yield from _read_delta_file(json.loads(spec), target, storage_options).to_batches()
-
-    tasks = spark.createDataFrame([(s,) for s in specs], "value string")
-    tasks = tasks.repartition(max(1, min(len(specs), spark.sparkContext.defaultParallelism * 2)))
-    return tasks.mapInArrow(read, from_arrow_schema(schema))
+    schema = _table_schema(dt_)
+    shares = [[{**spec, "row_groups": None}] for spec in _file_specs(dt_, filters)]
+    read = _unit_reader(table, schema, schema.names, shares, storage_options)
+    tasks = max(1, min(len(shares), spark.sparkContext.defaultParallelism * 2))
+    # spark.range gives each task a run of ids, so every file is read exactly once.
+    return spark.range(0, len(shares), 1, tasks).mapInArrow(read, from_arrow_schema(schema))
