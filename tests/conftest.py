@@ -25,6 +25,14 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 logging.getLogger("py4j").setLevel(logging.WARNING)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked slow (minutes of Airflow or DVC subprocesses) come first. Under xdist
+    (``--dist loadfile --no-loadscope-reorder``, see pyproject.toml) the first files go to
+    the workers first, so these overlap each other and the rest instead of running last and
+    alone. The sort is stable, so every worker collects the same order."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from regrow.settings import SparkSettings

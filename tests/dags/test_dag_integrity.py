@@ -12,24 +12,18 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from unittest import mock
 
 import pytest
+from airflow.dag_processing.dagbag import DagBag  # after conftest.py set AIRFLOW_HOME
+from airflow.sdk import BaseHook, Connection, Variable
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
 DAG_FILES = sorted(p for p in DAGS_FOLDER.glob("*.py") if not p.name.startswith("_"))
 # Importing any of these at parse time slows every DAG processor loop by seconds.
 HEAVY_MODULES = ("pyspark", "xgboost", "mlflow", "great_expectations")
-
-# Airflow reads its config when first imported: parse against a throwaway home, never ~/airflow.
-os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "regrow-dagbag-home"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-
-from airflow.dag_processing.dagbag import DagBag  # noqa: E402  (after AIRFLOW_HOME is set)
-from airflow.sdk import BaseHook, Connection, Variable  # noqa: E402
 
 
 class TopLevelLookupError(RuntimeError):

@@ -4,25 +4,20 @@ trigger (the run itself is tested under Airflow in tests/integration/test_airflo
 from __future__ import annotations
 
 import importlib.util
-import os
-import tempfile
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from airflow.dag_processing.dagbag import DagBag  # after conftest.py set AIRFLOW_HOME
+from airflow.sdk import Asset
+from airflow.sdk.exceptions import AirflowFailException
+
+from tests.snapshots import write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_FILE = REPO / "dags" / "regrow_retrain.py"
 
-os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "regrow-dagbag-home"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-
-from airflow.dag_processing.dagbag import DagBag  # noqa: E402  (after AIRFLOW_HOME is set)
-from airflow.sdk import Asset  # noqa: E402
-from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
-
-from tests.snapshots import write_snapshot  # noqa: E402
 
 CHAIN = [
     "build_trainset", "check_retrain_needed", "snapshot_trainset", "train_model",

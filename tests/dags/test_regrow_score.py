@@ -5,25 +5,20 @@ itself is tested under Airflow in tests/integration/test_airflow_retrain.py)."""
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from airflow.dag_processing.dagbag import DagBag  # after conftest.py set AIRFLOW_HOME
+from airflow.sdk import Asset, Param
+from airflow.sdk.definitions.asset import AssetAll
+from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
+
+from regrow.airflow_local import ASSETS, asset, asset_event_days, days_to_score
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"
 
-os.environ.setdefault("AIRFLOW_HOME", str(Path(tempfile.gettempdir()) / "regrow-dagbag-home"))
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-
-from airflow.dag_processing.dagbag import DagBag  # noqa: E402  (after AIRFLOW_HOME is set)
-from airflow.sdk import Asset, Param  # noqa: E402
-from airflow.sdk.definitions.asset import AssetAll  # noqa: E402
-from airflow.sdk.exceptions import AirflowFailException, ParamValidationError  # noqa: E402
-
-from regrow.airflow_local import ASSETS, asset, asset_event_days, days_to_score  # noqa: E402
 
 SILVER_FEATURES = Asset(
     name="silver.features", uri="regrow://lakehouse/silver/features", group="silver"

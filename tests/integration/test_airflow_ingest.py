@@ -37,6 +37,8 @@ from regrow.simulate import write_landing
 from regrow.validation import BRONZE_TABLES, SILVER_TABLES, VALIDATION
 
 logger = logging.getLogger(__name__)
+# Minutes of `airflow dags test` subprocesses: started first (see pytest_collection_modifyitems).
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 DAG_ID = "regrow_ingest"

@@ -36,6 +36,8 @@ from tests.bronze_rows import write_events, write_labels
 from tests.conftest import REPO, lakehouse_of, write_params
 
 logger = logging.getLogger(__name__)
+# Minutes of `airflow dags test` subprocesses: started first (see pytest_collection_modifyitems).
+pytestmark = pytest.mark.slow
 
 DAG_ID = "regrow_retrain"
 START = dt.date(2026, 1, 1)
