@@ -123,8 +123,9 @@ def run(ctx: BenchContext) -> Measurement:
 
     def score_to_delta() -> None:
         write_predictions(
-            spark, lakehouse, features().schema, [scorer], settings, day, version, SCORING_RUN
-        )
+            spark, lakehouse, lakehouse.spark_schema(FEATURES, version), [scorer], settings,
+            day, version, SCORING_RUN,
+        )  # fmt: skip
 
     def score_frame_to_delta() -> None:
         lakehouse.write(

@@ -40,7 +40,7 @@ from regrow.settings import LakehouseSettings
 if TYPE_CHECKING:
     from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
-    from pyspark.sql.types import StructType
+    from pyspark.sql.types import StructField, StructType
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,14 @@ class Lakehouse:
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
         """Commits of a table, newest first (version, timestamp, operation, parameters)."""
         return self.delta_table(table).history(limit)
+
+    def spark_schema(self, table: str, version: int | None = None) -> StructType:
+        """The Spark schema of ``table`` (at ``version``) from its Delta log, without making
+        a DataFrame: the schema :meth:`read` gives with the delta-rs engine (delta-spark
+        reads every column as nullable)."""
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return from_arrow_schema(_table_schema(self.delta_table(table, version)))
 
     def partition_by(self, table: str) -> list[str]:
         return list(self.delta_table(table).metadata().partition_columns)
@@ -362,10 +370,8 @@ class Lakehouse:
         from pyspark.sql.pandas.types import from_arrow_schema
 
         dt_ = self.delta_table(table, version)
-        schema = dt_.schema().to_arrow()
-        schema = pa.schema(schema) if not isinstance(schema, pa.Schema) else schema
         partition_cols = list(dt_.metadata().partition_columns)
-        spark_schema = from_arrow_schema(schema)
+        spark_schema = from_arrow_schema(_table_schema(dt_))  # as spark_schema() gives it
         files = dt_.file_uris(file_pruning_predicate=_partition_filters(partitions))
         if not files:
             return spark.createDataFrame([], spark_schema)
@@ -451,12 +457,13 @@ class Lakehouse:
             return self.write(
                 rows.mapInArrow(function, schema), target, mode, partition_by, partition
             )
-        # An empty frame of the output schema goes through write's checks and alignment.
-        probe = spark.createDataFrame([], schema)
-        probe, partition_by, exists = self._check_write(
-            probe, target, mode, partition_by, partition, None
+        from pyspark.sql.types import StructType
+
+        # write's checks on the output schema; the target's columns it lacks become nulls.
+        partition_by, exists, lacking = self._write_plan(
+            schema, target, mode, partition_by, partition, None
         )
-        arrow_schema = _nullable(_arrow_schema(probe.schema))
+        arrow_schema = _nullable(_arrow_schema(StructType([*schema.fields, *lacking])))
         source_table = self.delta_table(source, version)
         units = _row_groups(
             source_table, _partition_filters(partitions), self.task_storage_options()
@@ -503,21 +510,64 @@ class Lakehouse:
         partition: PartitionSpec | None,
         keys: Sequence[str] | None,
     ) -> tuple[DataFrame, list[str], bool]:
-        """The write's arguments checked against the table: ``df`` aligned to it, the
-        partition columns, and whether it exists."""
+        """The write's arguments checked against the table: ``df`` aligned to it (the
+        table's columns it lacks added as nulls), the partition columns, and whether the
+        table exists."""
+        from pyspark.sql import functions as F
+
+        partition_by, exists, lacking = self._write_plan(
+            df.schema, table, mode, partition_by, partition, keys
+        )
+        if lacking:
+            df = df.select("*", *(F.lit(None).cast(f.dataType).alias(f.name) for f in lacking))
+        return df, partition_by, exists
+
+    def _write_plan(
+        self,
+        schema: StructType,
+        table: str,
+        mode: WriteMode,
+        partition_by: Sequence[str] | None,
+        partition: PartitionSpec | None,
+        keys: Sequence[str] | None,
+    ) -> tuple[list[str], bool, list[StructField]]:
+        """:meth:`_check_write` on the schema of the rows, without a DataFrame: the
+        partition columns, whether the table exists, and the table's fields the rows lack.
+
+        Raises:
+            SchemaChangeError: a column of the rows has another type in the table.
+        """
+        from pyspark.sql.pandas.types import from_arrow_type
+        from pyspark.sql.types import StructField
+
         partition_by = list(partition_by or [])
         if mode == "merge" and not keys:
             raise LakehouseError(f"merge into {table} needs keys")
         if mode not in ("append", "overwrite", "merge"):
             raise LakehouseError(f"unknown write mode {mode!r} for {table}")
-        exists = self.exists(table)
-        if exists:
-            existing = self.partition_by(table)
+        columns = {f.name: f.dataType for f in schema.fields}
+        lacking: list[StructField] = []
+        try:  # one load of the log answers "exists", the partitioning and the schema
+            current = self.delta_table(table)
+        except TableNotFoundError:
+            current = None
+        if current is not None:
+            existing = list(current.metadata().partition_columns)
             if partition_by and partition_by != existing:
                 raise LakehouseError(f"{table} is partitioned by {existing}, not {partition_by}")
             partition_by = existing
-            df = self._align_to_table(df, table)
-        missing = [c for c in partition_by if c not in df.columns]
+            for field in _table_schema(current):
+                expected = from_arrow_type(field.type)
+                if field.name not in columns:
+                    lacking.append(StructField(field.name, expected, nullable=True))
+                elif columns[field.name] != expected:
+                    raise SchemaChangeError(
+                        f"write to {table}: column {field.name!r} is "
+                        f"{columns[field.name].simpleString()} in the data but "
+                        f"{expected.simpleString()} in the table; only new columns may be "
+                        "added (cast the column, or write a new table)"
+                    )
+        missing = [c for c in partition_by if c not in columns]
         if missing:
             raise LakehouseError(f"write to {table}: partition column(s) {missing} not in the data")
         if partition:
@@ -526,32 +576,7 @@ class Lakehouse:
                 raise LakehouseError(
                     f"overwrite of {table}: {unknown} are not partition columns ({partition_by})"
                 )
-        return df, partition_by, exists
-
-    def _align_to_table(self, df: DataFrame, table: str) -> DataFrame:
-        """Refuse type changes; add the table's columns the data lacks as nulls."""
-        from pyspark.sql import functions as F
-        from pyspark.sql.pandas.types import from_arrow_type
-
-        table_schema = self.delta_table(table).schema().to_arrow()
-        table_schema = (
-            pa.schema(table_schema) if not isinstance(table_schema, pa.Schema) else table_schema
-        )
-        incoming = {f.name: f.dataType for f in df.schema.fields}
-        for field in table_schema:
-            expected = from_arrow_type(field.type)
-            if field.name in incoming and incoming[field.name] != expected:
-                raise SchemaChangeError(
-                    f"write to {table}: column {field.name!r} is {incoming[field.name].simpleString()} "
-                    f"in the data but {expected.simpleString()} in the table; only new columns "
-                    "may be added (cast the column, or write a new table)"
-                )
-        extra = [
-            F.lit(None).cast(from_arrow_type(f.type)).alias(f.name)
-            for f in table_schema
-            if f.name not in incoming
-        ]
-        return df.select("*", *extra) if extra else df
+        return partition_by, current is not None, lacking
 
     def _write_delta_spark(
         self,
@@ -683,8 +708,12 @@ class Lakehouse:
             except Exception as err:  # another writer created it first: commit as usual below
                 if not self.exists(table):
                     raise LakehouseError(f"could not create {table} at {uri}: {err}") from err
-        self._merge_new_columns(self.delta_table(table), table, arrow_schema)
-        self._commit_files(table, actions, mode, partition_by, partition, delta_schema, props)
+        current = self.delta_table(table)
+        if self._merge_new_columns(current, table, arrow_schema):
+            current = None  # the first commit attempt reloads the altered table
+        self._commit_files(
+            table, actions, mode, partition_by, partition, delta_schema, props, current
+        )
         return self._commit_info(
             table, self._version_of(table, commit_id), operation, actions, n_rows, started
         )
@@ -698,8 +727,10 @@ class Lakehouse:
         partition: PartitionSpec | None,
         schema: Any,
         props: Any,
+        current: DeltaTable | None = None,
     ) -> None:
         """Commit written files, replacing the partition's current files on overwrite.
+        ``current``: the table as just loaded, for the first attempt (saves a log load).
 
         An overwrite is committed as explicit Remove actions for the files it replaces
         rather than delta-rs's predicate overwrite: delta-rs's conflict check treats a
@@ -712,7 +743,7 @@ class Lakehouse:
         from deltalake.transaction import RemoveAction
 
         for attempt in range(1, _MAX_COMMIT_RETRIES + 1):
-            dt_ = self.delta_table(table)
+            dt_ = current if attempt == 1 and current is not None else self.delta_table(table)
             removes = []
             if mode == "overwrite":
                 now = int(time.time() * 1000)
@@ -744,7 +775,8 @@ class Lakehouse:
                 return int(commit["version"])
         raise LakehouseError(f"{table}: commit {commit_id} not found in the recent history")
 
-    def _merge_new_columns(self, dt_: DeltaTable, table: str, arrow_schema: pa.Schema) -> None:
+    def _merge_new_columns(self, dt_: DeltaTable, table: str, arrow_schema: pa.Schema) -> bool:
+        """Add ``arrow_schema``'s columns the table lacks; whether there were any."""
         from deltalake import Field, Schema
 
         current = {f.name for f in _table_schema(dt_)}
@@ -753,6 +785,7 @@ class Lakehouse:
             logger.info("%s: adding column(s) %s", table, [f.name for f in new])
             fields = Schema.from_arrow(pa.schema(new)).fields
             dt_.alter.add_columns([Field(f.name, f.type, nullable=True) for f in fields])
+        return bool(new)
 
     def _merge_delta_rs(
         self, df: DataFrame, table: str, keys: list[str], partition_by: list[str], exists: bool

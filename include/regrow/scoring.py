@@ -369,11 +369,9 @@ def score_day(
     registry = registry or Registry(settings)
     scorers = load_scorers(registry, settings.score.shadow)
     version = lakehouse.table_version(FEATURES)
-    features = lakehouse.read(spark, FEATURES, version=version, partitions={EVENT_DATE: day})
-    check_inputs(features.schema, scorers, f"{FEATURES} {EVENT_DATE}={day} (v{version})")
-    commit = write_predictions(
-        spark, lakehouse, features.schema, scorers, settings, day, version, run_id
-    )
+    features = lakehouse.spark_schema(FEATURES, version)
+    check_inputs(features, scorers, f"{FEATURES} {EVENT_DATE}={day} (v{version})")
+    commit = write_predictions(spark, lakehouse, features, scorers, settings, day, version, run_id)
     record_versions(lakehouse, registry, [s.version for s in scorers], run_id)
     written = lakehouse.to_arrow(PREDICTIONS, commit.version, {EVENT_DATE: day}).select(
         [MODEL_ALIAS, DECISION]

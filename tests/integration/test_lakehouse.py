@@ -249,6 +249,11 @@ def test_an_added_column_is_merged_and_old_rows_read_null(spark, lakehouse):
         ("c", 3.0, D3, None),
     ]
     assert "channel" in deltalake.DeltaTable(lakehouse.uri("bronze.events")).schema().to_json()
+    # The schema from the log alone, at the latest version and before the column was added.
+    for version in (None, 0):
+        schema = lakehouse.spark_schema("bronze.events", version)
+        assert schema == lakehouse.read(spark, "bronze.events", version).schema
+    assert "channel" not in schema.names
 
 
 def test_a_type_change_is_refused_and_names_the_column(spark, lakehouse):
@@ -347,6 +352,7 @@ def test_types_round_trip(spark, lakehouse):
         "ts": "timestamp",
         "day": "date",
     }
+    assert lakehouse.spark_schema("silver.typed") == df.schema
     # 12:00 at +02:00 is 10:00 UTC; 23:30 at -05:30 is 05:00 UTC the next day
     assert [r["ts"] for r in arrow] == [
         dt.datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC),
@@ -401,6 +407,9 @@ def test_a_table_written_by_deltalake_is_read_and_extended(spark, lakehouse):
     )
     assert rows_of(lakehouse.read(spark, "bronze.external")) == [("a", 1.0, D1), ("c", 3.0, D2)]
     assert deltalake.DeltaTable(uri).version() == 1
+    assert (
+        lakehouse.spark_schema("bronze.external") == lakehouse.read(spark, "bronze.external").schema
+    )
     assert parquet_rows(uri, "event_id", "amount") == [("a", 1.0), ("c", 3.0)]
 
 
