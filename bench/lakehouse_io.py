@@ -10,7 +10,7 @@ What is timed:
 - ``lakehouse_read``: ``Lakehouse.read(spark, table)`` plus consuming every column in Spark
   with the ``noop`` sink (``df.write.format("noop")``): all rows decoded, nothing written.
 - ``pyarrow_write``: ``pq.write_to_dataset`` of the same Arrow table, same partitioning and
-  compression (zstd), into a fresh folder.
+  compression (the lakehouse's ``lakehouse.compression``), into a fresh folder.
 - ``pyarrow_read``: ``pq.read_table`` of that folder: the full table in Arrow memory.
 
 The cached DataFrame has ``defaultParallelism`` partitions (as Spark reads one ~100 MB
@@ -47,7 +47,7 @@ READ_TARGET = 0.7  # lakehouse read throughput / pyarrow's
 
 @benchmark("lakehouse_io", "Delta write/read through regrow.lakehouse vs plain pyarrow Parquet")
 def run(ctx: BenchContext) -> Measurement:
-    from regrow.lakehouse import Lakehouse
+    from regrow.lakehouse import _SPARK_CODEC, Lakehouse
     from regrow.settings import LakehouseSettings
 
     spark = ctx.spark
@@ -66,6 +66,7 @@ def run(ctx: BenchContext) -> Measurement:
 
     root = ctx.work_dir / "lakehouse"
     lakehouse = Lakehouse(LakehouseSettings(root=str(root), engine="auto"), str(root))
+    codec = lakehouse.settings.compression  # the same on every side
     table_dir = Path(lakehouse.uri(TABLE))
     arrow_dir = ctx.work_dir / "pyarrow_dataset"
     arrow_file = ctx.work_dir / "pyarrow_single.parquet"
@@ -80,9 +81,7 @@ def run(ctx: BenchContext) -> Measurement:
         lakehouse.read(spark, TABLE).write.format("noop").mode("overwrite").save()
 
     def write_arrow() -> None:
-        pq.write_to_dataset(
-            events, str(arrow_dir), partition_cols=[DATE_COLUMN], compression="zstd"
-        )
+        pq.write_to_dataset(events, str(arrow_dir), partition_cols=[DATE_COLUMN], compression=codec)
 
     def read_arrow() -> None:
         pq.read_table(str(arrow_dir))
@@ -111,14 +110,14 @@ def run(ctx: BenchContext) -> Measurement:
 
     # References: a single unpartitioned file, Spark's native Parquet, an empty Spark job.
     timings["ref_pyarrow_write_single_file"] = repeat(
-        lambda: pq.write_table(events, str(arrow_file), compression="zstd"), reps
+        lambda: pq.write_table(events, str(arrow_file), compression=codec), reps
     )
     timings["ref_pyarrow_read_single_file"] = repeat(lambda: pq.read_table(str(arrow_file)), reps)
     timings["ref_spark_parquet_write"] = repeat(
         lambda: (
             df.write.mode("overwrite")
             .partitionBy(DATE_COLUMN)
-            .option("compression", "zstd")
+            .option("compression", _SPARK_CODEC[codec])
             .parquet(str(spark_dir))
         ),
         reps,
@@ -181,7 +180,9 @@ def run(ctx: BenchContext) -> Measurement:
     if ctx.profile:
         breakdown["lakehouse_write"] = profile_write(lakehouse, df, ctx.work_dir / "profile")
         breakdown["lakehouse_read"] = profile_read(lakehouse, spark)
-        breakdown["writer_in_driver"] = profile_writer_in_driver(events, ctx.work_dir / "inproc")
+        breakdown["writer_in_driver"] = profile_writer_in_driver(
+            events, ctx.work_dir / "inproc", codec
+        )
 
     df.unpersist()
     return Measurement(
@@ -194,7 +195,7 @@ def run(ctx: BenchContext) -> Measurement:
             "spark_partitions_many_slices": many_slices,
             "spark_default_parallelism": spark.sparkContext.defaultParallelism,
             "lakehouse_engine": lakehouse.engine(spark),
-            "compression": "zstd",
+            "compression": codec,
             "repetitions": reps,
             "warmup": 1,
             "read_consumed_by": "noop sink (df.write.format('noop')): all columns decoded",
@@ -381,7 +382,7 @@ def profile_read(lakehouse, spark) -> dict[str, Any]:
     return {"build_dataframe_s": statistics.median(plan), "noop_scan_s": statistics.median(scan)}
 
 
-def profile_writer_in_driver(events: pa.Table, out_dir: Path) -> dict[str, Any]:
+def profile_writer_in_driver(events: pa.Table, out_dir: Path, codec: str) -> dict[str, Any]:
     """The lakehouse's per-task writer run in this process on the Arrow table, cut in
     batches of Spark's ``maxRecordsPerBatch`` (10,000): its cost without Spark, on one core,
     next to pyarrow's dataset writer on one thread."""
@@ -393,7 +394,7 @@ def profile_writer_in_driver(events: pa.Table, out_dir: Path) -> dict[str, Any]:
     for i in range(3):
         target = out_dir / f"lh-{i}"
         target.mkdir(parents=True)
-        writer = lh._file_writer(str(target), TABLE, [DATE_COLUMN], None, data_schema, {})
+        writer = lh._file_writer(str(target), TABLE, [DATE_COLUMN], None, data_schema, {}, codec)
         started = time.perf_counter()
         for _ in writer(iter(batches)):
             pass
@@ -403,7 +404,7 @@ def profile_writer_in_driver(events: pa.Table, out_dir: Path) -> dict[str, Any]:
             events,
             str(out_dir / f"pa-{i}"),
             partition_cols=[DATE_COLUMN],
-            compression="zstd",
+            compression=codec,
             use_threads=False,
         )
         runs["pyarrow_dataset_1_thread"].append(time.perf_counter() - started)

@@ -29,7 +29,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -39,6 +39,7 @@ from regrow.settings import LakehouseSettings
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
+    from pyspark import RDD
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructField, StructType
 
@@ -53,6 +54,16 @@ PartitionSpec = Mapping[str, Any]
 _MAX_COMMIT_RETRIES = 20
 # Rows per Arrow batch a derive task reads (and per row group it writes).
 _BATCH_ROWS = 65_536
+# File name endings per lakehouse.compression, as Spark names its files (pyarrow's "lz4"
+# writes the LZ4_RAW codec, Spark's "lz4raw"; Spark reads both ways).
+_FILE_SUFFIX = {
+    "lz4": ".lz4raw.parquet",
+    "zstd": ".zstd.parquet",
+    "snappy": ".snappy.parquet",
+    "none": ".parquet",
+}
+# Spark's spark.sql.parquet.compression.codec for each (its "lz4" is the Hadoop framing).
+_SPARK_CODEC = {"lz4": "lz4_raw", "zstd": "zstd", "snappy": "snappy", "none": "none"}
 # A table as SQL names it: layer.name, with regrow's layers.
 _TABLE_REF = re.compile(r"\b(bronze|silver|gold)\.([A-Za-z_][A-Za-z0-9_]*)\b")
 
@@ -445,7 +456,9 @@ class Lakehouse:
 
         Args:
             function: Arrow batches of ``columns`` (in ``source``'s types) to Arrow batches
-                of ``schema``; it runs in the executors, so it must pickle.
+                of ``schema``; it runs in the executors, so it must pickle. A column may
+                come dictionary-encoded (cheapest for one value repeated): the delta-rs
+                writer keeps it so, and it is decoded for Spark.
             columns: the source columns ``function`` reads (partition columns included).
             version, partitions: as in :meth:`read`.
             mode, partition_by, partition: as in :meth:`write` (``append`` or ``overwrite``).
@@ -454,9 +467,8 @@ class Lakehouse:
             raise LakehouseError(f"derive into {target}: merge is not supported; use write")
         if self.engine(spark) == "delta-spark":
             rows = self.read(spark, source, version, partitions=partitions).select(*columns)
-            return self.write(
-                rows.mapInArrow(function, schema), target, mode, partition_by, partition
-            )
+            mapped = rows.mapInArrow(lambda b: decode_dictionaries(function(b)), schema)
+            return self.write(mapped, target, mode, partition_by, partition)
         from pyspark.sql.types import StructType
 
         # write's checks on the output schema; the target's columns it lacks become nulls.
@@ -480,19 +492,23 @@ class Lakehouse:
             expected,
             pa.schema([f for f in arrow_schema if f.name not in partition_by]),
             self.task_storage_options(),
+            self.settings.compression,
         )
         added = [f for f in arrow_schema if f.name not in schema.names]
 
-        def run(tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            batches = function(read_rows(tasks))
+        def run(share_ids: Iterator[int]) -> Iterator[dict[str, Any]]:
+            batches = function(read_rows(share_ids))
             if added:  # the target's columns the function does not make: nulls
                 batches = (_with_nulls(b, added) for b in batches)
-            yield from write_files(batches)
+            for actions in write_files(batches):
+                yield from actions.to_pylist()
 
-        # One task per share: spark.range puts exactly one id in each partition.
-        tasks = spark.range(0, len(shares), 1, max(1, len(shares)))
+        # One task per share. An RDD job, not spark.range(...).mapInArrow: nothing but share
+        # ids and Add actions pass through Spark, and SQL planning and Arrow framing made
+        # an empty job take 0.12-0.24 s instead of 0.08-0.11 s (two local tasks).
+        shares_rdd = spark.sparkContext.parallelize(range(len(shares)), max(1, len(shares)))
         return self._commit_written(
-            tasks.mapInArrow(run, _ADD_ACTION_SCHEMA),
+            shares_rdd.mapPartitions(run),
             target,
             mode,
             partition_by,
@@ -588,6 +604,10 @@ class Lakehouse:
         keys: Sequence[str] | None,
     ) -> CommitInfo:
         uri = self.uri(table)
+        # Delta writes (merges too) through Spark's Parquet source, which reads its codec here.
+        df.sparkSession.conf.set(
+            "spark.sql.parquet.compression.codec", _SPARK_CODEC[self.settings.compression]
+        )
         if mode == "merge" and self.exists(table):
             from delta.tables import DeltaTable as SparkDeltaTable
 
@@ -636,7 +656,13 @@ class Lakehouse:
         data_schema = pa.schema([f for f in arrow_schema if f.name not in partition_by])
         expected = {c: _partition_str(v) for c, v in partition.items()} if partition else None
         write_files = _file_writer(
-            self.uri(table), table, partition_by, expected, data_schema, self.task_storage_options()
+            self.uri(table),
+            table,
+            partition_by,
+            expected,
+            data_schema,
+            self.task_storage_options(),
+            self.settings.compression,
         )
         return self._commit_written(
             df.mapInArrow(write_files, _ADD_ACTION_SCHEMA),
@@ -650,7 +676,7 @@ class Lakehouse:
 
     def _commit_written(
         self,
-        written: DataFrame,
+        written: DataFrame | RDD,
         table: str,
         mode: WriteMode,
         partition_by: list[str],
@@ -659,8 +685,8 @@ class Lakehouse:
         arrow_schema: pa.Schema,
     ) -> CommitInfo:
         """Run the Spark job whose tasks write ``table``'s files (``written``: their
-        Add-action rows) and commit the files as one transaction, creating the table with
-        ``arrow_schema`` if it does not exist."""
+        Add actions, as rows or dicts) and commit the files as one transaction, creating
+        the table with ``arrow_schema`` if it does not exist."""
         from deltalake import CommitProperties, Schema, transaction
 
         uri = self.uri(table)
@@ -711,12 +737,13 @@ class Lakehouse:
         current = self.delta_table(table)
         if self._merge_new_columns(current, table, arrow_schema):
             current = None  # the first commit attempt reloads the altered table
-        self._commit_files(
+        committed = self._commit_files(
             table, actions, mode, partition_by, partition, delta_schema, props, current
         )
         return self._commit_info(
-            table, self._version_of(table, commit_id), operation, actions, n_rows, started
-        )
+            table, self._version_of(table, commit_id, committed), operation, actions, n_rows,
+            started,
+        )  # fmt: skip
 
     def _commit_files(
         self,
@@ -728,9 +755,10 @@ class Lakehouse:
         schema: Any,
         props: Any,
         current: DeltaTable | None = None,
-    ) -> None:
+    ) -> DeltaTable:
         """Commit written files, replacing the partition's current files on overwrite.
         ``current``: the table as just loaded, for the first attempt (saves a log load).
+        Returns the table the commit went through.
 
         An overwrite is committed as explicit Remove actions for the files it replaces
         rather than delta-rs's predicate overwrite: delta-rs's conflict check treats a
@@ -759,7 +787,7 @@ class Lakehouse:
                     partition_by=partition_by or None,
                     commit_properties=props,
                 )
-                return
+                return dt_
             except CommitFailedError as err:
                 if attempt == _MAX_COMMIT_RETRIES:
                     raise LakehouseError(
@@ -768,9 +796,15 @@ class Lakehouse:
                 logger.warning("%s: concurrent commit (%s); retrying (%d)", table, err, attempt)
                 time.sleep(0.05 * attempt)
 
-    def _version_of(self, table: str, commit_id: str) -> int:
-        """The version our commit landed at (other writers may have committed since)."""
-        for commit in self.history(table, 2 * _MAX_COMMIT_RETRIES):
+    def _version_of(self, table: str, commit_id: str, loaded: DeltaTable | None = None) -> int:
+        """The version our commit landed at (other writers may have committed since).
+        ``loaded``: the table as loaded before the commit; reading only the commits since
+        saves loading the log again."""
+        if loaded is None:
+            loaded = self.delta_table(table)
+        else:
+            loaded.update_incremental()
+        for commit in loaded.history(2 * _MAX_COMMIT_RETRIES):
             if commit.get("regrow.commit_id") == commit_id:
                 return int(commit["version"])
         raise LakehouseError(f"{table}: commit {commit_id} not found in the recent history")
@@ -844,6 +878,19 @@ _ADD_ACTION_SCHEMA = (
     "path string, size long, partition_values string, modification_time long, "
     "stats string, num_records long"
 )
+
+
+def decode_dictionaries(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """``batches`` with their dictionary-encoded columns decoded to the value type, for
+    Spark's ``mapInArrow``: its JVM side cannot read a dictionary-encoded string column
+    (``UNSUPPORTED_CALL`` of ``ArrowColumnVector$ArrowVectorAccessor.getUTF8String``)."""
+    for batch in batches:
+        if any(pa.types.is_dictionary(t) for t in batch.schema.types):
+            batch = pa.RecordBatch.from_arrays(
+                [c.dictionary_decode() if pa.types.is_dictionary(c.type) else c for c in batch],
+                names=batch.schema.names,
+            )
+        yield batch
 
 
 def _task_error(err: Exception, table: str) -> Exception:
@@ -1033,15 +1080,24 @@ def _file_writer(
     expected: dict[str, str | None] | None,
     data_schema: pa.Schema,
     storage_options: Mapping[str, str],
+    compression: str,
 ):
     """The function each Spark task runs: write its rows, one Parquet file per partition
     value, and return one row of Add-action metadata per file. With ``expected`` (an
     overwrite of one partition), a row of any other partition fails the write: an
     overwrite must not smuggle in rows it would not replace on a rerun.
 
-    Files are zstd without Parquet dictionaries: on regrow's tables (unique ids, a few
-    repeated strings) dictionaries cost a third more write time and made the files larger
-    (1M prediction rows: 0.16 s and 5.9 MB without, 0.24 s and 9.3 MB with)."""
+    Files use ``compression`` (``lakehouse.compression``) and no Parquet dictionaries: on
+    regrow's tables (unique ids, a few repeated strings) dictionaries cost a third more
+    write time and made the files larger (1M prediction rows: 0.16 s and 5.9 MB without,
+    0.24 s and 9.3 MB with, zstd). The exception is a column that arrives
+    dictionary-encoded (the caller knows it repeats, e.g. one value per batch): it is
+    written as dictionary pages as it is, with no hashing or per-value statistics.
+
+    The files carry no Arrow schema (``ARROW:schema``), as Spark's do not: every reader
+    gets each column's table type (a string stays a string where it was written as a
+    dictionary)."""
+    suffix = _FILE_SUFFIX[compression]
 
     def write(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import pyarrow.compute as pc
@@ -1065,21 +1121,29 @@ def _file_writer(
                         )
                     folder = "/".join(f"{c}={_escape(v)}" for c, v in values.items())
                     rel = f"{folder}/" if folder else ""
-                    rel += f"part-{uuid.uuid4().hex}.zstd.parquet"
+                    rel += f"part-{uuid.uuid4().hex}{suffix}"
                     fs.create_dir(f"{base}/{rel}".rsplit("/", 1)[0], recursive=True)
                     sink = fs.open_output_stream(f"{base}/{rel}")
+                    file_schema = _file_schema(data_schema, part.schema)
+                    encoded = [f.name for f in file_schema if pa.types.is_dictionary(f.type)]
                     entry = {
                         "rel": rel,
                         "values": values,
                         "sink": sink,
+                        "schema": file_schema,
                         "writer": pq.ParquetWriter(
-                            sink, data_schema, compression="zstd", use_dictionary=False
+                            sink,
+                            file_schema,
+                            compression=compression,
+                            use_dictionary=encoded or False,
+                            store_schema=False,
                         ),
                         "rows": 0,
                         "stats": {},
                     }
                     open_files[key] = entry
-                chunk = pa.Table.from_batches([part.select(data_schema.names)]).cast(data_schema)
+                chunk = pa.Table.from_batches([part.select(data_schema.names)])
+                chunk = chunk.cast(entry["schema"])
                 entry["writer"].write_table(chunk)
                 entry["rows"] += chunk.num_rows
                 for name in data_schema.names:
@@ -1116,6 +1180,17 @@ def _file_writer(
             yield pa.RecordBatch.from_pylist(rows)
 
     return write
+
+
+def _file_schema(data_schema: pa.Schema, incoming: pa.Schema) -> pa.Schema:
+    """The schema a file is written with: ``data_schema``, except that a column arriving
+    dictionary-encoded over values of its type stays dictionary-encoded."""
+    fields = []
+    for field in data_schema:
+        type_ = incoming.field(field.name).type
+        keep = pa.types.is_dictionary(type_) and type_.value_type == field.type
+        fields.append(field.with_type(type_) if keep else field)
+    return pa.schema(fields)
 
 
 def _has_safe_bounds(type_: pa.DataType) -> bool:
@@ -1255,32 +1330,31 @@ def _unit_reader(
     shares: list[list[dict[str, Any]]],
     storage_options: Mapping[str, str],
 ):
-    """The function a task runs on its share: given the task's ``id`` (a row of
-    ``spark.range``), the share's row groups (all of a file's when ``row_groups`` is None)
-    as Arrow batches of ``columns``, in the table's types (``target``)."""
+    """The function a task runs on its shares: given share numbers, the shares' row groups
+    (all of a file's when ``row_groups`` is None) as Arrow batches of ``columns``, in the
+    table's types (``target``)."""
     unknown = [c for c in columns if c not in target.names]
     if unknown:
         raise LakehouseError(f"columns {unknown} are not in {table} (it has {target.names})")
     wanted = pa.schema([target.field(c) for c in columns])
 
-    def read(tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    def read(share_ids: Iterable[int]) -> Iterator[pa.RecordBatch]:
         import pyarrow.parquet as pq
 
-        for task in tasks:
-            for share in task.column("id").to_pylist():
-                for spec in shares[share]:
-                    fs, path = _arrow_fs(spec["uri"], storage_options)
-                    parquet = pq.ParquetFile(path, filesystem=fs)
-                    stored = parquet.schema_arrow.names
-                    present = [c for c in columns if c in stored and c not in spec["values"]]
-                    # One thread: a task shares the machine with as many tasks as cores.
-                    for batch in parquet.iter_batches(
-                        batch_size=_BATCH_ROWS,
-                        row_groups=spec["row_groups"],
-                        columns=present,
-                        use_threads=False,
-                    ):
-                        yield _complete(batch, spec["values"], wanted)
+        for share in share_ids:
+            for spec in shares[share]:
+                fs, path = _arrow_fs(spec["uri"], storage_options)
+                parquet = pq.ParquetFile(path, filesystem=fs)
+                stored = parquet.schema_arrow.names
+                present = [c for c in columns if c in stored and c not in spec["values"]]
+                # One thread: a task shares the machine with as many tasks as cores.
+                for batch in parquet.iter_batches(
+                    batch_size=_BATCH_ROWS,
+                    row_groups=spec["row_groups"],
+                    columns=present,
+                    use_threads=False,
+                ):
+                    yield _complete(batch, spec["values"], wanted)
 
     return read
 
@@ -1296,6 +1370,10 @@ def _read_files_via_arrow(
     schema = _table_schema(dt_)
     shares = [[{**spec, "row_groups": None}] for spec in _file_specs(dt_, filters)]
     read = _unit_reader(table, schema, schema.names, shares, storage_options)
+
+    def read_files(tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        return read(i for task in tasks for i in task.column("id").to_pylist())
+
     tasks = max(1, min(len(shares), spark.sparkContext.defaultParallelism * 2))
     # spark.range gives each task a run of ids, so every file is read exactly once.
-    return spark.range(0, len(shares), 1, tasks).mapInArrow(read, from_arrow_schema(schema))
+    return spark.range(0, len(shares), 1, tasks).mapInArrow(read_files, from_arrow_schema(schema))

@@ -133,6 +133,10 @@ class LakehouseSettings(_Section):
     # Non-secret storage options for delta-rs/pyarrow (e.g. AWS_ENDPOINT_URL, AWS_REGION).
     # Credentials come from the environment (AWS_ACCESS_KEY_ID ...), never from this file.
     storage_options: dict[str, str] = {}
+    # Parquet codec of the files regrow writes. lz4 (LZ4_RAW, which Spark names lz4raw)
+    # decompresses about twice as fast as zstd and makes files about 1.4x larger; zstd
+    # suits a lakehouse where bytes cost more than CPU (docs/lakehouse.md has the numbers).
+    compression: Literal["lz4", "zstd", "snappy", "none"] = "lz4"
 
 
 class ValidationSettings(_Section):

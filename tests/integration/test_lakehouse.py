@@ -390,6 +390,32 @@ def test_a_lakehouse_table_is_standard_delta(spark, lakehouse):
     assert sorted((a["partition.event_date"], a["num_records"]) for a in adds) == [(D1, 1), (D2, 1)]
 
 
+@pytest.mark.parametrize(
+    ("codec", "in_footer", "suffix"),
+    [("lz4", "LZ4", ".lz4raw.parquet"), ("zstd", "ZSTD", ".zstd.parquet")],
+)
+def test_files_have_the_configured_codec_and_spark_reads_them_alone(
+    spark, make_settings, codec, in_footer, suffix
+):
+    settings = make_settings(lakehouse={"compression": codec})
+    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("ü", 2.0, D2)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    files = delta_files(lakehouse.uri("bronze.events"))
+
+    assert len(files) == 2 and all(f.endswith(suffix) for f in files)
+    for path in files:
+        meta = pq.read_metadata(path)
+        codecs = {meta.row_group(0).column(i).compression for i in range(meta.num_columns)}
+        assert codecs == {in_footer}  # pyarrow calls LZ4_RAW "LZ4"
+        assert b"ARROW:schema" not in (meta.metadata or {})  # as in Spark's own files
+    # Spark's own Parquet reader, not the Delta one, reads them as they are.
+    assert rows_of(spark.read.parquet(*files), "event_id", "amount") == [("a", 1.0), ("ü", 2.0)]
+
+
 def test_a_table_written_by_deltalake_is_read_and_extended(spark, lakehouse):
     uri = lakehouse.uri("bronze.external")
     deltalake.write_deltalake(
@@ -470,6 +496,59 @@ def test_derive_writes_what_read_map_write_would_at_the_version_read(spark, lake
     assert (
         len(rows_of(lakehouse.read(spark, "silver.doubled", partitions={"event_date": D2}))) == 300
     )
+
+
+TAGGED = "event_id string, tag string, event_date date"
+
+
+def tagging():
+    """A derive function whose ``tag`` column is one repeated value, dictionary-encoded
+    (as scoring's model columns are), then the same rows with no tag, as plain nulls."""
+
+    def tagged(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        import numpy as np
+
+        for b in batches:
+            n = b.num_rows
+            tag = pa.DictionaryArray.from_arrays(
+                pa.array(np.zeros(n, np.int32)), pa.array(["ünï-tag"])
+            )
+            for column in (tag, pa.nulls(n, pa.string())):
+                yield pa.RecordBatch.from_arrays(
+                    [b["event_id"], column, b["event_date"]],
+                    names=["event_id", "tag", "event_date"],
+                )
+
+    return tagged
+
+
+def test_derive_writes_dictionary_columns_as_dictionary_pages_read_as_strings(spark, lakehouse):
+    lakehouse.write(
+        events(spark, [(f"e{i}", float(i), D1) for i in range(50)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+    schema = spark.createDataFrame([], TAGGED).schema
+
+    lakehouse.derive(
+        spark, "bronze.events", "silver.tagged", tagging(), schema,
+        ["event_id", "event_date"], partition_by=["event_date"],
+    )  # fmt: skip
+
+    tagged = lakehouse.read(spark, "silver.tagged")
+    assert tagged.schema == schema
+    rows = [(r.event_id, r.tag) for r in tagged.collect()]
+    assert len(rows) == 100 and sum(tag == "ünï-tag" for _, tag in rows) == 50
+    assert {event_id for event_id, tag in rows if tag is None} == {f"e{i}" for i in range(50)}
+    uri = lakehouse.uri("silver.tagged")
+    for path in delta_files(uri):
+        parquet = pq.ParquetFile(path)
+        assert parquet.schema_arrow.field("tag").type == pa.string()  # not a dictionary
+        tag = parquet.schema_arrow.get_field_index("tag")
+        chunks = [parquet.metadata.row_group(i).column(tag) for i in range(parquet.num_row_groups)]
+        assert all(c.has_dictionary_page for c in chunks)
+    counts = lakehouse.to_arrow("silver.tagged")["tag"].value_counts().to_pylist()
+    assert {(c["values"], c["counts"]) for c in counts} == {("ünï-tag", 50), (None, 50)}
 
 
 def test_derive_aligns_to_both_schemas_and_names_what_is_wrong(spark, lakehouse):
