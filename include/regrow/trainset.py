@@ -138,11 +138,14 @@ class Transform:
         missing = [c for c in self.columns if c not in batch.schema.names]
         if missing:
             raise TrainsetError(f"columns {missing} the transform was fitted on are missing")
-        out = np.empty((batch.num_rows, len(self.columns)), dtype=np.float32)
+        # Filled a column at a time, so each is contiguous; the matrix is its transpose
+        # (column-major), which inplace_predict reads through its strides, without a copy.
+        out = np.empty((len(self.columns), batch.num_rows), dtype=np.float32)
         for j, (c, stats) in enumerate(self.numeric.items()):
             values = pc.cast(batch.column(c), pa.float64()).to_numpy(zero_copy_only=False)
             values = np.where(np.isnan(values), stats["median"], values)  # null and NaN alike
-            out[:, j] = (values - stats["mean"]) / stats["std"]
+            np.subtract(values, stats["mean"], out=values)
+            out[j] = np.divide(values, stats["std"], out=values)
         for j, (c, spec) in enumerate(self.categorical.items(), start=len(self.numeric)):
             column = batch.column(c)
             if pa.types.is_dictionary(column.type):
@@ -152,13 +155,15 @@ class Transform:
             if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
                 # Numbers, booleans, dates: codes are keyed by pandas' str() of the value.
                 text = column.to_pandas().fillna(MISSING).astype(str)
-                out[:, j] = text.map(spec["codes"]).fillna(spec["rare_code"]).to_numpy()
+                out[j] = text.map(spec["codes"]).fillna(spec["rare_code"]).to_numpy()
                 continue
             # Codes are 0..n-1, so a value's position in this list is its code.
             known = pa.array(sorted(spec["codes"], key=spec["codes"].get), column.type)
-            codes = pc.index_in(column.fill_null(MISSING), value_set=known)
-            out[:, j] = codes.fill_null(spec["rare_code"]).to_numpy(zero_copy_only=False)
-        return out
+            if column.null_count:
+                column = column.fill_null(MISSING)
+            codes = pc.index_in(column, value_set=known)
+            out[j] = codes.fill_null(spec["rare_code"]).to_numpy(zero_copy_only=False)
+        return out.T
 
     def rare(self, frame: pd.DataFrame) -> dict[str, int]:
         """Per categorical column, rows that get the rare code (rare or unseen in train)."""

@@ -23,7 +23,14 @@ from regrow.lakehouse import MissingPartitionError
 from regrow.lineage import MODEL_VERSIONS, lineage
 from regrow.registry import CHALLENGER, CHAMPION, Registry
 from regrow.retrain import train_and_gate, train_challenger
-from regrow.scoring import PREDICTIONS, SHADOW, ScoringError, score_day
+from regrow.scoring import (
+    PREDICTIONS,
+    SHADOW,
+    ScoringError,
+    load_scorers,
+    score_day,
+    score_frame,
+)
 from regrow.settings import load_settings
 from regrow.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 from regrow.validation import VALIDATION, ValidationError, validate_day
@@ -137,6 +144,17 @@ def test_challenger_scores_in_shadow_without_touching_champion_decisions(world, 
     assert any(
         s["score"] != c["score"] for s, c in zip(shadow, champion, strict=True)
     )  # a different model
+
+    # The DataFrame form gives the same rows (decoded: Spark's JVM cannot read dictionaries).
+    lakehouse_features = lakehouse.read(spark, FEATURES, partitions={EVENT_DATE: day})
+    frame = score_frame(
+        lakehouse_features, load_scorers(Registry(settings)), settings.dataset, settings.score,
+        rows[0][SOURCE_VERSION], "after",
+    )  # fmt: skip
+    columns = ["model_alias", "transaction_id", "score", "model_run_id", RUN_ID]
+    assert sorted(tuple(r[c] for c in columns) for r in frame.collect()) == sorted(
+        tuple(r[c] for c in columns) for r in rows
+    )
 
     # Lineage: the shadow model's chain goes back to its parent, the champion.
     entity = features["card_id"][0].as_py()

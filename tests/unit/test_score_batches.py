@@ -20,6 +20,7 @@ from pyspark.sql.types import (
 )
 
 from regrow.ingest import EVENT_DATE
+from regrow.lakehouse import decode_dictionaries
 from regrow.registry import CHAMPION, Version
 from regrow.scoring import (
     PREDICTION_COLUMNS,
@@ -98,6 +99,25 @@ def test_each_model_scores_every_row_as_its_own_predict_does():
         assert set(mine["model_version"]) == {1 if alias == CHAMPION else 2}
         assert set(mine["_source_version"]) == {7} and set(mine["_run_id"]) == {"run-x"}
     assert out["at"].to_pylist()[0] == dt.datetime(2026, 3, 1, 1, tzinfo=dt.UTC)
+
+
+def test_repeated_strings_come_as_dictionaries_and_decode_to_the_declared_schema():
+    no_run = {**spec(SHADOW, 2), "run_id": None}  # a version registered without an MLflow run
+    batches = list(score_batches(
+        iter([rows()]), [(spec(CHAMPION, 1), model(1)), (no_run, model(2))],
+        KEYS, 0.5, 7, "run-x", output_schema(),
+    ))  # fmt: skip
+
+    champion, shadow = batches
+    assert pa.types.is_dictionary(champion.schema.field("model_run_id").type)
+    assert champion["model_run_id"].dictionary.to_pylist() == ["run1"]  # one value, not four
+    assert shadow["model_run_id"].null_count == 4
+    decoded = list(decode_dictionaries(iter(batches)))
+    # What Spark's mapInArrow gets: the declared types (its JVM cannot read dictionaries).
+    assert [b.schema for b in decoded] == [output_schema(), output_schema()]
+    assert decoded[0]["model_run_id"].to_pylist() == ["run1"] * 4
+    assert decoded[1]["model_alias"].to_pylist() == [SHADOW] * 4
+    assert decoded[1]["model_run_id"].to_pylist() == [None] * 4
 
 
 def scorer(m: Model) -> Scorer:
