@@ -30,6 +30,8 @@ neighbour slows all steps alike rather than one):
 
 ``ref_*`` steps explain the numbers and are not judged:
 
+- ``ref_score_to_delta_zstd``: ``score_to_delta`` on a copy of the day in a lakehouse with
+  ``compression: zstd`` (smaller files, slower to decode than the default lz4);
 - ``ref_score_frame_to_delta``: the same as a DataFrame pipeline: ``Lakehouse.read`` ->
   ``score_frame`` (``mapInArrow``) -> ``Lakehouse.write``. With the delta-rs engine the
   rows cross JVM -> Python -> JVM -> Python on the way;
@@ -87,14 +89,15 @@ def run(ctx: BenchContext) -> Measurement:
     from regrow.ingest import EVENT_DATE
     from regrow.lakehouse import _BATCH_ROWS, Lakehouse
     from regrow.scoring import PREDICTIONS, key_columns, score_frame, write_predictions
-    from regrow.settings import LakehouseSettings, load_settings
+    from regrow.settings import load_settings
 
     spark = ctx.spark
     rss = PeakRss(jvm_pid=_jvm_pid(spark))
     settings = load_settings(REPO / "params.yaml")
     dataset, cfg = settings.dataset, settings.score
     root = ctx.work_dir / "scoring"
-    lakehouse = Lakehouse(LakehouseSettings(root=str(root), engine="auto"), str(root))
+    # params.yaml's lakehouse section (its compression), rooted in the scratch folder.
+    lakehouse = Lakehouse(settings.lakehouse.model_copy(update={"root": str(root)}), str(root))
 
     rss.start()
     started = time.perf_counter()
@@ -110,6 +113,20 @@ def run(ctx: BenchContext) -> Measurement:
     rows = day_rows.num_rows
     if rows != ctx.rows:
         raise RuntimeError(f"{FEATURES} {EVENT_DATE}={day} has {rows} rows, expected {ctx.rows}")
+    # The same day in a zstd lakehouse (Spark reads it back from the first and writes it),
+    # for ref_score_to_delta_zstd: what the codec choice is worth.
+    zstd_root = ctx.work_dir / "scoring-zstd"
+    zstd = Lakehouse(
+        settings.lakehouse.model_copy(update={"root": str(zstd_root), "compression": "zstd"}),
+        str(zstd_root),
+    )
+    zstd.write(
+        lakehouse.read(spark, FEATURES, version=version, partitions={EVENT_DATE: day}),
+        FEATURES,
+        partition_by=[EVENT_DATE],
+    )
+    zstd_version = zstd.table_version(FEATURES)
+
     model = scorer.model
     X = model.inputs(day_rows.select(model.features).to_pandas()).to_numpy(dtype=np.float32)
     all_cores, one_thread = _booster(model.booster, 0), _booster(model.booster, 1)
@@ -127,6 +144,12 @@ def run(ctx: BenchContext) -> Measurement:
             day, version, SCORING_RUN,
         )  # fmt: skip
 
+    def score_to_delta_zstd() -> None:
+        write_predictions(
+            spark, zstd, zstd.spark_schema(FEATURES, zstd_version), [scorer], settings, day,
+            zstd_version, SCORING_RUN,
+        )  # fmt: skip
+
     def score_frame_to_delta() -> None:
         lakehouse.write(
             scored(), PREDICTIONS, "overwrite", partition_by=[EVENT_DATE],
@@ -141,6 +164,7 @@ def run(ctx: BenchContext) -> Measurement:
         "raw_inplace_predict": lambda: all_cores.inplace_predict(X),
         "raw_inplace_predict_1_thread": lambda: one_thread.inplace_predict(X),
         "score_to_delta": score_to_delta,
+        "ref_score_to_delta_zstd": score_to_delta_zstd,
         "ref_score_frame_to_delta": score_frame_to_delta,
         "ref_score_frame_noop": lambda: _noop(scored()),
         "ref_spark_read_noop": lambda: _noop(features().select(*needed)),
@@ -165,6 +189,7 @@ def run(ctx: BenchContext) -> Measurement:
     derived: dict[str, float] = {f"{s}_rows_per_s": rows / m for s, m in medians.items()}
     derived["score_to_delta_over_raw"] = raw / medians["score_to_delta"]
     derived["score_to_delta_over_raw_1_thread"] = raw_1 / medians["score_to_delta"]
+    derived["ref_score_to_delta_zstd_over_raw"] = raw / medians["ref_score_to_delta_zstd"]
     derived["ref_score_frame_to_delta_over_raw"] = raw / medians["ref_score_frame_to_delta"]
     derived["ref_score_frame_noop_over_raw"] = raw / medians["ref_score_frame_noop"]
     derived["raw_all_cores_speedup_over_1_thread"] = raw_1 / raw
@@ -196,6 +221,7 @@ def run(ctx: BenchContext) -> Measurement:
             "spark_default_parallelism": spark.sparkContext.defaultParallelism,
             "cores": os.cpu_count(),
             "lakehouse_engine": lakehouse.engine(spark),
+            "lakehouse_compression": lakehouse.settings.compression,
             "scorers": 1,
             "events_per_card_per_day": EVENTS_PER_CARD,
             "repetitions": ctx.repetitions,
