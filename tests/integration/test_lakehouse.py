@@ -390,6 +390,43 @@ def test_a_lakehouse_table_is_standard_delta(spark, lakehouse):
     assert sorted((a["partition.event_date"], a["num_records"]) for a in adds) == [(D1, 1), (D2, 1)]
 
 
+def test_file_statistics_bound_every_column_and_deltalake_filters_by_them(spark, lakehouse):
+    long_text = "ü" * 40  # longer than the 32 characters a string bound keeps
+    at = dt.datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)  # microseconds: rounded
+    rows = [
+        ("a", 1, True, at, long_text, D1),
+        ("b", 2, False, at + dt.timedelta(hours=1), "zeta", D1),
+        ("c", None, None, None, None, D1),
+    ]
+    schema = "id string, n int, flag boolean, ts timestamp, text string, day date"
+    lakehouse.write(spark.createDataFrame(rows, schema), "silver.bounded")
+    table = deltalake.DeltaTable(lakehouse.uri("silver.bounded"))
+
+    log = Path(lakehouse.uri("silver.bounded")) / "_delta_log" / f"{0:020d}.json"
+    adds = [json.loads(line).get("add") for line in log.read_text().splitlines()]
+    stats = [json.loads(a["stats"]) for a in adds if a]
+    mins = {c: min(s["minValues"][c] for s in stats if c in s["minValues"]) for c in ("id", "ts")}
+    maxs = {c: max(s["maxValues"][c] for s in stats if c in s["maxValues"]) for c in ("id", "ts")}
+    assert all({"id", "n", "flag", "ts", "text", "day"} <= set(s["minValues"]) for s in stats)
+    assert (mins["id"], maxs["id"]) == ("a", "c")
+    # Rounded outwards: 10:00:00.123456 lies within [.123, .124].
+    assert mins["ts"] == "2026-03-01T10:00:00.123Z" and maxs["ts"] == "2026-03-01T11:00:00.124Z"
+    long_bounds = [(s["minValues"]["text"], s["maxValues"]["text"]) for s in stats]
+    assert all(lo <= long_text and long_text < hi or hi == "zeta" for lo, hi in long_bounds)
+
+    # deltalake's pyarrow dataset prunes files by these statistics: every filter finds its row.
+    dataset = table.to_pyarrow_dataset()
+    for column, value, expected in [
+        ("id", "b", ["b"]),
+        ("flag", True, ["a"]),
+        ("ts", at, ["a"]),
+        ("text", long_text, ["a"]),
+        ("n", 2, ["b"]),
+    ]:
+        found = dataset.to_table(filter=pa.compute.field(column) == value)
+        assert found["id"].to_pylist() == expected, column
+
+
 @pytest.mark.parametrize(
     ("codec", "in_footer", "suffix"),
     [("lz4", "LZ4", ".lz4raw.parquet"), ("zstd", "ZSTD", ".zstd.parquet")],
