@@ -1230,11 +1230,11 @@ _STRING_BOUND_CHARS = 32
 
 
 def _lower_bound(value: Any) -> Any:
-    """A JSON value for minValues that is <= ``value`` as readers compare it (None: none)."""
+    """A JSON value for minValues that is <= ``value`` as readers compare it."""
     if isinstance(value, str):
         return value[:_STRING_BOUND_CHARS]
     if isinstance(value, dt.datetime):  # Delta keeps milliseconds: round down
-        return _timestamp_stat(value.replace(microsecond=value.microsecond // 1000 * 1000))
+        return _timestamp_stat(_floor_ms(value))
     return value
 
 
@@ -1254,9 +1254,13 @@ def _upper_bound(value: Any) -> Any:
                 return prefix[:i] + chr(code)
         return None
     if isinstance(value, dt.datetime):  # Delta keeps milliseconds: round up
-        floor = value.replace(microsecond=value.microsecond // 1000 * 1000)
+        floor = _floor_ms(value)
         return _timestamp_stat(floor if floor == value else floor + dt.timedelta(milliseconds=1))
     return value
+
+
+def _floor_ms(value: dt.datetime) -> dt.datetime:
+    return value.replace(microsecond=value.microsecond // 1000 * 1000)
 
 
 def _timestamp_stat(value: dt.datetime) -> str:
