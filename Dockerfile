@@ -96,7 +96,7 @@ COPY params.yaml ./
 COPY docker/entrypoint.sh /usr/local/bin/regrow-entrypoint
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev \
-    && python -c "from regrow.spark import delta_connector_jars; assert delta_connector_jars()"
+    && python -c "from regrow.orchestration.spark import delta_connector_jars; assert delta_connector_jars()"
 
 # Airflow's convention: uid 50000, group 0, so that any uid an orchestrator picks can write.
 RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home airflow \

@@ -79,8 +79,8 @@ class BenchContext:
     def spark(self) -> SparkSession:
         """The shared local SparkSession, built by regrow's own ``get_spark`` on first use."""
         if self._spark is None:
+            from regrow.orchestration.spark import get_spark
             from regrow.settings import SparkSettings, load_settings
-            from regrow.spark import get_spark
 
             configured = load_settings().spark
             conf = {**configured.conf, "spark.ui.enabled": "false"}

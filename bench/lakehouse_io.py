@@ -1,4 +1,4 @@
-"""lakehouse_io: writing and reading a Delta table through ``regrow.lakehouse`` against
+"""lakehouse_io: writing and reading a Delta table through ``regrow.storage.lakehouse`` against
 plain pyarrow Parquet on the same data, machine and run.
 
 What is timed:
@@ -45,10 +45,10 @@ WRITE_TARGET = 0.5  # lakehouse write throughput / pyarrow's
 READ_TARGET = 0.7  # lakehouse read throughput / pyarrow's
 
 
-@benchmark("lakehouse_io", "Delta write/read through regrow.lakehouse vs plain pyarrow Parquet")
+@benchmark("lakehouse_io", "Delta write/read through regrow.storage.lakehouse vs plain pyarrow Parquet")
 def run(ctx: BenchContext) -> Measurement:
-    from regrow.lakehouse import _SPARK_CODEC, Lakehouse
     from regrow.settings import LakehouseSettings
+    from regrow.storage.lakehouse import _SPARK_CODEC, Lakehouse
 
     spark = ctx.spark
     rss = PeakRss(jvm_pid=_jvm_pid(spark))
@@ -248,8 +248,8 @@ def simulated_events(rows: int, days: int) -> pa.Table:
     strings, doubles, a UTC timestamp, a boolean) plus the ``event_date`` partition column."""
     import pyarrow.compute as pc
 
+    from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
     from regrow.settings import load_settings
-    from regrow.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 
     settings = load_settings()
     sim = settings.simulator.model_copy(
@@ -274,7 +274,7 @@ def profile_write(lakehouse, df, log_dir: Path) -> dict[str, Any]:
     to Arrow and sending them) versus inside the writer (split, cast, Parquet, stats)."""
     from deltalake import transaction
 
-    import regrow.lakehouse as lh
+    import regrow.storage.lakehouse as lh
 
     log_dir.mkdir(parents=True, exist_ok=True)
     driver: dict[str, float] = {}
@@ -386,7 +386,7 @@ def profile_writer_in_driver(events: pa.Table, out_dir: Path, codec: str) -> dic
     """The lakehouse's per-task writer run in this process on the Arrow table, cut in
     batches of Spark's ``maxRecordsPerBatch`` (10,000): its cost without Spark, on one core,
     next to pyarrow's dataset writer on one thread."""
-    import regrow.lakehouse as lh
+    import regrow.storage.lakehouse as lh
 
     data_schema = lh._nullable(pa.schema([f for f in events.schema if f.name != DATE_COLUMN]))
     batches = events.to_batches(max_chunksize=10_000)

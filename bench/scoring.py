@@ -1,4 +1,4 @@
-"""scoring: rows per second that ``regrow.scoring.score_frame`` scores, against raw
+"""scoring: rows per second that ``regrow.model.scoring.score_frame`` scores, against raw
 ``xgboost.Booster.inplace_predict`` on the same rows, in the same run.
 
 Acceptance: scoring throughput (Spark overhead included) is at least 0.8x the throughput of
@@ -6,12 +6,12 @@ raw ``inplace_predict`` on the same ``ctx.rows`` rows.
 
 Data (untimed): one day of silver.features made the way the features job makes it. The
 simulator (scenario ``stable``) draws two days of ``ctx.rows`` events over
-``ctx.rows / EVENTS_PER_CARD`` cards; ``regrow.features.compute_features`` computes the
+``ctx.rows / EVENTS_PER_CARD`` cards; ``regrow.data.features.compute_features`` computes the
 second day's features (the first is its look-back) and ``Lakehouse.write`` writes them as
 the day's ``silver.features`` partition (a real Delta table under the scratch folder, the
 file layout the job's shuffle gives). The model is a champion as the retrain makes it:
 a :class:`~regrow.trainset.Transform` fitted on ``TRAIN_ROWS`` labelled rows of a smaller
-simulation at the same density, and ``regrow.training.train`` with the ``train`` section of
+simulation at the same density, and ``regrow.model.training.train`` with the ``train`` section of
 params.yaml, given no validation rows so that it keeps all ``train.num_boost_round`` trees.
 It is wrapped in a :class:`~regrow.scoring.Scorer` with a hand-made registry ``Version``:
 no MLflow (loading the champion is not part of the throughput).
@@ -24,7 +24,7 @@ neighbour slows all steps alike rather than one):
   raw number;
 - ``raw_inplace_predict_1_thread``: the same on one thread, for context;
 - ``score_to_delta``: what ``regrow score`` runs for a day, without the registry:
-  ``regrow.scoring.write_predictions``, i.e. ``Lakehouse.derive`` reading the day's
+  ``regrow.model.scoring.write_predictions``, i.e. ``Lakehouse.derive`` reading the day's
   silver.features row groups, scoring them and writing the day's ``gold.predictions``
   partition (overwrite) in one pass of Spark tasks, until the Delta commit.
 
@@ -40,7 +40,7 @@ neighbour slows all steps alike rather than one):
 - ``ref_spark_python_roundtrip``: the same columns through a ``mapInArrow`` that hands its
   batches back unchanged: Spark's JVM -> Arrow -> Python -> JVM cost with no work done.
 
-With profiling on, ``regrow.scoring.score_batches`` also runs in this process on one core,
+With profiling on, ``regrow.model.scoring.score_batches`` also runs in this process on one core,
 on the same rows cut in Arrow batches of ``Lakehouse.derive``'s size, timing its transform
 (``Transform.matrix``), its ``inplace_predict`` and the rest (the output batch).
 """
@@ -64,9 +64,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import DataFrame, SparkSession
 
-    from regrow.lakehouse import Lakehouse
-    from regrow.scoring import Scorer
+    from regrow.model.scoring import Scorer
     from regrow.settings import Settings
+    from regrow.storage.lakehouse import Lakehouse
 
 REPO = BENCH_DIR.parent
 MIN_RATIO = 0.8  # scoring throughput / raw inplace_predict throughput
@@ -85,11 +85,10 @@ SCORING_RUN = "bench-scoring"  # the run id on every prediction row
 def run(ctx: BenchContext) -> Measurement:
     import numpy as np
 
-    from regrow.features import FEATURES
-    from regrow.ingest import EVENT_DATE
-    from regrow.lakehouse import _BATCH_ROWS, Lakehouse
-    from regrow.scoring import PREDICTIONS, key_columns, score_frame, write_predictions
+    from regrow.catalog import EVENT_DATE, FEATURES, PREDICTIONS, key_columns
+    from regrow.model.scoring import score_frame, write_predictions
     from regrow.settings import load_settings
+    from regrow.storage.lakehouse import _BATCH_ROWS, Lakehouse
 
     spark = ctx.spark
     rss = PeakRss(jvm_pid=_jvm_pid(spark))
@@ -266,8 +265,8 @@ def write_features_day(
     silver.features partition; returns the day."""
     from pyspark.sql import functions as F
 
-    from regrow.features import FEATURES, RUN_ID, SOURCE_VERSION, compute_features
-    from regrow.ingest import EVENT_DATE
+    from regrow.catalog import EVENT_DATE, FEATURES, RUN_ID, SOURCE_VERSION
+    from regrow.data.features import compute_features
 
     sim = _simulation(settings, rows)
     events, _ = simulated_events(settings, sim, days=2)
@@ -286,11 +285,12 @@ def write_features_day(
 def train_champion(spark: SparkSession, settings: Settings) -> tuple[Scorer, dict[str, Any]]:
     """A model of the retrain's making on ``TRAIN_ROWS`` labelled feature rows, as the
     champion ``Scorer`` (its registry ``Version`` made by hand)."""
-    from regrow.features import compute_features, feature_columns
-    from regrow.registry import CHAMPION, Version
-    from regrow.scoring import Scorer
-    from regrow.training import train
-    from regrow.trainset import TRAIN, VALIDATION, Transform
+    from regrow.catalog import CHAMPION, feature_columns
+    from regrow.data.features import compute_features
+    from regrow.data.trainset import TRAIN, VALIDATION, Transform
+    from regrow.model.registry import Version
+    from regrow.model.scoring import Scorer
+    from regrow.model.training import train
 
     dataset = settings.dataset
     sim = _simulation(settings, TRAIN_ROWS)
@@ -321,8 +321,8 @@ def simulated_events(settings: Settings, sim, days: int) -> tuple[pd.DataFrame, 
     their true labels (event id, label) apart."""
     import pandas as pd
 
-    from regrow.ingest import EVENT_DATE
-    from regrow.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
+    from regrow.catalog import EVENT_DATE
+    from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 
     dataset = settings.dataset
     events = pd.concat(
@@ -391,7 +391,7 @@ def check_scores(written: pa.Table, ids: pa.ChunkedArray, raw: np.ndarray, event
     import numpy as np
     import pyarrow as pa
 
-    from regrow.scoring import SCORE
+    from regrow.catalog import SCORE
 
     expected = pa.table({event_id: ids, "raw": raw.astype(np.float64)})
     joined = written.select([event_id, SCORE]).join(expected, event_id, join_type="full outer")
@@ -409,13 +409,14 @@ def check_scores(written: pa.Table, ids: pa.ChunkedArray, raw: np.ndarray, event
 def profile_batches(
     scorer: Scorer, rows: pa.Table, schema, dataset, cfg, batch: int, version: int
 ) -> dict[str, Any]:
-    """``regrow.scoring.score_batches`` in this process, on one core as in a Spark task, on
+    """``regrow.model.scoring.score_batches`` in this process, on one core as in a Spark task, on
     the rows scoring reads cut in Arrow batches of ``batch`` rows: its seconds in the
     transform (``Transform.matrix``), in ``inplace_predict`` and in the rest (the output
     batch). Median of 3."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    from regrow.scoring import _payload, key_columns, score_batches
+    from regrow.catalog import key_columns
+    from regrow.model.scoring import _payload, score_batches
 
     spent = {"transform": 0.0, "predict": 0.0}
     model = _TimedModel(scorer.model, _booster(scorer.model.booster, cfg.nthread), spent)

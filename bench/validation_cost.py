@@ -2,7 +2,7 @@
 
 Acceptance: validating a 1M-row partition costs at most 30% of the time of the ingest
 that wrote it. One day of ``ctx.rows`` simulated events (scenario ``stable``) is landed
-as CSV with ``regrow.simulate.write_landing`` (untimed), in a params.yaml rooted in the
+as CSV with ``regrow.data.simulate.write_landing`` (untimed), in a params.yaml rooted in the
 scratch folder (landing, lakehouse and reports under it; the suites of ``expectations/``).
 
 What is timed, per repetition and in this order:
@@ -46,7 +46,7 @@ ALL_TABLES = (EVENTS, LABELS, QUARANTINE)
     "validate_day (GX suites) of a day's 1M-row bronze partition vs the ingest_day that wrote it",
 )
 def run(ctx: BenchContext) -> Measurement:
-    from regrow.ingest import ingest_day
+    from regrow.data.ingest import ingest_day
     from regrow.validation import ValidationError, partition_counts, validate_day
 
     spark = ctx.spark
@@ -174,8 +174,8 @@ def run(ctx: BenchContext) -> Measurement:
 
 def _land(root: Path, rows: int):
     """One day of ``rows`` simulated events landed as CSV under ``root``; its settings."""
+    from regrow.data.simulate import write_landing
     from regrow.settings import load_settings
-    from regrow.simulate import write_landing
 
     root.mkdir(parents=True, exist_ok=True)
     settings = load_settings(_write_params(root))
@@ -200,7 +200,7 @@ def _write_params(directory: Path) -> Path:
 
 
 def _lakehouse(settings):
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
     return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
 

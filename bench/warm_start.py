@@ -10,7 +10,7 @@ the rest train):
   the champion a warm start continues;
 - the *new* snapshot, days 1-30: what a retrain six days later sees.
 
-Timed, per repetition: ``stateless`` = ``regrow.training.train`` on the new snapshot from
+Timed, per repetition: ``stateless`` = ``regrow.model.training.train`` on the new snapshot from
 scratch (up to ``train.num_boost_round`` trees, early stopping); ``warm_start`` = the
 same call with the parent (only the rows after the parent's training window, at most
 ``train.warm_start.new_trees`` trees). Both models' PR-AUC on the new test split is
@@ -34,10 +34,10 @@ MIN_SPEEDUP = 2.0  # "a fraction": stateless / warm start >= 2
 )
 def run(ctx: BenchContext) -> Measurement:
     sys.path.insert(0, str(REPO))
-    from regrow.evaluation import labels_of, metrics
+    from regrow.data.trainset import SPLITS, Transform
+    from regrow.model.evaluation import labels_of, metrics
+    from regrow.model.training import STATELESS, WARM_START, Parent, train
     from regrow.settings import load_settings
-    from regrow.training import STATELESS, WARM_START, Parent, train
-    from regrow.trainset import SPLITS, Transform
     from tests.snapshots import simulated_days
 
     per_day = max(1000, ctx.rows // DAYS)
@@ -116,7 +116,7 @@ def run(ctx: BenchContext) -> Measurement:
         notes=[
             "XGBoost hist with the train section of params.yaml; early stopping on the "
             "validation split's log loss for both.",
-            "Times are xgb.train plus the transform of the rows (what regrow.training.train "
+            "Times are xgb.train plus the transform of the rows (what regrow.model.training.train "
             "does); MLflow logging and registration are not included.",
         ],
     )

@@ -45,7 +45,7 @@ from pathlib import Path
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 
-from regrow.airflow_local import (
+from regrow.orchestration.airflow_local import (
     asset,
     dag_settings,
     default_args,
@@ -85,7 +85,7 @@ def regrow_ingest():
     )
     def wait_for_events(ds: str) -> PokeReturnValue:
         """Done when the day's event files have landed; their paths go to XCom."""
-        from regrow import landing
+        from regrow.data import landing
 
         cfg = dag_settings()
         root, day = cfg.resolve(cfg.landing.path), dt.date.fromisoformat(ds)

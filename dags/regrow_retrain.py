@@ -39,7 +39,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.airflow_local import (
+from regrow.orchestration.airflow_local import (
     asset,
     dag_settings,
     default_args,
@@ -127,7 +127,7 @@ def regrow_retrain():
     @task.short_circuit
     def check_retrain_needed(params: dict[str, Any]) -> bool:
         """False (skip the rest) when the champion was trained on this snapshot."""
-        from regrow.retrain import retrain_needed
+        from regrow.model.retrain import retrain_needed
 
         needed, reason = retrain_needed(dag_settings(), force=params["force_retrain"])
         logger.info("retrain %s: %s", "needed" if needed else "skipped", reason)
@@ -136,7 +136,7 @@ def regrow_retrain():
     @task
     def snapshot_trainset() -> dict[str, Any]:
         """Version the snapshot with DVC; its hash goes to XCom."""
-        from regrow.retrain import snapshot_trainset
+        from regrow.model.retrain import snapshot_trainset
 
         return snapshot_trainset(dag_settings())
 
@@ -145,9 +145,9 @@ def regrow_retrain():
         params: dict[str, Any], dag_run=None, triggering_asset_events=None
     ) -> dict[str, Any]:
         """Train and register a challenger; its facts go to XCom."""
-        from regrow.retrain import train_challenger
-        from regrow.training import TrainingError
-        from regrow.trainset import TrainsetError
+        from regrow.data.trainset import TrainsetError
+        from regrow.model.retrain import train_challenger
+        from regrow.model.training import TrainingError
 
         trigger = _trigger(params["force_retrain"], dag_run, triggering_asset_events)
         mode = None if params["mode"] == DEFAULT_MODE else params["mode"]
@@ -159,15 +159,15 @@ def regrow_retrain():
     @task
     def evaluate_challenger(facts: dict[str, Any]) -> dict[str, Any]:
         """Challenger vs champion on the same rows; the report goes to XCom."""
-        from regrow.retrain import evaluate_challenger
+        from regrow.model.retrain import evaluate_challenger
 
         return evaluate_challenger(dag_settings(), version=facts["version"])
 
     @task
     def decide_promotion(report: dict[str, Any], dag_run=None) -> dict[str, Any]:
         """The gate: promote or keep, recorded in gold.decisions."""
-        from regrow.lakehouse import Lakehouse
-        from regrow.retrain import PromotionError, decide
+        from regrow.model.retrain import PromotionError, decide
+        from regrow.storage.lakehouse import Lakehouse
 
         cfg = dag_settings()
         lakehouse = Lakehouse(cfg.lakehouse, cfg.resolve(cfg.lakehouse.root))
@@ -182,7 +182,7 @@ def regrow_retrain():
     @task
     def report_retrain(facts: dict[str, Any], outcome: dict[str, Any]) -> str:
         """Write the markdown report of the run."""
-        from regrow.retrain import write_report
+        from regrow.model.retrain import write_report
 
         path = write_report(dag_settings(), facts, outcome)
         logger.info("retrain report: %s", path)

@@ -31,7 +31,7 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.sdk import Param, dag, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.airflow_local import (
+from regrow.orchestration.airflow_local import (
     asset,
     asset_event_days,
     dag_settings,

@@ -6,8 +6,8 @@ Reads the day's bronze.events partition and the earlier days its longest window 
 a missing one stops the job with its name. Replaces the day's partition.
 """
 
-from regrow.features import build_features
-from regrow.jobs import run_day_job
+from regrow.data.features import build_features
+from regrow.orchestration.jobs import run_day_job
 
 if __name__ == "__main__":
     run_day_job(__doc__, build_features)

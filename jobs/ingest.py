@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import json
 
-from regrow.ingest import ingest_day
-from regrow.jobs import day_job_parser, setup_logging
+from regrow.data.ingest import ingest_day
+from regrow.orchestration.jobs import day_job_parser, setup_logging
+from regrow.orchestration.spark import get_spark
 from regrow.settings import load_settings
-from regrow.spark import get_spark
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,8 +5,8 @@
 Replaces the day's partition (empty when no label arrived that day).
 """
 
-from regrow.jobs import run_day_job
-from regrow.labels import build_labels
+from regrow.data.labels import build_labels
+from regrow.orchestration.jobs import run_day_job
 
 if __name__ == "__main__":
     run_day_job(__doc__, build_labels)

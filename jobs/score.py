@@ -8,8 +8,8 @@ the gold.predictions suite on it. No champion, a missing features partition or f
 that no longer match the model's signature stop the job with the reason.
 """
 
-from regrow.jobs import run_day_job
-from regrow.scoring import score_day
+from regrow.model.scoring import score_day
+from regrow.orchestration.jobs import run_day_job
 
 if __name__ == "__main__":
     run_day_job(__doc__, score_day)

@@ -12,7 +12,7 @@ import argparse
 import datetime as dt
 import json
 
-from regrow.jobs import setup_logging
+from regrow.orchestration.jobs import setup_logging
 
 
 def optional_day(text: str) -> dt.date | None:
@@ -20,10 +20,10 @@ def optional_day(text: str) -> dt.date | None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from regrow.lakehouse import Lakehouse
+    from regrow.data.trainset import build_trainset
+    from regrow.orchestration.spark import get_spark
     from regrow.settings import load_settings
-    from regrow.spark import get_spark
-    from regrow.trainset import build_trainset
+    from regrow.storage.lakehouse import Lakehouse
 
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument(

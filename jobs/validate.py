@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import sys
 
-from regrow.jobs import day_job_parser, setup_logging
-from regrow.lakehouse import Lakehouse
+from regrow.orchestration.jobs import day_job_parser, setup_logging
+from regrow.orchestration.spark import get_spark
 from regrow.settings import load_settings
-from regrow.spark import get_spark
+from regrow.storage.lakehouse import Lakehouse
 from regrow.validation import ValidationError, validate_day
 
 

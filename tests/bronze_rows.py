@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from regrow.ingest import EVENT_DATE, EVENTS, LABEL_DATE, LABELS
+from regrow.catalog import EVENT_DATE, EVENTS, LABEL_DATE, LABELS
 
 UTC = dt.UTC
 

@@ -35,8 +35,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def spark():
+    from regrow.orchestration.spark import get_spark
     from regrow.settings import SparkSettings
-    from regrow.spark import get_spark
 
     session = get_spark(
         SparkSettings(
@@ -71,7 +71,7 @@ def write_params(directory: Path, **sections: dict) -> Path:
 
 def lakehouse_of(settings: Settings):
     """The lakehouse a test's settings point at."""
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
     return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
 

@@ -2,7 +2,7 @@
 
 The model-side tests (training, registry, gate) need realistic labelled rows, not the
 feature pipeline: these snapshots hold the contract's own features of simulated days, with
-the simulator's true labels, in the layout ``regrow.trainset.build_trainset`` writes.
+the simulator's true labels, in the layout ``regrow.data.trainset.build_trainset`` writes.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from regrow.ingest import EVENT_DATE
-from regrow.labels import ARRIVED, LABEL_STATUS, WINDOW_CLOSED
+from regrow.catalog import ARRIVED, EVENT_DATE, LABEL_STATUS, WINDOW_CLOSED
+from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
+from regrow.data.trainset import MANIFEST, SPLITS, TRANSFORM, Transform
 from regrow.settings import Settings
-from regrow.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
-from regrow.trainset import MANIFEST, SPLITS, TRANSFORM, Transform
 
 
 def simulated_days(settings: Settings, first: int, last: int) -> pd.DataFrame:

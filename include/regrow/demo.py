@@ -31,10 +31,10 @@ from queue import Queue
 
 import yaml
 
-from regrow import simulate
-from regrow.airflow_local import airflow_env, dags_test, ensure_db, run_state
-from regrow.lakehouse import Lakehouse
+from regrow.data import simulate
+from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db, run_state
 from regrow.settings import Settings, find_params, load_settings
+from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger("regrow.demo")
 DAG_ID = "regrow_ingest"
@@ -200,9 +200,9 @@ def training_set(settings: Settings, required: bool) -> bool:
     Returns False when it cannot be built and ``required`` (the default demo); a scenario
     run with too few days only logs why.
     """
-    from regrow.lakehouse import LakehouseError
-    from regrow.spark import get_spark
-    from regrow.trainset import LeakageError, TrainsetError, build_trainset
+    from regrow.data.trainset import LeakageError, TrainsetError, build_trainset
+    from regrow.orchestration.spark import get_spark
+    from regrow.storage.lakehouse import LakehouseError
 
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
     try:
@@ -237,11 +237,12 @@ def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
     from the champion on the newest training set (only the rows after the champion's
     window), gated against it. A resumed demo skips what the champion already learned.
     """
-    from regrow.registry import CHAMPION, Registry, RegistryError
-    from regrow.retrain import retrain_needed
-    from regrow.spark import get_spark
-    from regrow.training import TrainingError
-    from regrow.trainset import TrainsetError, build_trainset
+    from regrow.catalog import CHAMPION
+    from regrow.data.trainset import TrainsetError, build_trainset
+    from regrow.model.registry import Registry, RegistryError
+    from regrow.model.retrain import retrain_needed
+    from regrow.model.training import TrainingError
+    from regrow.orchestration.spark import get_spark
 
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
     newest = json.loads(
@@ -277,7 +278,7 @@ def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
 
 
 def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
-    from regrow.retrain import train_and_gate
+    from regrow.model.retrain import train_and_gate
 
     facts, report_, outcome = train_and_gate(
         settings, lakehouse, trigger=trigger, mode=mode, registry=registry
@@ -297,11 +298,11 @@ def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
 def score_newest_day(settings: Settings) -> bool:
     """Score the newest features day: the champion decides, the challenger (if the gate
     kept one) scores in shadow; then show the top scores and one prediction's lineage."""
-    from regrow.features import FEATURES
-    from regrow.lineage import describe, lineage
-    from regrow.registry import RegistryError
-    from regrow.scoring import ScoringError, read_predictions, score_day
-    from regrow.spark import get_spark
+    from regrow.catalog import FEATURES
+    from regrow.model.lineage import describe, lineage
+    from regrow.model.registry import RegistryError
+    from regrow.model.scoring import ScoringError, read_predictions, score_day
+    from regrow.orchestration.spark import get_spark
     from regrow.validation import ValidationError
 
     lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))

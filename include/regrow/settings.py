@@ -234,7 +234,7 @@ class WarmStartSettings(_Section):
 
 
 class TrainSettings(_Section):
-    """XGBoost training (regrow.training)."""
+    """XGBoost training (regrow.model.training)."""
 
     # stateless: a new model from scratch; warm_start: continue the champion (falls back to
     # stateless when there is no champion or a warm_start cap is reached).
@@ -298,7 +298,7 @@ Metric = Literal["pr_auc", "roc_auc", "log_loss", "ece"]
 
 
 class EvaluateSettings(_Section):
-    """Champion vs challenger on the same data, and the promotion gate (regrow.evaluation)."""
+    """Champion vs challenger on the same data, and the promotion gate (regrow.model.evaluation)."""
 
     # The metric that decides; pr_auc suits rare positives. log_loss and ece: lower is better.
     primary_metric: Metric = "pr_auc"
@@ -325,7 +325,7 @@ class EvaluateSettings(_Section):
 
 
 class ScoreSettings(_Section):
-    """Batch scoring into gold.predictions (regrow.scoring)."""
+    """Batch scoring into gold.predictions (regrow.model.scoring)."""
 
     # A row's decision is score >= threshold; set it from the cost of a miss against the
     # cost of acting on a false alarm.

@@ -45,7 +45,7 @@ def dagbag() -> DagBag:
             mock.patch.object(Variable, "get", _refuse("Variable.get")),
             mock.patch.object(Connection, "get", _refuse("Connection.get")),
             mock.patch.object(BaseHook, "get_connection", _refuse("BaseHook.get_connection")),
-            mock.patch("regrow.landing.find_files", _refuse("landing.find_files")),
+            mock.patch("regrow.data.landing.find_files", _refuse("landing.find_files")),
         ):
             return DagBag(dag_folder=DAGS_FOLDER)
 

@@ -1,7 +1,7 @@
 """regrow_ingest under real Airflow: ``airflow dags test`` in a temp AIRFLOW_HOME (SQLite).
 
 Two days are backfilled (planned by ``airflow backfill create --dry-run``, run one
-``dags test`` per day: see :func:`regrow.airflow_local.backfill`): a simulated day (sensor,
+``dags test`` per day: see :func:`regrow.orchestration.airflow_local.backfill`): a simulated day (sensor,
 five spark-submit jobs), checked in the Delta tables, then a day whose events file has a
 header and no row, blocked by the bronze gate. A day whose landing file never arrives
 makes the sensor poke, time out and fail the run with the missing path in the log.
@@ -19,8 +19,20 @@ import pyarrow.csv as pv
 import pytest
 import yaml
 
-from regrow import landing
-from regrow.airflow_local import (
+from regrow.catalog import (
+    BRONZE_TABLES,
+    EVENT_DATE,
+    EVENTS,
+    FEATURES,
+    LABELS,
+    QUARANTINE,
+    SILVER_LABELS,
+    SILVER_TABLES,
+    VALIDATION,
+)
+from regrow.data import landing
+from regrow.data.simulate import write_landing
+from regrow.orchestration.airflow_local import (
     airflow_env,
     backfill,
     dags_test,
@@ -28,13 +40,8 @@ from regrow.airflow_local import (
     run_state,
     task_states,
 )
-from regrow.features import FEATURES
-from regrow.ingest import EVENT_DATE, EVENTS, LABELS, QUARANTINE
-from regrow.labels import SILVER_LABELS
-from regrow.lakehouse import Lakehouse
 from regrow.settings import load_settings
-from regrow.simulate import write_landing
-from regrow.validation import BRONZE_TABLES, SILVER_TABLES, VALIDATION
+from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
 # Minutes of `airflow dags test` subprocesses: started first (see pytest_collection_modifyitems).

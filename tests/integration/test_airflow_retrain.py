@@ -22,16 +22,21 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from regrow.airflow_local import airflow_env, dags_test, ensure_db, run_state, task_states
-from regrow.decisions import DECISIONS
-from regrow.features import FEATURES, RUN_ID, build_features
-from regrow.ingest import EVENT_DATE
-from regrow.labels import build_labels
-from regrow.registry import CHAMPION, Registry
-from regrow.scoring import read_predictions
+from regrow.catalog import CHAMPION, DECISIONS, EVENT_DATE, FEATURES, RUN_ID
+from regrow.data.features import build_features
+from regrow.data.labels import build_labels
+from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
+from regrow.data.trainset import MANIFEST, TrainsetError
+from regrow.model.registry import Registry
+from regrow.model.scoring import read_predictions
+from regrow.orchestration.airflow_local import (
+    airflow_env,
+    dags_test,
+    ensure_db,
+    run_state,
+    task_states,
+)
 from regrow.settings import Settings, load_settings
-from regrow.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
-from regrow.trainset import MANIFEST, TrainsetError
 from tests.bronze_rows import write_events, write_labels
 from tests.conftest import REPO, lakehouse_of, write_params
 

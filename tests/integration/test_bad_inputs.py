@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from regrow.ingest import EVENTS, LABELS, IngestReport, ingest_day
+from regrow.catalog import EVENTS, LABELS
+from regrow.data.ingest import IngestReport, ingest_day
 from regrow.settings import Settings, load_settings
 from tests import bad_inputs as corpus
 from tests.conftest import lakehouse_of, quarantined, write_params

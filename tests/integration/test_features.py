@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from regrow import landing, simulate
+from regrow.catalog import EVENT_DATE, EVENTS, FEATURES, feature_columns
 from regrow.cli import app
-from regrow.features import FEATURES, build_features, compute_features, feature_columns
-from regrow.ingest import EVENT_DATE, EVENTS
-from regrow.lakehouse import MissingPartitionError
+from regrow.data import landing, simulate
+from regrow.data.features import build_features, compute_features
 from regrow.settings import load_settings
+from regrow.storage.lakehouse import MissingPartitionError
 from tests.bronze_rows import at, event, events_frame, write_events
 from tests.conftest import lakehouse_of, write_params
 

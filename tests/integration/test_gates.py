@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from regrow import simulate
-from regrow.ingest import EVENTS, ingest_day
-from regrow.lakehouse import Lakehouse
+from regrow.catalog import EVENTS, VALIDATION
+from regrow.data import simulate
+from regrow.data.ingest import ingest_day
 from regrow.settings import load_settings
+from regrow.storage.lakehouse import Lakehouse
 from regrow.validation import (
-    TABLES,
-    VALIDATION,
+    SUITES,
     SuiteError,
     ValidationError,
     build_suite,
@@ -47,7 +47,7 @@ def land_and_ingest(spark, settings, days: int) -> Lakehouse:
 def test_committed_suites_match_the_contract():
     """expectations/*.json are generated from params.yaml: regenerate after a contract change."""
     settings = load_settings(REPO / "params.yaml")
-    for table in TABLES:
+    for table in SUITES:
         committed = load_suite(suite_path(REPO / "expectations", table))
         generated = build_suite(
             settings.dataset, table, settings.validation.allowed_values, settings.features

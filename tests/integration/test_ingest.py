@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from regrow import simulate
-from regrow.ingest import EVENTS, LABELS, QUARANTINE, IngestError, ingest_day
-from regrow.lakehouse import Lakehouse
+from regrow.catalog import EVENTS, LABELS, QUARANTINE
+from regrow.data import simulate
+from regrow.data.ingest import IngestError, ingest_day
+from regrow.storage.lakehouse import Lakehouse
 from tests.conftest import lakehouse_of, quarantined
 
 DAY0 = dt.date(2026, 1, 1)

@@ -11,18 +11,10 @@ import pytest
 from pyspark.sql import functions as F
 from typer.testing import CliRunner
 
+from regrow.catalog import EVENTS, LABEL_STATUS, LABELS, SILVER_LABELS, label_columns
 from regrow.cli import app
-from regrow.ingest import EVENTS, LABELS
-from regrow.labels import (
-    LABEL_STATUS,
-    SILVER_LABELS,
-    UnmatchedLabelsError,
-    build_labels,
-    join_labels,
-    label_columns,
-    labels_as_of,
-)
-from regrow.lakehouse import MissingPartitionError
+from regrow.data.labels import UnmatchedLabelsError, build_labels, join_labels, labels_as_of
+from regrow.storage.lakehouse import MissingPartitionError
 from tests.bronze_rows import (
     at,
     event,

@@ -1,4 +1,4 @@
-"""regrow.lakehouse on real Spark, real Delta tables (tmp_path) and a real S3 server (moto).
+"""regrow.storage.lakehouse on real Spark, real Delta tables (tmp_path) and a real S3 server (moto).
 
 The delta-rs engine is the one under test here (the Delta JVM connector is not installed):
 Spark tasks write the Parquet files, the driver commits them through ``deltalake``. Tables
@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
-from regrow.lakehouse import (
+from regrow.storage.lakehouse import (
     Lakehouse,
     LakehouseError,
     SchemaChangeError,
@@ -674,9 +674,9 @@ def test_derive_shares_row_groups_evenly_between_tasks():
 WRITER = """
 import datetime as dt, json, sys, time
 from pathlib import Path
-from regrow.lakehouse import Lakehouse
+from regrow.storage.lakehouse import Lakehouse
 from regrow.settings import LakehouseSettings, SparkSettings
-from regrow.spark import get_spark
+from regrow.orchestration.spark import get_spark
 
 spark = get_spark(SparkSettings(master="local[1]", app_name="writer", shuffle_partitions=1,
                                 conf={"spark.ui.enabled": "false"}))

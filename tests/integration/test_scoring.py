@@ -16,24 +16,27 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from regrow.cli import app
-from regrow.features import FEATURES, RUN_ID, SOURCE_VERSION
-from regrow.ingest import EVENT_DATE
-from regrow.lakehouse import MissingPartitionError
-from regrow.lineage import MODEL_VERSIONS, lineage
-from regrow.registry import CHALLENGER, CHAMPION, Registry
-from regrow.retrain import train_and_gate, train_challenger
-from regrow.scoring import (
+from regrow.catalog import (
+    CHALLENGER,
+    CHAMPION,
+    EVENT_DATE,
+    FEATURES,
+    MODEL_VERSIONS,
     PREDICTIONS,
+    RUN_ID,
     SHADOW,
-    ScoringError,
-    load_scorers,
-    score_day,
-    score_frame,
+    SOURCE_VERSION,
+    VALIDATION,
 )
+from regrow.cli import app
+from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
+from regrow.model.lineage import lineage
+from regrow.model.registry import Registry
+from regrow.model.retrain import train_and_gate, train_challenger
+from regrow.model.scoring import ScoringError, load_scorers, score_day, score_frame
 from regrow.settings import load_settings
-from regrow.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
-from regrow.validation import VALIDATION, ValidationError, validate_day
+from regrow.storage.lakehouse import MissingPartitionError
+from regrow.validation import ValidationError, validate_day
 from tests.conftest import lakehouse_of, write_params
 from tests.snapshots import write_snapshot
 

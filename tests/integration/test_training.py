@@ -14,9 +14,10 @@ import pytest
 import xgboost as xgb
 from typer.testing import CliRunner
 
+from regrow.catalog import CHALLENGER, CHAMPION
 from regrow.cli import app
-from regrow.registry import CHALLENGER, CHAMPION, Registry, RegistryError
-from regrow.retrain import (
+from regrow.model.registry import Registry, RegistryError
+from regrow.model.retrain import (
     decide,
     dvc_md5,
     evaluate_challenger,
@@ -24,7 +25,7 @@ from regrow.retrain import (
     train_and_gate,
     train_challenger,
 )
-from regrow.training import TrainingError
+from regrow.model.training import TrainingError
 from tests.conftest import _free_port, lakehouse_of
 from tests.snapshots import write_snapshot
 

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from regrow.cli import app
-from regrow.features import build_features
-from regrow.labels import build_labels
-from regrow.lakehouse import MissingPartitionError
+from regrow.data.features import build_features
+from regrow.data.labels import build_labels
+from regrow.data.trainset import TrainsetError, build_trainset, load_trainset
 from regrow.settings import Settings, load_settings
-from regrow.trainset import TrainsetError, build_trainset, load_trainset
+from regrow.storage.lakehouse import MissingPartitionError
 from tests.bronze_rows import at, event, label, write_events, write_labels
 from tests.conftest import lakehouse_of, write_params
 

@@ -10,7 +10,7 @@ import pytest
 
 from regrow.validation import (
     OUTCOME_SCHEMA,
-    TABLES,
+    SUITES,
     SuiteError,
     ValidationError,
     build_suite,
@@ -293,8 +293,8 @@ def test_recent_row_counts_come_from_the_delta_log(tmp_path):
     import pyarrow as pa
     from deltalake import write_deltalake
 
-    from regrow.lakehouse import Lakehouse
     from regrow.settings import LakehouseSettings
+    from regrow.storage.lakehouse import Lakehouse
 
     for day, n in [("2025-12-20", 50), ("2026-01-01", 5), ("2026-01-02", 7), ("2026-01-02", 1)]:
         rows = pa.table({"x": list(range(n)), "event_date": [dt.date.fromisoformat(day)] * n})
@@ -342,9 +342,9 @@ def test_every_expectation_carries_severity_and_row_level(dataset):
 
 def test_suite_json_round_trip(dataset, tmp_path):
     written = write_suites(dataset, tmp_path / "expectations", {"country": ["FR", "DE"]})
-    assert written == [suite_path(tmp_path / "expectations", t) for t in TABLES]
+    assert written == [suite_path(tmp_path / "expectations", t) for t in SUITES]
 
-    for table, path in zip(TABLES, written, strict=True):
+    for table, path in zip(SUITES, written, strict=True):
         raw = json.loads(path.read_text())
         assert raw["name"] == table and "id" not in raw
         loaded = load_suite(path)

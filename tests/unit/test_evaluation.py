@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regrow.evaluation import BACKTEST, PINNED, Evaluation, gate, metrics, reliability
+from regrow.data.trainset import Transform
+from regrow.model.evaluation import BACKTEST, PINNED, Evaluation, gate, metrics, reliability
+from regrow.model.training import STATELESS, WARM_START, Model, Parent, plan_mode
 from regrow.settings import EvaluateSettings, TrainSettings
-from regrow.training import STATELESS, WARM_START, Model, Parent, plan_mode
-from regrow.trainset import Transform
 
 
 def ev(pr_auc: float, slices: dict[str, float] | None = None, pinned: float | None = None,

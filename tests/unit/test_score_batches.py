@@ -19,19 +19,12 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from regrow.ingest import EVENT_DATE
-from regrow.lakehouse import decode_dictionaries
-from regrow.registry import CHAMPION, Version
-from regrow.scoring import (
-    PREDICTION_COLUMNS,
-    SHADOW,
-    Scorer,
-    ScoringError,
-    check_inputs,
-    score_batches,
-)
-from regrow.training import Model
-from regrow.trainset import Transform
+from regrow.catalog import CHAMPION, EVENT_DATE, PREDICTION_COLUMNS, SHADOW
+from regrow.data.trainset import Transform
+from regrow.model.registry import Version
+from regrow.model.scoring import Scorer, ScoringError, check_inputs, score_batches
+from regrow.model.training import Model
+from regrow.storage.lakehouse import decode_dictionaries
 
 DAY = dt.date(2026, 3, 1)
 KEYS = ["id", "who", "at"]

@@ -1,4 +1,4 @@
-"""regrow.simulate: determinism, late labels, scenarios, landing formats, ground truth."""
+"""regrow.data.simulate: determinism, late labels, scenarios, landing formats, ground truth."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import ks_2samp
 
-from regrow.landing import find_files
-from regrow.settings import Settings, settings_from_dict
-from regrow.simulate import (
+from regrow.data.landing import find_files
+from regrow.data.simulate import (
     NEW_CATEGORY,
     TRUTH_LABEL,
     TRUTH_LABEL_TIME,
@@ -24,6 +23,7 @@ from regrow.simulate import (
     simulate_day,
     write_landing,
 )
+from regrow.settings import Settings, settings_from_dict
 
 CONTRACT = {
     "name": "card_transactions",

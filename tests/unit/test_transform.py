@@ -1,4 +1,4 @@
-"""regrow.trainset's pandas half: the Transform fitted on train, the time split, class
+"""regrow.data.trainset's pandas half: the Transform fitted on train, the time split, class
 balance and the leakage checks, on small hand-made frames."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from regrow.settings import SplitSettings, load_settings
-from regrow.trainset import (
+from regrow.data.trainset import (
     LeakageError,
     TrainsetError,
     Transform,
@@ -22,6 +21,7 @@ from regrow.trainset import (
     check_leakage,
     split_by_time,
 )
+from regrow.settings import SplitSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]
 DATASET = load_settings(REPO / "params.yaml").dataset

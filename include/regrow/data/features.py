@@ -26,41 +26,26 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from regrow import landing
-from regrow.ingest import EVENT_DATE, EVENTS
+from regrow.catalog import (
+    EVENT_DATE,
+    EVENTS,
+    FEATURES,
+    RUN_ID,
+    SECONDS_SINCE_PRIOR,
+    SOURCE_VERSION,
+    derived_columns,
+)
+from regrow.data import landing
 from regrow.settings import DatasetSettings, FeatureSettings, Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
 
-FEATURES = "silver.features"
-SECONDS_SINCE_PRIOR = "seconds_since_prior_event"
-# Lineage on every row: the bronze.events version the day was computed from, and the run.
-SOURCE_VERSION = "_source_version"
-RUN_ID = "_run_id"
 _MICROS = 1_000_000
-
-
-def derived_columns(cfg: FeatureSettings) -> dict[str, str]:
-    """Names and logical types of the features computed here, in column order."""
-    windows = cfg.windows
-    longest = max(windows, key=lambda w: cfg.window_seconds()[w])
-    columns: dict[str, str] = {}
-    for w in windows:
-        columns[f"prior_events_{w}"] = "long"
-        columns |= {f"{c}_prior_sum_{w}": "double" for c in cfg.sum_columns}
-    columns[SECONDS_SINCE_PRIOR] = "double"
-    columns |= {f"{c}_to_prior_mean_{longest}": "double" for c in cfg.ratio_columns}
-    return columns
-
-
-def feature_columns(dataset: DatasetSettings, cfg: FeatureSettings) -> list[str]:
-    """Every model input column of silver.features: the contract's, then the derived ones."""
-    return [*dataset.features, *derived_columns(cfg)]
 
 
 def compute_features(

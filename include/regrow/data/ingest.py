@@ -23,29 +23,33 @@ from typing import TYPE_CHECKING
 
 import fsspec
 
-from regrow import landing
-from regrow.lakehouse import Lakehouse
+from regrow.catalog import (
+    EVENT_DATE,
+    EVENTS,
+    EXTRA_COLUMNS,
+    INGEST_DATE,
+    INGESTED_AT,
+    LABEL_DATE,
+    LABELS,
+    QUARANTINE,
+    RUN_ID,
+    SOURCE_FILE,
+    SOURCE_KIND,
+    TABLES,
+)
+from regrow.data import landing
 from regrow.settings import DatasetSettings, LandingSettings, Settings
+from regrow.storage.lakehouse import Lakehouse
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
 
-EVENTS = "bronze.events"
-LABELS = "bronze.labels"
-QUARANTINE = "bronze.quarantine"
-EVENT_DATE = "event_date"
-LABEL_DATE = "label_date"
-# Ingest metadata columns carried by every bronze row.
-SOURCE_FILE = "_source_file"
-INGESTED_AT = "_ingested_at"
-RUN_ID = "_run_id"
+# Working columns of a parse, never written.
 _CORRUPT = "_corrupt_record"
 _MISSING = "_missing_columns"
 _RAW = "_raw"
-# Columns a file has beyond the contract, as JSON, so that nothing landed is lost.
-EXTRA_COLUMNS = "_extra_columns"
 
 
 class IngestError(RuntimeError):
@@ -545,12 +549,12 @@ def _ingest_kind(
         *types, F.lit(day).alias(date_column), F.col(EXTRA_COLUMNS), F.col(SOURCE_FILE), *meta
     )
     rejected = rejected.select(
-        F.lit(kind).alias("source_kind"),
+        F.lit(kind).alias(SOURCE_KIND),
         "source_file",
         "reason",
         "record",
         *meta,
-        F.lit(day).alias("ingest_date"),
+        F.lit(day).alias(INGEST_DATE),
     )
     good_commit = lakehouse.write(
         good, table, "overwrite", partition_by=[date_column], partition={date_column: day}
@@ -559,8 +563,8 @@ def _ingest_kind(
         rejected,
         QUARANTINE,
         "overwrite",
-        partition_by=["ingest_date", "source_kind"],
-        partition={"ingest_date": day, "source_kind": kind},
+        partition_by=list(TABLES[QUARANTINE].partition_by),
+        partition={INGEST_DATE: day, SOURCE_KIND: kind},
     )
     report = KindReport(
         files=files,

@@ -62,7 +62,7 @@ def _days(date: dt.datetime, to: dt.datetime | None) -> list[dt.date]:
 
 
 def _lakehouse(settings: Settings):
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
     return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
 
@@ -83,7 +83,7 @@ def simulate(
     Files go to landing.path as events/YYYY-MM-DD/*.csv and labels/YYYY-MM-DD/*.csv (format
     from landing.format), with the scenario's ground truth in _scenario.json.
     """
-    from regrow import simulate as sim_module
+    from regrow.data import simulate as sim_module
 
     try:
         settings = _settings(params)
@@ -123,10 +123,10 @@ def ingest(
     Each day replaces its own partitions (rerunning a day is idempotent). Rows that cannot
     be parsed or break the contract go to bronze.quarantine with a reason.
     """
-    from regrow import landing
-    from regrow.ingest import IngestError, ingest_day
-    from regrow.lakehouse import LakehouseError
-    from regrow.spark import get_spark
+    from regrow.data import landing
+    from regrow.data.ingest import IngestError, ingest_day
+    from regrow.orchestration.spark import get_spark
+    from regrow.storage.lakehouse import LakehouseError
 
     if all_days == (date is not None):
         raise _fail("give either --date (and --to) or --all")
@@ -157,7 +157,7 @@ def _silver_days(
     settings: Settings, lakehouse, date: dt.datetime | None, to: dt.datetime | None, all_days: bool
 ) -> list[dt.date]:
     """The days a silver command builds: --date [--to], or --all (every bronze.events day)."""
-    from regrow.ingest import EVENTS
+    from regrow.catalog import EVENTS
 
     if all_days == (date is not None):
         raise _fail("give either --date (and --to) or --all")
@@ -184,8 +184,8 @@ def _build_silver(
 ) -> None:
     """Run ``build(spark, settings, day, run_id, lakehouse)`` for each chosen day, oldest
     first, and echo ``describe(day, report)``."""
-    from regrow.lakehouse import LakehouseError
-    from regrow.spark import get_spark
+    from regrow.orchestration.spark import get_spark
+    from regrow.storage.lakehouse import LakehouseError
 
     try:
         settings = _settings(params)
@@ -213,7 +213,7 @@ def features(
     A day reads its own bronze.events partition and the days its longest window reaches;
     one of them missing stops with its name. Each day replaces its own partition.
     """
-    from regrow.features import build_features
+    from regrow.data.features import build_features
 
     _build_silver(
         build_features,
@@ -237,7 +237,7 @@ def labels(
     the event they belong to (entity, event time). Maturity is decided per cut-off when a
     training set is built, not here.
     """
-    from regrow.labels import build_labels
+    from regrow.data.labels import build_labels
 
     _build_silver(
         build_labels,
@@ -264,9 +264,9 @@ def trainset(
     """Build the training set of a cut-off from silver: matured labels only, split by time,
     statistics fitted on train only, leakage checks; written as Parquet + manifest.json.
     """
-    from regrow.lakehouse import LakehouseError
-    from regrow.spark import get_spark
-    from regrow.trainset import LeakageError, TrainsetError, build_trainset
+    from regrow.data.trainset import LeakageError, TrainsetError, build_trainset
+    from regrow.orchestration.spark import get_spark
+    from regrow.storage.lakehouse import LakehouseError
 
     try:
         settings = _settings(params)
@@ -311,11 +311,11 @@ TriggerOption = Annotated[
 
 
 def _model_errors() -> tuple[type[Exception], ...]:
-    from regrow.lakehouse import LakehouseError
-    from regrow.registry import RegistryError
-    from regrow.retrain import PromotionError
-    from regrow.training import TrainingError
-    from regrow.trainset import TrainsetError
+    from regrow.data.trainset import TrainsetError
+    from regrow.model.registry import RegistryError
+    from regrow.model.retrain import PromotionError
+    from regrow.model.training import TrainingError
+    from regrow.storage.lakehouse import LakehouseError
 
     return (ConfigError, LakehouseError, RegistryError, PromotionError, TrainsetError,
             TrainingError)  # fmt: skip
@@ -338,7 +338,7 @@ def train(
 ) -> None:
     """Train a challenger on the training-set snapshot: XGBoost, tracked in MLflow,
     registered with its lineage and the alias challenger (not promoted: see evaluate)."""
-    from regrow.retrain import train_challenger
+    from regrow.model.retrain import train_challenger
 
     try:
         settings = _settings(params)
@@ -367,7 +367,7 @@ def evaluate(
 ) -> None:
     """Challenger vs champion on the backtest window and the pinned test set; writes
     metrics.json and plots/ for DVC, then (by default) gates: promote or keep."""
-    from regrow.retrain import decide, evaluate_challenger
+    from regrow.model.retrain import decide, evaluate_challenger
 
     try:
         settings = _settings(params)
@@ -397,7 +397,7 @@ def retrain(
     trigger: TriggerOption = "manual",
 ) -> None:
     """Train, evaluate and gate in one go (the regrow_retrain DAG without Airflow)."""
-    from regrow.retrain import train_and_gate
+    from regrow.model.retrain import train_and_gate
 
     try:
         settings = _settings(params)
@@ -423,7 +423,7 @@ def promote(
     params: ParamsOption = None,
 ) -> None:
     """Make a version champion without the gate; recorded as forced, with who and why."""
-    from regrow.retrain import force_promote
+    from regrow.model.retrain import force_promote
 
     if not force:
         raise _fail("promote skips the gate: pass --force (and --reason) to do it anyway; "
@@ -448,7 +448,7 @@ def rollback(
     params: ParamsOption = None,
 ) -> None:
     """Move champion back to the version it replaced, and record why."""
-    from regrow.retrain import rollback as roll_back
+    from regrow.model.retrain import rollback as roll_back
 
     try:
         settings = _settings(params)
@@ -461,8 +461,8 @@ def rollback(
 @app.command()
 def models(params: ParamsOption = None) -> None:
     """Versions of the registered model: aliases, mode, parent, cut-off, gate outcome."""
-    from regrow.registry import Registry
-    from regrow.retrain import describe_registry
+    from regrow.model.registry import Registry
+    from regrow.model.retrain import describe_registry
 
     try:
         settings = _settings(params)
@@ -505,9 +505,9 @@ def score(
 
     Rescoring past days overwrites what the models of the time predicted: score new days.
     """
-    from regrow.features import FEATURES
-    from regrow.scoring import ScoringError, score_day
-    from regrow.spark import get_spark
+    from regrow.catalog import FEATURES
+    from regrow.model.scoring import ScoringError, score_day
+    from regrow.orchestration.spark import get_spark
     from regrow.validation import ValidationError
 
     if sum([date is not None, all_days, latest]) != 1:
@@ -522,7 +522,7 @@ def score(
             if not days:
                 raise _fail(f"{FEATURES} has no day yet: run regrow features first")
             days = days[-1:] if latest else days
-        from regrow.registry import Registry
+        from regrow.model.registry import Registry
 
         registry = Registry(settings)
         spark = get_spark(settings.spark)
@@ -552,8 +552,8 @@ def predictions(
     limit: Annotated[int, typer.Option(help="Rows to print with --format table.")] = 50,
 ) -> None:
     """Print a day's predictions from gold.predictions, highest score first."""
-    from regrow.lakehouse import LakehouseError
-    from regrow.scoring import read_predictions
+    from regrow.model.scoring import read_predictions
+    from regrow.storage.lakehouse import LakehouseError
 
     try:
         settings = _settings(params)
@@ -578,8 +578,8 @@ def lineage(
     parents (warm starts) -> training snapshot (DVC hash, window, Delta versions) -> git
     commit. Reads two Delta tables; no Spark, no MLflow.
     """
-    from regrow import lineage as lineage_
-    from regrow.lakehouse import LakehouseError
+    from regrow.model import lineage as lineage_
+    from regrow.storage.lakehouse import LakehouseError
 
     try:
         settings = _settings(params)
@@ -601,7 +601,7 @@ def mlflow_ui(
     import os
     import sys
 
-    from regrow.registry import artifact_location, tracking_uri
+    from regrow.model.registry import artifact_location, tracking_uri
 
     try:
         settings = _settings(params)
@@ -648,7 +648,7 @@ def history(
     limit: Annotated[int, typer.Option(help="Newest commits to show.")] = 20,
 ) -> None:
     """Show a table's Delta commits, newest first (version, time, operation, metrics)."""
-    from regrow.lakehouse import LakehouseError
+    from regrow.storage.lakehouse import LakehouseError
 
     try:
         commits = _lakehouse(_settings(params)).history(table, limit)
@@ -678,7 +678,7 @@ def query(
     regrow query "SELECT model_alias, model_version, avg(score), sum(decision::int)
     FROM gold.predictions WHERE event_date = '2026-01-30' GROUP BY ALL"
     """
-    from regrow.lakehouse import LakehouseError
+    from regrow.storage.lakehouse import LakehouseError
 
     try:
         result = _lakehouse(_settings(params)).sql(sql)
@@ -755,9 +755,9 @@ def validate(
     Results go to gold.validation and Data Docs (reports_dir/data_docs). Exits 1 when a
     critical expectation fails (the day is blocked); warnings are printed, not fatal.
     """
-    from regrow import landing
-    from regrow.lakehouse import LakehouseError
-    from regrow.spark import get_spark
+    from regrow.data import landing
+    from regrow.orchestration.spark import get_spark
+    from regrow.storage.lakehouse import LakehouseError
     from regrow.validation import SuiteError, ValidationError, validate_day
 
     if all_days == (date is not None):
@@ -825,8 +825,8 @@ def dags_test(
     ] = Path(".airflow"),
 ) -> None:
     """Run a DAG for one day or a range of days with `airflow dags test` (one run per day)."""
-    from regrow.airflow_local import airflow_env, ensure_db
-    from regrow.airflow_local import dags_test as run_dag
+    from regrow.orchestration.airflow_local import airflow_env, ensure_db
+    from regrow.orchestration.airflow_local import dags_test as run_dag
 
     try:
         _settings(params)

@@ -44,9 +44,9 @@ def setup_logging() -> None:
 def run_day_job(doc: str, build: Callable[..., Any], argv: list[str] | None = None) -> None:
     """Parse a one-day job's arguments, then ``build(spark, settings, day, run_id,
     lakehouse)`` and print its report as JSON (the task log shows it)."""
-    from regrow.lakehouse import Lakehouse
+    from regrow.orchestration.spark import get_spark
     from regrow.settings import load_settings
-    from regrow.spark import get_spark
+    from regrow.storage.lakehouse import Lakehouse
 
     args = day_job_parser(doc).parse_args(argv)
     setup_logging()

@@ -17,9 +17,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from regrow.lakehouse import CommitInfo, Lakehouse
+from regrow.catalog import DECISION_DATE, DECISIONS, TABLES
+from regrow.storage.lakehouse import CommitInfo, Lakehouse
 
-DECISIONS = "gold.decisions"
 PROMOTE, KEEP, FORCE_PROMOTE, ROLLBACK = "promote", "keep", "force_promote", "rollback"
 
 SCHEMA = pa.schema([
@@ -80,11 +80,11 @@ class Decision:
     def row(self) -> dict[str, Any]:
         row = asdict(self)
         row["checks"] = json.dumps(self.checks, default=str)
-        row["decision_date"] = self.decided_at.date()
+        row[DECISION_DATE] = self.decided_at.date()
         return row
 
 
 def record(lakehouse: Lakehouse, decision: Decision) -> CommitInfo:
     """Append one decision to ``gold.decisions`` (partitioned by ``decision_date``)."""
     table = pa.Table.from_pylist([decision.row()], schema=SCHEMA)
-    return lakehouse.append_records(DECISIONS, table, partition_by=["decision_date"])
+    return lakehouse.append_records(DECISIONS, table, partition_by=list(TABLES[DECISIONS].partition_by))

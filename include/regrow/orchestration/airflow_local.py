@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 DAGS_FOLDER = REPO_ROOT / "dags"
 # `make demo` and `regrow dags test` use this home; tests use a temporary one.
 PROJECT_HOME = REPO_ROOT / "airflow_home"

@@ -25,18 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from regrow.data.trainset import TRANSFORM, Transform
 from regrow.settings import Settings
-from regrow.trainset import TRANSFORM, Transform
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
-    from regrow.training import Model, Parent
+    from regrow.model.training import Model, Parent
 
 logger = logging.getLogger(__name__)
 
-CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_FILE = "model.ubj"
 # Tags every registered version carries (its lineage).
 LINEAGE_TAGS = (
@@ -265,7 +264,7 @@ class Registry:
         """The booster and transform of a registered version."""
         import xgboost as xgb
 
-        from regrow.training import Model
+        from regrow.model.training import Model
 
         found = self.version(version)
 
@@ -292,7 +291,7 @@ class Registry:
 
     def parent(self, version: Version) -> Parent:
         """A version as the parent of a warm start (its model and training window)."""
-        from regrow.training import Parent
+        from regrow.model.training import Parent
 
         end = version.tags.get("train_last_event")
         if not end:

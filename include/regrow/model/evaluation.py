@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-    from regrow.training import Baseline, Model
+    from regrow.model.training import Baseline, Model
 
 logger = logging.getLogger(__name__)
 

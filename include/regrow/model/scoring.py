@@ -4,7 +4,7 @@ The champion (registry alias ``champion``) scores every event of the day; the ch
 if one is registered and ``score.shadow`` is on, scores the same events as alias
 ``shadow``. Each scorer writes its own rows, so a shadow row never changes a champion
 decision. A row says which model made it (name, version, alias, MLflow run) and what it
-read (the silver.features version); :mod:`regrow.lineage` follows it further back.
+read (the silver.features version); :mod:`regrow.model.lineage` follows it further back.
 
 Scoring runs in Spark with Arrow batches (``mapInArrow``): the models travel to the
 executors once, as a broadcast of their UBJSON bytes and transform, and each Python worker
@@ -23,9 +23,20 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from regrow.features import FEATURES, RUN_ID, SOURCE_VERSION
-from regrow.ingest import EVENT_DATE
-from regrow.registry import CHALLENGER, CHAMPION
+from regrow.catalog import (
+    ALIASES,
+    CHALLENGER,
+    CHAMPION,
+    DECISION,
+    EVENT_DATE,
+    FEATURES,
+    MODEL_ALIAS,
+    PREDICTIONS,
+    SCORE,
+    SHADOW,
+    key_columns,
+    prediction_columns,
+)
 from regrow.settings import DatasetSettings, ScoreSettings, Settings
 
 if TYPE_CHECKING:
@@ -33,33 +44,11 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
-    from regrow.lakehouse import CommitInfo, Lakehouse
-    from regrow.registry import Registry, Version
-    from regrow.training import Model
+    from regrow.model.registry import Registry, Version
+    from regrow.model.training import Model
+    from regrow.storage.lakehouse import CommitInfo, Lakehouse
 
 logger = logging.getLogger(__name__)
-
-PREDICTIONS = "gold.predictions"
-SHADOW = "shadow"
-ALIASES = (CHAMPION, SHADOW)
-SCORE, DECISION, THRESHOLD = "score", "decision", "threshold"
-MODEL_NAME, MODEL_VERSION, MODEL_ALIAS, MODEL_RUN_ID = (
-    "model_name", "model_version", "model_alias", "model_run_id",
-)  # fmt: skip
-# Logical types of the columns every prediction row has besides the contract's keys.
-PREDICTION_COLUMNS = {
-    SCORE: "double",
-    DECISION: "boolean",
-    THRESHOLD: "double",
-    MODEL_NAME: "string",
-    MODEL_VERSION: "long",
-    MODEL_ALIAS: "string",
-    MODEL_RUN_ID: "string",
-    EVENT_DATE: "date",
-    SOURCE_VERSION: "long",  # the silver.features version the day was read from
-    RUN_ID: "string",  # the scoring run (Airflow run id, or manual__...)
-}
-
 
 class ScoringError(RuntimeError):
     """A day cannot be scored: no champion, or features the model cannot read."""
@@ -72,16 +61,6 @@ class Scorer:
     alias: str
     version: Version
     model: Model
-
-
-def key_columns(dataset: DatasetSettings) -> list[str]:
-    return [dataset.event_id, dataset.entity_id, dataset.event_timestamp]
-
-
-def prediction_columns(dataset: DatasetSettings) -> dict[str, str]:
-    """Names and logical types of gold.predictions, in column order."""
-    keys = dataset.event_columns()
-    return {**{c: keys[c] for c in key_columns(dataset)}, **PREDICTION_COLUMNS}
 
 
 def load_scorers(registry: Registry, shadow: bool = True) -> list[Scorer]:
@@ -165,8 +144,8 @@ def _models(key: str, broadcast) -> list[tuple[dict[str, Any], Model]]:
     if key not in _LOADED:
         import xgboost as xgb
 
-        from regrow.training import Model
-        from regrow.trainset import Transform
+        from regrow.data.trainset import Transform
+        from regrow.model.training import Model
 
         loaded = []
         for spec in broadcast.value:
@@ -296,7 +275,7 @@ def score_frame(
     scoring = scoring_pass(
         features.sparkSession, features.schema, scorers, dataset, cfg, source_version, run_id
     )
-    from regrow.lakehouse import decode_dictionaries
+    from regrow.storage.lakehouse import decode_dictionaries
 
     function = scoring.function
     return features.select(*scoring.columns).mapInArrow(
@@ -378,8 +357,8 @@ def score_day(
     """
     import pyarrow.compute as pc
 
-    from regrow.lineage import record_versions
-    from regrow.registry import Registry
+    from regrow.model.lineage import record_versions
+    from regrow.model.registry import Registry
     from regrow.validation import validate_day
 
     lakehouse.require_days(

@@ -4,7 +4,7 @@ Given a cut-off day (``split.cutoff_date``, exclusive: the set knows what happen
 00:00 UTC of that day) and a window (``split.window_days`` before it):
 
 1. events of the window come from ``silver.features``, their labels *as of the cut-off*
-   from ``silver.labels`` (:func:`regrow.labels.labels_as_of`): an event whose label is
+   from ``silver.labels`` (:func:`regrow.data.labels.labels_as_of`): an event whose label is
    unknown at the cut-off is left out, never taken as a negative;
 2. the matured events are split by time, by whole days: the newest ``test_days`` are the
    test split, the ``validation_days`` before them validation, the rest train (never at
@@ -32,9 +32,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regrow.features import FEATURES, feature_columns
-from regrow.ingest import EVENT_DATE, LABEL_DATE, LABELS
-from regrow.labels import ARRIVED, LABEL_STATUS, SILVER_LABELS, UNKNOWN, WINDOW_CLOSED, labels_as_of
+from regrow.catalog import (
+    ARRIVED,
+    EVENT_DATE,
+    FEATURES,
+    LABEL_DATE,
+    LABEL_STATUS,
+    LABELS,
+    SILVER_LABELS,
+    UNKNOWN,
+    WINDOW_CLOSED,
+    feature_columns,
+)
+from regrow.data.labels import labels_as_of
 from regrow.settings import DatasetSettings, Settings, SplitSettings
 
 if TYPE_CHECKING:
@@ -43,7 +53,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import SparkSession
 
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
 
@@ -183,7 +193,7 @@ class Transform:
 
 def _utc(frame: pd.DataFrame) -> pd.DataFrame:
     """Timestamps as UTC-aware (Spark hands them to pandas naive, in the session time zone,
-    which regrow.spark sets to UTC)."""
+    which regrow.orchestration.spark sets to UTC)."""
     for c in frame.columns:
         if str(frame[c].dtype).startswith("datetime64") and frame[c].dt.tz is None:
             frame[c] = frame[c].dt.tz_localize("UTC")

@@ -1,6 +1,6 @@
 """The built-in example domain: card transactions with natural, late fraud labels.
 
-Each simulated day lands two kinds of files (layout of :mod:`regrow.landing`):
+Each simulated day lands two kinds of files (layout of :mod:`regrow.data.landing`):
 
 - ``events/{day}/part-00000.{fmt}``: one row per transaction of that day, columns in the
   order of ``dataset.event_columns()``. The roles (event id, entity id, event timestamp) use
@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from regrow.landing import Kind, day_dir
+from regrow.data.landing import Kind, day_dir
 from regrow.settings import DatasetSettings, LandingSettings, SimulatorSettings
 
 logger = logging.getLogger(__name__)

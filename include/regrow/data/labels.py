@@ -20,23 +20,29 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-from regrow.ingest import EVENT_DATE, EVENTS, LABEL_DATE, LABELS
-from regrow.lakehouse import LakehouseError
+from regrow.catalog import (
+    ARRIVED,
+    EVENT_DATE,
+    EVENTS,
+    LABEL_DATE,
+    LABEL_STATUS,
+    LABELS,
+    RUN_ID,
+    SILVER_LABELS,
+    SOURCE_VERSIONS,
+    UNKNOWN,
+    WINDOW_CLOSED,
+    label_columns,
+)
 from regrow.settings import DatasetSettings, Settings
+from regrow.storage.lakehouse import LakehouseError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
-
-SILVER_LABELS = "silver.labels"
-LABEL_STATUS = "label_status"
-ARRIVED, WINDOW_CLOSED, UNKNOWN = "arrived", "window_closed", "unknown"
-# Lineage on every row: the bronze versions the day was built from, and the run.
-SOURCE_VERSIONS = "_source_versions"  # {"bronze.events": 12, "bronze.labels": 9}
-RUN_ID = "_run_id"
 
 
 class UnmatchedLabelsError(LakehouseError):
@@ -46,19 +52,6 @@ class UnmatchedLabelsError(LakehouseError):
 def negative_label(dataset: DatasetSettings) -> int:
     """The label an event gets when its window closes without a label."""
     return next(v for v in dataset.label_values if v != dataset.positive_label)
-
-
-def label_columns(dataset: DatasetSettings) -> dict[str, str]:
-    """Columns of silver.labels and their logical types, in order."""
-    return {
-        dataset.event_id: "string",
-        dataset.entity_id: "string",
-        dataset.event_timestamp: "timestamp",
-        EVENT_DATE: "date",
-        dataset.label: "int",
-        dataset.label_timestamp: "timestamp",
-        LABEL_DATE: "date",
-    }
 
 
 def join_labels(labels: DataFrame, events: DataFrame, dataset: DatasetSettings) -> DataFrame:

@@ -20,15 +20,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from regrow.catalog import EVENT_DATE, MODEL_ALIAS, MODEL_VERSIONS, PREDICTIONS
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from regrow.lakehouse import Lakehouse
-    from regrow.registry import Registry, Version
+    from regrow.model.registry import Registry, Version
     from regrow.settings import DatasetSettings
+    from regrow.storage.lakehouse import Lakehouse
 
-MODEL_VERSIONS = "gold.model_versions"
-# Version tags copied to gold.model_versions (see regrow.retrain._lineage).
+# Version tags copied to gold.model_versions (see regrow.model.retrain._lineage).
 TAGS = (
     "mode", "mode_reason", "parent_version", "warm_starts_in_a_row", "trigger", "cutoff_date",
     "train_window", "train_last_event", "delta_versions", "trainset_sha256", "dvc_md5",
@@ -138,8 +139,6 @@ def lineage(lakehouse: Lakehouse, dataset: DatasetSettings, entity: str, day: dt
     """
     import pyarrow.compute as pc
 
-    from regrow.ingest import EVENT_DATE
-    from regrow.scoring import MODEL_ALIAS, PREDICTIONS
 
     lakehouse.require_days(
         PREDICTIONS, [day], EVENT_DATE, hint=f": score the day first (regrow score --date {day})"

@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from regrow.decisions import FORCE_PROMOTE, KEEP, PROMOTE, ROLLBACK, Decision, record
-from regrow.evaluation import (
+from regrow.catalog import CHALLENGER, CHAMPION
+from regrow.data.trainset import TEST, TRAIN, TRANSFORM, VALIDATION, TrainsetError, load_trainset
+from regrow.model.decisions import FORCE_PROMOTE, KEEP, PROMOTE, ROLLBACK, Decision, record
+from regrow.model.evaluation import (
     BACKTEST,
     PINNED,
     Evaluation,
@@ -38,28 +40,14 @@ from regrow.evaluation import (
     gate,
     labels_of,
 )
-from regrow.registry import (
-    CHALLENGER,
-    CHAMPION,
-    PREVIOUS_CHAMPION,
-    Registry,
-    Version,
-)
+from regrow.model.registry import PREVIOUS_CHAMPION, Registry, Version
+from regrow.model.training import WARM_START, Model, TrainResult, baselines, train
 from regrow.settings import Settings
-from regrow.training import WARM_START, Model, TrainResult, baselines, train
-from regrow.trainset import (
-    TEST,
-    TRAIN,
-    TRANSFORM,
-    VALIDATION,
-    TrainsetError,
-    load_trainset,
-)
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
 

@@ -34,37 +34,45 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlparse
 
-from regrow.features import FEATURES as SILVER_FEATURES
-from regrow.features import RUN_ID as FEATURES_RUN_ID
-from regrow.features import SECONDS_SINCE_PRIOR, SOURCE_VERSION, derived_columns
-from regrow.ingest import (
+from regrow.catalog import (
+    ALIASES,
+    BRONZE_TABLES,
+    DAY,
     EVENT_DATE,
     EVENTS,
+    INGEST_DATE,
     INGESTED_AT,
     LABEL_DATE,
     LABELS,
-    QUARANTINE,
-    RUN_ID,
-    SOURCE_FILE,
-)
-from regrow.labels import RUN_ID as LABELS_RUN_ID
-from regrow.labels import SILVER_LABELS, SOURCE_VERSIONS, label_columns
-from regrow.scoring import (
-    ALIASES,
     MODEL_ALIAS,
     MODEL_NAME,
     MODEL_VERSION,
     PREDICTIONS,
+    QUARANTINE,
+    RUN_ID,
     SCORE,
+    SECONDS_SINCE_PRIOR,
+    SILVER_LABELS,
+    SOURCE_FILE,
+    SOURCE_KIND,
+    SOURCE_VERSION,
+    SOURCE_VERSIONS,
+    SOURCES,
+    TABLE,
+    TABLES,
+    VALIDATION,
+    derived_columns,
+    label_columns,
     prediction_columns,
 )
+from regrow.catalog import FEATURES as SILVER_FEATURES
 from regrow.settings import DatasetSettings, FeatureSettings, Settings
 
 if TYPE_CHECKING:
     import great_expectations as gx
     from pyspark.sql import Column, DataFrame
 
-    from regrow.lakehouse import Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +88,6 @@ ROW_COUNT_MAX = "row_count_max"
 MAX_QUARANTINED = "max_quarantined"
 # Rows of the bronze partition a silver partition was built from: nothing may be lost.
 SOURCE_ROWS = "source_rows"
-VALIDATION = "gold.validation"
 
 # A feature may be null in at most 5% of a day's rows before the day is flagged.
 DEFAULT_NOT_NULL_MOSTLY = 0.95
@@ -127,13 +134,7 @@ class SuiteError(ValueError):
 
 
 # ---------------------------------------------------------------------------- suites
-@dataclass(frozen=True)
-class TableSpec:
-    """A table's partition column and the function listing its expectations (from the
-    contract, the allowed category values and the feature settings)."""
-
-    date_column: str
-    expectations: Callable[[DatasetSettings, Mapping[str, Sequence[str]], FeatureSettings], list]
+Expectations = Callable[[DatasetSettings, Mapping[str, Sequence[str]], FeatureSettings], list]
 
 
 def _expect(kind: str, severity: Severity, row_level: bool = False, **kwargs: Any):
@@ -251,11 +252,11 @@ def _quarantine_expectations(dataset: DatasetSettings, *_: Any) -> list:
     """Quarantine is where bad rows go; too many of them in a day means the feed is broken
     and the day is blocked (the bound is a share of the day's landed rows)."""
     columns = {
-        "source_kind": "string",
+        SOURCE_KIND: "string",
         "source_file": "string",
         "reason": "string",
         "record": "string",
-        "ingest_date": "date",
+        INGEST_DATE: "date",
     }
     return [
         *_schema_expectations(columns),
@@ -286,7 +287,7 @@ def _silver_feature_expectations(
         **derived,
         EVENT_DATE: "date",
         SOURCE_VERSION: "long",
-        FEATURES_RUN_ID: "string",
+        RUN_ID: "string",
     }
     out = _schema_expectations(columns)
     out += _source_rows()
@@ -323,7 +324,7 @@ def _silver_feature_expectations(
 def _silver_label_expectations(dataset: DatasetSettings, *_: Any) -> list:
     """Every bronze label of the landing day joined to its event; a label never arrives
     before its event."""
-    columns = {**label_columns(dataset), SOURCE_VERSIONS: "string", LABELS_RUN_ID: "string"}
+    columns = {**label_columns(dataset), SOURCE_VERSIONS: "string", RUN_ID: "string"}
     out = _schema_expectations(columns)
     out += _source_rows()
     out += _not_null(
@@ -375,18 +376,16 @@ def _prediction_expectations(dataset: DatasetSettings, *_: Any) -> list:
     return out
 
 
-TABLES: dict[str, TableSpec] = {
-    EVENTS: TableSpec(EVENT_DATE, _event_expectations),
-    LABELS: TableSpec(LABEL_DATE, _label_expectations),
-    QUARANTINE: TableSpec("ingest_date", _quarantine_expectations),
-    SILVER_FEATURES: TableSpec(EVENT_DATE, _silver_feature_expectations),
-    SILVER_LABELS: TableSpec(LABEL_DATE, _silver_label_expectations),
-    PREDICTIONS: TableSpec(EVENT_DATE, _prediction_expectations),
+# The tables that have a suite, and the function listing each one's expectations (from
+# the contract, the allowed category values and the feature settings).
+SUITES: dict[str, Expectations] = {
+    EVENTS: _event_expectations,
+    LABELS: _label_expectations,
+    QUARANTINE: _quarantine_expectations,
+    SILVER_FEATURES: _silver_feature_expectations,
+    SILVER_LABELS: _silver_label_expectations,
+    PREDICTIONS: _prediction_expectations,
 }
-# The bronze table each silver table is built from, day for day (for SOURCE_ROWS).
-SOURCES = {SILVER_FEATURES: EVENTS, SILVER_LABELS: LABELS, PREDICTIONS: SILVER_FEATURES}
-BRONZE_TABLES = (EVENTS, LABELS, QUARANTINE)
-SILVER_TABLES = (SILVER_FEATURES, SILVER_LABELS)
 
 
 def build_suite(
@@ -404,9 +403,9 @@ def build_suite(
     """
     import great_expectations as gx
 
-    if table not in TABLES:
-        raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(TABLES)})")
-    expectations = TABLES[table].expectations(
+    if table not in SUITES:
+        raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(SUITES)})")
+    expectations = SUITES[table](
         dataset, allowed_values or {}, features or FeatureSettings()
     )
     return gx.ExpectationSuite(
@@ -442,7 +441,7 @@ def write_suites(
     """Write every table's generated suite as reviewable JSON; returns the files written."""
     Path(directory).mkdir(parents=True, exist_ok=True)
     written = []
-    for table in TABLES:
+    for table in SUITES:
         path = suite_path(directory, table)
         suite = build_suite(dataset, table, allowed_values, features)
         path.write_text(_suite_json(suite), encoding="utf-8")
@@ -699,13 +698,13 @@ def quarantine_records(bad: DataFrame, source_kind: str, day: dt.date, run_id: s
     data = [c for c in bad.columns if c != "reason"]
     source = F.col(SOURCE_FILE) if SOURCE_FILE in bad.columns else F.lit(None).cast("string")
     return bad.select(
-        F.lit(source_kind).alias("source_kind"),
+        F.lit(source_kind).alias(SOURCE_KIND),
         source.alias("source_file"),
         F.col("reason"),
         F.to_json(F.struct(*[F.col(f"`{c}`") for c in data])).alias("record"),
         F.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).cast("timestamp").alias(INGESTED_AT),
         F.lit(run_id).alias(RUN_ID),
-        F.lit(day).alias("ingest_date"),
+        F.lit(day).alias(INGEST_DATE),
     )
 
 
@@ -1057,8 +1056,8 @@ def validate_day(
     max_quarantined = math.floor(cfg.max_quarantine_fraction * landed)
     outcomes = []
     for table in tables:
-        if table not in TABLES:
-            raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(TABLES)})")
+        if table not in SUITES:
+            raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(SUITES)})")
         column = TABLES[table].date_column
         partition = {column: day}
         df = lakehouse.read(spark, table, partitions=partition)
@@ -1092,15 +1091,15 @@ def validate_day(
             outcome.data_docs_path,
         )
         outcomes.append(outcome)
-    rows = [row | {"day": day} for o in outcomes for row in outcome_rows(o)]
+    rows = [row | {DAY: day} for o in outcomes for row in outcome_rows(o)]
     results = spark.createDataFrame(rows, f"{OUTCOME_SCHEMA}, day date")
     for table in tables:
         lakehouse.write(
-            results.where(F.col("table") == table),
+            results.where(F.col(TABLE) == table),
             VALIDATION,
             "overwrite",
-            partition_by=["day", "table"],
-            partition={"day": day, "table": table},
+            partition_by=list(TABLES[VALIDATION].partition_by),
+            partition={DAY: day, TABLE: table},
         )
     failed = [o for o in outcomes if o.critical_failures]
     if failed:

@@ -26,8 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from regrow.data.trainset import TRAIN, VALIDATION, Transform
 from regrow.settings import DatasetSettings, TrainSettings
-from regrow.trainset import TRAIN, VALIDATION, Transform
 
 if TYPE_CHECKING:
     import numpy as np

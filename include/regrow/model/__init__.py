@@ -1,0 +1,1 @@
+"""The model lifecycle: training, evaluation, the registry, promotion, scoring, lineage."""

@@ -1,0 +1,2 @@
+"""Orchestration: the Spark session, the job runner, the DAG files' helpers and the local
+Airflow runner."""

@@ -1,0 +1,1 @@
+"""Storage: the lakehouse, the one place that reads and writes Delta tables."""

@@ -1,0 +1,48 @@
+"""Validation: Great Expectations suites generated from the contract, row-level rules that
+send bad rows to quarantine, and the daily gate that records every result."""
+
+from regrow.validation.core import (
+    OUTCOME_SCHEMA,
+    SUITES,
+    SuiteError,
+    ValidationError,
+    ValidationOutcome,
+    build_suite,
+    data_docs_dir,
+    load_suite,
+    outcome_rows,
+    quarantine_records,
+    recent_row_counts,
+    row_count_bounds,
+    row_predicates,
+    runtime_parameters,
+    split_invalid_rows,
+    suite_for,
+    suite_path,
+    validate,
+    validate_day,
+    write_suites,
+)
+
+__all__ = [
+    "OUTCOME_SCHEMA",
+    "SUITES",
+    "SuiteError",
+    "ValidationError",
+    "ValidationOutcome",
+    "build_suite",
+    "data_docs_dir",
+    "load_suite",
+    "outcome_rows",
+    "quarantine_records",
+    "recent_row_counts",
+    "row_count_bounds",
+    "row_predicates",
+    "runtime_parameters",
+    "split_invalid_rows",
+    "suite_for",
+    "suite_path",
+    "validate",
+    "validate_day",
+    "write_suites",
+]
