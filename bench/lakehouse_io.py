@@ -45,10 +45,13 @@ WRITE_TARGET = 0.5  # lakehouse write throughput / pyarrow's
 READ_TARGET = 0.7  # lakehouse read throughput / pyarrow's
 
 
-@benchmark("lakehouse_io", "Delta write/read through regrow.storage.lakehouse vs plain pyarrow Parquet")
+@benchmark(
+    "lakehouse_io", "Delta write/read through regrow.storage.lakehouse vs plain pyarrow Parquet"
+)
 def run(ctx: BenchContext) -> Measurement:
     from regrow.settings import LakehouseSettings
-    from regrow.storage.lakehouse import _SPARK_CODEC, Lakehouse
+    from regrow.storage.delta_spark import _SPARK_CODEC
+    from regrow.storage.lakehouse import Lakehouse
 
     spark = ctx.spark
     rss = PeakRss(jvm_pid=_jvm_pid(spark))
@@ -274,15 +277,16 @@ def profile_write(lakehouse, df, log_dir: Path) -> dict[str, Any]:
     to Arrow and sending them) versus inside the writer (split, cast, Parquet, stats)."""
     from deltalake import transaction
 
+    import regrow.storage.commit as commit_protocol
     import regrow.storage.lakehouse as lh
 
     log_dir.mkdir(parents=True, exist_ok=True)
     driver: dict[str, float] = {}
     originals = {
         "exists": lh.Lakehouse.exists,
-        "_version_of": lh.Lakehouse._version_of,
+        "_version_of": commit_protocol._version_of,
         "create_table_with_add_actions": transaction.create_table_with_add_actions,
-        "_file_writer": lh._file_writer,
+        "_file_writer": lh.file_writer,
     }
 
     def timed(name, fn):
@@ -338,20 +342,20 @@ def profile_write(lakehouse, df, log_dir: Path) -> dict[str, Any]:
     lakehouse.write(df, TABLE, "overwrite", partition_by=[DATE_COLUMN])
     _remove(Path(lakehouse.uri(TABLE)))
     lh.Lakehouse.exists = timed("exists", originals["exists"])
-    lh.Lakehouse._version_of = timed("version_of (history)", originals["_version_of"])
+    commit_protocol._version_of = timed("version_of (history)", originals["_version_of"])
     transaction.create_table_with_add_actions = timed(
         "commit (create_table_with_add_actions)", originals["create_table_with_add_actions"]
     )
-    lh._file_writer = file_writer
+    lh.file_writer = file_writer
     try:
         started = time.perf_counter()
         lakehouse.write(df, TABLE, "overwrite", partition_by=[DATE_COLUMN])
         total = time.perf_counter() - started
     finally:
         lh.Lakehouse.exists = originals["exists"]
-        lh.Lakehouse._version_of = originals["_version_of"]
+        commit_protocol._version_of = originals["_version_of"]
         transaction.create_table_with_add_actions = originals["create_table_with_add_actions"]
-        lh._file_writer = originals["_file_writer"]
+        lh.file_writer = originals["_file_writer"]
 
     tasks = [json.loads(p.read_text()) for p in sorted(log_dir.glob("task-*.json"))]
     spark_job = total - sum(driver.values())
@@ -386,15 +390,16 @@ def profile_writer_in_driver(events: pa.Table, out_dir: Path, codec: str) -> dic
     """The lakehouse's per-task writer run in this process on the Arrow table, cut in
     batches of Spark's ``maxRecordsPerBatch`` (10,000): its cost without Spark, on one core,
     next to pyarrow's dataset writer on one thread."""
-    import regrow.storage.lakehouse as lh
+    from regrow.storage.delta_log import nullable
+    from regrow.storage.writer import file_writer
 
-    data_schema = lh._nullable(pa.schema([f for f in events.schema if f.name != DATE_COLUMN]))
+    data_schema = nullable(pa.schema([f for f in events.schema if f.name != DATE_COLUMN]))
     batches = events.to_batches(max_chunksize=10_000)
     runs: dict[str, list[float]] = {"lakehouse_writer_1_core": [], "pyarrow_dataset_1_thread": []}
     for i in range(3):
         target = out_dir / f"lh-{i}"
         target.mkdir(parents=True)
-        writer = lh._file_writer(str(target), TABLE, [DATE_COLUMN], None, data_schema, {}, codec)
+        writer = file_writer(str(target), TABLE, [DATE_COLUMN], None, data_schema, {}, codec)
         started = time.perf_counter()
         for _ in writer(iter(batches)):
             pass

@@ -88,7 +88,8 @@ def run(ctx: BenchContext) -> Measurement:
     from regrow.catalog import EVENT_DATE, FEATURES, PREDICTIONS, key_columns
     from regrow.model.scoring import score_frame, write_predictions
     from regrow.settings import load_settings
-    from regrow.storage.lakehouse import _BATCH_ROWS, Lakehouse
+    from regrow.storage.lakehouse import Lakehouse
+    from regrow.storage.reader import _BATCH_ROWS
 
     spark = ctx.spark
     rss = PeakRss(jvm_pid=_jvm_pid(spark))

@@ -32,8 +32,8 @@ from regrow.storage.lakehouse import (
     LakehouseError,
     SchemaChangeError,
     TableNotFoundError,
-    _shares,
 )
+from regrow.storage.reader import share_row_groups as _shares
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 EVENTS_SCHEMA = "event_id string, amount double, event_date date"
@@ -43,7 +43,7 @@ UTC = dt.UTC
 @pytest.fixture
 def lakehouse(make_settings) -> Lakehouse:
     settings = make_settings()
-    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    return Lakehouse.from_settings(settings)
 
 
 def events(spark, rows):
@@ -435,7 +435,7 @@ def test_files_have_the_configured_codec_and_spark_reads_them_alone(
     spark, make_settings, codec, in_footer, suffix
 ):
     settings = make_settings(lakehouse={"compression": codec})
-    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    lakehouse = Lakehouse.from_settings(settings)
     lakehouse.write(
         events(spark, [("a", 1.0, D1), ("ü", 2.0, D2)]),
         "bronze.events",
