@@ -1,0 +1,161 @@
+"""A day's gate: each table's suite (its reviewed file, checked against the contract),
+validated on that day's partition, every result recorded in ``gold.validation``, and the
+day blocked on a critical failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from regrow.catalog import (
+    BRONZE_TABLES,
+    DAY,
+    EVENTS,
+    LABELS,
+    QUARANTINE,
+    SOURCES,
+    TABLE,
+    TABLES,
+    VALIDATION,
+)
+from regrow.settings import Settings
+from regrow.validation.outcomes import (
+    OUTCOME_SCHEMA,
+    ValidationError,
+    ValidationReport,
+    outcome_rows,
+)
+from regrow.validation.parameters import partition_counts, recent_row_counts, row_count_bounds
+from regrow.validation.runner import validate
+from regrow.validation.suites import (
+    MAX_QUARANTINED,
+    ROW_COUNT_MAX,
+    ROW_COUNT_MIN,
+    SOURCE_ROWS,
+    SUITES,
+    SuiteError,
+    build_suite,
+    load_suite,
+    suite_path,
+)
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+
+    from regrow.stage import StageContext
+
+logger = logging.getLogger(__name__)
+
+
+def suite_for(settings: Settings, table: str) -> gx.ExpectationSuite:
+    """The suite of ``table``: its file in ``validation.expectations_dir`` (reviewed, in
+    git), else the one generated from the contract, with a warning saying so.
+
+    Raises:
+        SuiteError: the file expects other columns than params.yaml now gives the table
+            (e.g. ``features.windows`` changed): regenerate and review it.
+    """
+    path = suite_path(settings.resolve(settings.validation.expectations_dir), table)
+    generated = build_suite(
+        settings.dataset, table, settings.validation.allowed_values, settings.features
+    )
+    if not path.is_file():
+        logger.warning(
+            "no suite file %s: validating %s with the suite generated from the contract "
+            "(`regrow expectations generate` writes it for review)",
+            path, table,
+        )  # fmt: skip
+        return generated
+    suite = load_suite(path)
+    expected, found = _column_set(generated), _column_set(suite)
+    if found is not None and expected is not None and set(found) != set(expected):
+        raise SuiteError(
+            f"{path} expects the columns of {table} to be {sorted(found)}, but params.yaml "
+            f"now gives {sorted(expected)} (missing from the suite: "
+            f"{sorted(set(expected) - set(found))}, no longer built: "
+            f"{sorted(set(found) - set(expected))}): run `regrow expectations generate` and "
+            "review the diff"
+        )
+    return suite
+
+
+def _column_set(suite: gx.ExpectationSuite) -> list[str] | None:
+    for expectation in suite.expectations:
+        config = expectation.configuration.to_json_dict()
+        if config["type"] == "expect_table_columns_to_match_set":
+            return list(config["kwargs"]["column_set"])
+    return None
+
+
+def validate_day(
+    ctx: StageContext, day: dt.date, tables: Sequence[str] = BRONZE_TABLES
+) -> ValidationReport:
+    """Validate one day's partition of each of ``tables``; record every expectation's
+    result in ``gold.validation`` and build Data Docs; then raise :class:`ValidationError`
+    naming each critical failure (warnings are recorded and logged only)."""
+    from pyspark.sql import functions as F
+
+    spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
+    cfg = settings.validation
+    reports_dir = settings.resolve(settings.reports_dir)
+    # A share of what landed that day: its bronze rows plus its quarantined rows.
+    landed = sum(
+        partition_counts(lakehouse, t).get(str(day), 0) for t in (EVENTS, LABELS, QUARANTINE)
+    )
+    max_quarantined = math.floor(cfg.max_quarantine_fraction * landed)
+    outcomes = []
+    for table in tables:
+        if table not in SUITES:
+            raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(SUITES)})")
+        column = TABLES[table].date_column
+        partition = {column: day}
+        df = lakehouse.read(spark, table, partitions=partition)
+        recent = recent_row_counts(lakehouse, table, day, cfg.recent_days)
+        low, high = row_count_bounds(recent, cfg.row_count_factor)
+        outcome = validate(
+            df,
+            suite_for(settings, table),
+            table,
+            partition,
+            run_id,
+            reports_dir,
+            recent_counts=recent,
+            parameters={
+                ROW_COUNT_MIN: low,
+                ROW_COUNT_MAX: high,
+                MAX_QUARANTINED: max_quarantined,
+                SOURCE_ROWS: partition_counts(lakehouse, SOURCES.get(table, table)).get(
+                    str(day), 0
+                ),
+            },
+            raise_on_critical=False,
+        )
+        for warning in outcome.warnings:
+            logger.warning("%s %s: warning: %s", table, day, warning.describe())
+        logger.info(
+            "%s %s: %s; Data Docs: %s",
+            table,
+            day,
+            "passed" if outcome.success else "FAILED",
+            outcome.data_docs_path,
+        )
+        outcomes.append(outcome)
+    rows = [row | {DAY: day} for o in outcomes for row in outcome_rows(o)]
+    results = spark.createDataFrame(rows, f"{OUTCOME_SCHEMA}, day date")
+    for table in tables:
+        lakehouse.write(
+            results.where(F.col(TABLE) == table),
+            VALIDATION,
+            "overwrite",
+            partition_by=list(TABLES[VALIDATION].partition_by),
+            partition={DAY: day, TABLE: table},
+        )
+    failed = [o for o in outcomes if o.critical_failures]
+    if failed:
+        message = "\n".join(o.message() for o in failed)
+        raise ValidationError(f"{day} is blocked:\n{message}", failed[0])
+    return ValidationReport(str(day), outcomes)

@@ -1,0 +1,180 @@
+"""The GX run of one table partition on Spark, and its Data Docs.
+
+GX's Spark datasource (dataframe asset, whole-dataframe batch, a Checkpoint with an
+``UpdateDataDocsAction``): data is never collected to pandas. Data Docs are static HTML
+under ``{reports_dir}/data_docs/``; validation results are kept under
+``{reports_dir}/gx/validations/`` so the Data Docs index lists past runs too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+from regrow.validation.outcomes import SAMPLE_SIZE, ValidationOutcome, _outcomes_of
+from regrow.validation.parameters import partition_day, runtime_parameters
+from regrow.validation.suites import _suite_json
+
+if TYPE_CHECKING:
+    import great_expectations as gx
+    from pyspark.sql import DataFrame
+
+logger = logging.getLogger(__name__)
+
+# SUMMARY: counts plus a few offending values per expectation (the error message needs
+# them); GX's unexpected_index_list / unexpected_rows stay off: on Spark each is one more
+# job over the data per expectation, and offending rows are isolated by split_invalid_rows.
+RESULT_FORMAT: dict[str, Any] = {
+    "result_format": "SUMMARY",
+    "partial_unexpected_count": SAMPLE_SIZE,
+    "include_unexpected_rows": False,
+    "return_unexpected_index_query": False,
+}
+DATA_DOCS_SITE = "regrow"
+# Newest validation results listed on the Data Docs index (older pages stay on disk).
+DATA_DOCS_INDEX_LIMIT = 500
+
+
+def _context(reports_dir: str):
+    """An ephemeral GX context: suites, datasources and checkpoints live in memory (the
+    suite files are the source of truth); validation results and Data Docs are files."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import (
+        DataContextConfig,
+        InMemoryStoreBackendDefaults,
+        ProgressBarsConfig,
+    )
+
+    defaults = InMemoryStoreBackendDefaults()
+    stores = dict(defaults.stores)
+    stores[defaults.validation_results_store_name] = {
+        "class_name": "ValidationResultsStore",
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": os.path.join(reports_dir, "gx", "validations"),
+        },
+    }
+    config = DataContextConfig(
+        stores=stores,
+        expectations_store_name=defaults.expectations_store_name,
+        validation_results_store_name=defaults.validation_results_store_name,
+        checkpoint_store_name=defaults.checkpoint_store_name,
+        data_docs_sites={
+            DATA_DOCS_SITE: {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": data_docs_dir(reports_dir),
+                },
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "validation_results_limit": DATA_DOCS_INDEX_LIMIT,
+                },
+            }
+        },
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False),
+    )
+    return gx.get_context(project_config=config, mode="ephemeral")
+
+
+def data_docs_dir(reports_dir: str) -> str:
+    return os.path.join(reports_dir, "data_docs")
+
+
+def _run_name(run_id: str, partition: Mapping[str, Any]) -> str:
+    """A run name that is also a safe folder name: ``{partition}__{run_id}``."""
+    text = "__".join([*(f"{k}={v}" for k, v in partition.items()), run_id])
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text)
+
+
+def validate(
+    df: DataFrame,
+    suite: gx.ExpectationSuite,
+    table: str,
+    partition: Mapping[str, Any],
+    run_id: str,
+    reports_dir: str,
+    *,
+    recent_counts: Sequence[int] = (),
+    now: dt.datetime | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    raise_on_critical: bool = True,
+) -> ValidationOutcome:
+    """Validate one partition of ``table`` with ``suite`` on Spark and build its Data Docs.
+
+    Args:
+        partition: ``{date_column: day}``; the day fills the suite's time bounds.
+        recent_counts: row counts of recent partitions (:func:`recent_row_counts`), for the
+            row-count bounds.
+        parameters: overrides of :func:`runtime_parameters`' values.
+        raise_on_critical: raise :class:`ValidationError` (with ``.outcome``) on a critical
+            failure, after the results and Data Docs are written.
+    """
+    import great_expectations as gx
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    values = {
+        **runtime_parameters(partition_day(partition), recent_counts, now),
+        **(parameters or {}),
+    }
+    context = _context(reports_dir)
+    batch = (
+        context.data_sources.add_spark(name="regrow")
+        .add_dataframe_asset(name=table)
+        .add_batch_definition_whole_dataframe(name=table)
+    )
+    # A copy: adding a suite to a context gives it ids and binds it to that context.
+    suite = context.suites.add(gx.ExpectationSuite(**json.loads(_suite_json(suite))))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name=table, data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(
+            name=table,
+            validation_definitions=[definition],
+            actions=[
+                gx.checkpoint.UpdateDataDocsAction(name="data_docs", site_names=[DATA_DOCS_SITE])
+            ],
+            result_format=RESULT_FORMAT,
+        )
+    )
+    run = RunIdentifier(run_name=_run_name(run_id, partition), run_time=now)
+    result = checkpoint.run(
+        batch_parameters={"dataframe": df}, expectation_parameters=values, run_id=run
+    )
+    ((key, suite_result),) = result.run_results.items()
+    docs = context.get_docs_sites_urls(resource_identifier=key, site_name=DATA_DOCS_SITE)
+    url = docs[0]["site_url"] if docs else None
+    outcome = ValidationOutcome(
+        table=table,
+        partition=dict(partition),
+        suite=suite.name,
+        run_id=run_id,
+        validated_at=now,
+        results=_outcomes_of(suite_result.results),
+        data_docs_path=unquote(urlparse(url).path) if url else None,
+    )
+    logger.info(
+        "%s %s: %d expectations, %d critical failure(s), %d warning(s); %s",
+        table,
+        outcome.partition_str,
+        len(outcome.results),
+        len(outcome.critical_failures),
+        len(outcome.warnings),
+        outcome.data_docs_path,
+    )
+    for warning in outcome.warnings:
+        logger.warning("%s %s: %s", table, outcome.partition_str, warning.describe())
+    if raise_on_critical:
+        outcome.raise_for_critical()
+    return outcome
