@@ -48,8 +48,10 @@ bench: setup ## run the benchmarks; results go to bench/results/
 mlflow: setup ## the MLflow UI on the project's store (http://127.0.0.1:5000; MLFLOW_PORT=...)
 	$(RUN) regrow mlflow-ui --port $(or $(MLFLOW_PORT),5000)
 
-lint: setup ## ruff on the code
+lint: setup ## ruff (lint and format), and the import layers of pyproject.toml (lint-imports)
 	$(RUN) ruff check include jobs dags tests bench
+	$(RUN) ruff format --check include jobs dags tests bench
+	$(RUN) lint-imports
 
 clean: ## remove generated data, reports and the local Airflow home
 	rm -rf data reports .airflow airflow_home spark-warehouse mlflow.db mlartifacts

@@ -38,31 +38,23 @@ Rerunning a day gives the same tables.
 
 from __future__ import annotations
 
-import datetime as dt
-import logging
 from pathlib import Path
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
 
-from regrow.orchestration.airflow_local import (
+from regrow.orchestration import tasks
+from regrow.orchestration.dags import (
     asset,
     dag_settings,
     default_args,
-    spark_submit_conf,
+    spark_job,
     start_date,
 )
-from regrow.settings import find_params
 
-logger = logging.getLogger(__name__)
-
-JOBS = Path(__file__).resolve().parents[1] / "jobs"
 BRONZE_EVENTS = asset("bronze.events")
 SILVER_FEATURES = asset("silver.features")  # regrow_score runs on it
 
-settings = dag_settings()
-airflow_cfg = settings.airflow
-PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wired from
+airflow_cfg = dag_settings().airflow
 
 
 @dag(
@@ -85,39 +77,7 @@ def regrow_ingest():
     )
     def wait_for_events(ds: str) -> PokeReturnValue:
         """Done when the day's event files have landed; their paths go to XCom."""
-        from regrow.data import landing
-
-        cfg = dag_settings()
-        root, day = cfg.resolve(cfg.landing.path), dt.date.fromisoformat(ds)
-        files = landing.find_files(root, cfg.landing, "events", day)
-        if files:
-            logger.info("found %d landing file(s) for %s: %s", len(files), ds, files)
-        else:
-            pattern = landing.day_pattern(root, cfg.landing, "events", day)
-            logger.info("waiting for landing files matching %s", pattern)
-        return PokeReturnValue(is_done=bool(files), xcom_value=files)
-
-    def spark_job(
-        task_id: str, job: str, args: list[str] | None = None, **kwargs
-    ) -> SparkSubmitOperator:
-        """A regrow Spark job for the run's day, on the configured Spark connection."""
-        return SparkSubmitOperator(
-            task_id=task_id,
-            application=str(JOBS / job),
-            conn_id=airflow_cfg.spark_conn_id,
-            application_args=[
-                "--date",
-                "{{ ds }}",
-                "--params",
-                PARAMS_FILE,
-                "--run-id",
-                "{{ run_id }}",
-                *(args or []),
-            ],
-            name=f"regrow_{task_id}_{{{{ ds_nodash }}}}",
-            conf=spark_submit_conf(),
-            **kwargs,
-        )
+        return tasks.poke_landing(ds, "events")
 
     ingest_events = spark_job("ingest_events", "ingest.py")
     validate_bronze = spark_job("validate_bronze", "validate.py", outlets=[BRONZE_EVENTS])
@@ -126,9 +86,10 @@ def regrow_ingest():
     validate_silver = spark_job(
         "validate_silver",
         "validate.py",
-        ["--table", "silver.features", "--table", "silver.labels"],
+        ["--date", "{{ ds }}", "--run-id", "{{ run_id }}",
+         "--table", "silver.features", "--table", "silver.labels"],
         outlets=[SILVER_FEATURES],
-    )
+    )  # fmt: skip
 
     wait_for_events() >> ingest_events >> validate_bronze
     validate_bronze >> [build_features, build_labels] >> validate_silver

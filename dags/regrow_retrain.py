@@ -30,43 +30,18 @@ retried with backoff.
 
 from __future__ import annotations
 
-import logging
-import os
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.orchestration.airflow_local import (
-    asset,
-    dag_settings,
-    default_args,
-    spark_submit_conf,
-    start_date,
-)
-from regrow.settings import find_params
+from regrow.orchestration import tasks
+from regrow.orchestration.dags import asset, dag_settings, default_args, spark_job, start_date
 
-logger = logging.getLogger(__name__)
-
-JOBS = Path(__file__).resolve().parents[1] / "jobs"
 # Published by regrow_monitor when the retrain policy fires.
 RETRAIN_REQUESTED = asset("retrain.requested")
-DEFAULT_MODE = "default"
 
-settings = dag_settings()
-airflow_cfg = settings.airflow
-PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wired from
-
-
-def _trigger(force: bool, dag_run, triggering_asset_events) -> str:
-    """What caused this run, as recorded on the model version and the decision."""
-    if force:
-        return "forced"
-    if RETRAIN_REQUESTED.name in {asset.name for asset in triggering_asset_events or ()}:
-        return f"asset:{RETRAIN_REQUESTED.name}"
-    return "schedule" if dag_run.run_type == "scheduled" else "manual"
+airflow_cfg = dag_settings().airflow
 
 
 @dag(
@@ -92,9 +67,9 @@ def _trigger(force: bool, dag_run, triggering_asset_events) -> str:
             description="Train even if the champion was trained on this very training set.",
         ),
         "mode": Param(
-            DEFAULT_MODE,
+            tasks.DEFAULT_MODE,
             type="string",
-            enum=[DEFAULT_MODE, "stateless", "warm_start"],
+            enum=[tasks.DEFAULT_MODE, "stateless", "warm_start"],
             title="Training mode",
             description="stateless: from scratch; warm_start: continue the champion's "
             "booster on the new rows; default: train.mode of params.yaml.",
@@ -111,82 +86,41 @@ def _trigger(force: bool, dag_run, triggering_asset_events) -> str:
     default_args=default_args(airflow_cfg),
 )
 def regrow_retrain():
-    build_trainset = SparkSubmitOperator(
-        task_id="build_trainset",
-        application=str(JOBS / "trainset.py"),
-        conn_id=airflow_cfg.spark_conn_id,
-        application_args=[
-            "--params",
-            PARAMS_FILE,
-            "--cutoff={{ params.cutoff_date or '' }}",
-        ],
-        name="regrow_build_trainset",
-        conf=spark_submit_conf(),
+    build_trainset = spark_job(
+        "build_trainset", "trainset.py", ["--cutoff={{ params.cutoff_date or '' }}"]
     )
 
     @task.short_circuit
-    def check_retrain_needed(params: dict[str, Any]) -> bool:
+    def check_retrain_needed(params: dict[str, Any], run_id: str, dag_run=None) -> bool:
         """False (skip the rest) when the champion was trained on this snapshot."""
-        from regrow.model.retrain import retrain_needed
-
-        needed, reason = retrain_needed(dag_settings(), force=params["force_retrain"])
-        logger.info("retrain %s: %s", "needed" if needed else "skipped", reason)
-        return needed
+        return tasks.check_retrain_needed(params, run_id, dag_run.dag_id)
 
     @task
     def snapshot_trainset() -> dict[str, Any]:
         """Version the snapshot with DVC; its hash goes to XCom."""
-        from regrow.model.retrain import snapshot_trainset
-
-        return snapshot_trainset(dag_settings())
+        return tasks.snapshot_trainset()
 
     @task
     def train_model(
-        params: dict[str, Any], dag_run=None, triggering_asset_events=None
+        params: dict[str, Any], run_id: str, dag_run=None, triggering_asset_events=None
     ) -> dict[str, Any]:
         """Train and register a challenger; its facts go to XCom."""
-        from regrow.data.trainset import TrainsetError
-        from regrow.model.retrain import train_challenger
-        from regrow.model.training import TrainingError
-
-        trigger = _trigger(params["force_retrain"], dag_run, triggering_asset_events)
-        mode = None if params["mode"] == DEFAULT_MODE else params["mode"]
-        try:
-            return train_challenger(dag_settings(), trigger=trigger, mode=mode)
-        except (TrainingError, TrainsetError) as err:  # the data, not the weather: no retry
-            raise AirflowFailException(str(err)) from err
+        return tasks.train_model(params, run_id, dag_run, triggering_asset_events)
 
     @task
-    def evaluate_challenger(facts: dict[str, Any]) -> dict[str, Any]:
+    def evaluate_challenger(facts: dict[str, Any], run_id: str, dag_run=None) -> dict[str, Any]:
         """Challenger vs champion on the same rows; the report goes to XCom."""
-        from regrow.model.retrain import evaluate_challenger
-
-        return evaluate_challenger(dag_settings(), version=facts["version"])
+        return tasks.evaluate_challenger(facts, run_id, dag_run.dag_id)
 
     @task
-    def decide_promotion(report: dict[str, Any], dag_run=None) -> dict[str, Any]:
+    def decide_promotion(report: dict[str, Any], run_id: str, dag_run=None) -> dict[str, Any]:
         """The gate: promote or keep, recorded in gold.decisions."""
-        from regrow.model.retrain import PromotionError, decide
-        from regrow.storage.lakehouse import Lakehouse
-
-        cfg = dag_settings()
-        lakehouse = Lakehouse(cfg.lakehouse, cfg.resolve(cfg.lakehouse.root))
-        os.environ["REGROW_ACTOR"] = f"airflow:{dag_run.dag_id}"  # gold.decisions.actor
-        try:
-            outcome = decide(cfg, report, lakehouse)
-        except PromotionError as err:  # the champion moved under this run: evaluate again
-            raise AirflowFailException(str(err)) from err
-        logger.info("gate: %s", outcome["reason"])
-        return outcome
+        return tasks.decide_promotion(report, run_id, dag_run.dag_id)
 
     @task
     def report_retrain(facts: dict[str, Any], outcome: dict[str, Any]) -> str:
         """Write the markdown report of the run."""
-        from regrow.model.retrain import write_report
-
-        path = write_report(dag_settings(), facts, outcome)
-        logger.info("retrain report: %s", path)
-        return str(path)
+        return tasks.report_retrain(facts, outcome)
 
     facts = train_model()
     outcome = decide_promotion(evaluate_challenger(facts))

@@ -23,34 +23,24 @@ signature fail the day's task with the reason. Scoring a day again replaces its 
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
-from regrow.orchestration.airflow_local import (
+from regrow.orchestration import tasks
+from regrow.orchestration.dags import (
     asset,
-    asset_event_days,
     dag_settings,
-    days_to_score,
     default_args,
-    spark_submit_conf,
+    mapped_spark_job,
     start_date,
 )
-from regrow.settings import find_params
 
-logger = logging.getLogger(__name__)
-
-JOBS = Path(__file__).resolve().parents[1] / "jobs"
 SILVER_FEATURES = asset("silver.features")
 GOLD_PREDICTIONS = asset("gold.predictions")
 
-settings = dag_settings()
-airflow_cfg = settings.airflow
-PARAMS_FILE = str(find_params())  # the job reads the same file the DAG was wired from
+airflow_cfg = dag_settings().airflow
 
 
 @dag(
@@ -83,24 +73,11 @@ def regrow_score():
         params: dict[str, Any], run_id: str, triggering_asset_events=None
     ) -> list[list[str]]:
         """The days to score, as the `jobs/score.py` arguments of one mapped task each."""
-        try:
-            days = days_to_score(
-                params["dates"], asset_event_days(triggering_asset_events, SILVER_FEATURES)
-            )
-        except ValueError as err:  # nothing to score: a retry cannot change that
-            raise AirflowFailException(str(err)) from err
-        logger.info("scoring %d day(s): %s", len(days), ", ".join(days))
-        # The run id goes in here, not as "{{ run_id }}" below: a mapped argument is never
-        # templated ("How do templated fields and mapped arguments interact?" in Airflow's
-        # dynamic-task-mapping docs), so the job would record the literal "{{ run_id }}".
-        return [["--date", day, "--params", PARAMS_FILE, "--run-id", run_id] for day in days]
+        return tasks.select_days(params, run_id, triggering_asset_events, SILVER_FEATURES)
 
-    SparkSubmitOperator.partial(
-        task_id="score_batch",
-        application=str(JOBS / "score.py"),
-        conn_id=airflow_cfg.spark_conn_id,
-        name="regrow_score_batch",
-        conf=spark_submit_conf(),
+    mapped_spark_job(
+        "score_batch",
+        "score.py",
         outlets=[GOLD_PREDICTIONS],
         # One day after another: each day is a whole Spark application (the Spark cluster
         # parallelizes within it), and days written at once would race to create the

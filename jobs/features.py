@@ -6,8 +6,15 @@ Reads the day's bronze.events partition and the earlier days its longest window 
 a missing one stops the job with its name. Replaces the day's partition.
 """
 
+import sys
+
 from regrow.data.features import build_features
-from regrow.orchestration.jobs import run_day_job
+from regrow.orchestration.jobs import run_job
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(__doc__, build_features, argv=argv)
+
 
 if __name__ == "__main__":
-    run_day_job(__doc__, build_features)
+    sys.exit(main())

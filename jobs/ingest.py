@@ -1,25 +1,20 @@
 """Spark job: ingest one day's landing files into bronze (spark-submit-able).
 
-python jobs/ingest.py --date 2026-01-05 [--params params.yaml] [--run-id ID]
+    python jobs/ingest.py --date 2026-01-05 [--params params.yaml] [--run-id ID]
+
+Rows that break the contract or a row-level expectation go to bronze.quarantine with the
+reason; the report counts both and lists the reasons.
 """
 
-from __future__ import annotations
-
-import json
+import sys
 
 from regrow.data.ingest import ingest_day
-from regrow.orchestration.jobs import day_job_parser, setup_logging
-from regrow.orchestration.spark import get_spark
-from regrow.settings import load_settings
+from regrow.orchestration.jobs import run_job
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = day_job_parser(__doc__).parse_args(argv)
-    setup_logging()
-    settings = load_settings(args.params)
-    report = ingest_day(get_spark(settings.spark), settings, args.date, run_id=args.run_id)
-    print(json.dumps(report.as_dict(), indent=2))
+def main(argv: list[str] | None = None) -> int:
+    return run_job(__doc__, ingest_day, argv=argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

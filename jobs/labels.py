@@ -5,8 +5,15 @@
 Replaces the day's partition (empty when no label arrived that day).
 """
 
+import sys
+
 from regrow.data.labels import build_labels
-from regrow.orchestration.jobs import run_day_job
+from regrow.orchestration.jobs import run_job
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(__doc__, build_labels, argv=argv)
+
 
 if __name__ == "__main__":
-    run_day_job(__doc__, build_labels)
+    sys.exit(main())

@@ -8,8 +8,15 @@ the gold.predictions suite on it. No champion, a missing features partition or f
 that no longer match the model's signature stop the job with the reason.
 """
 
+import sys
+
 from regrow.model.scoring import score_day
-from regrow.orchestration.jobs import run_day_job
+from regrow.orchestration.jobs import run_job
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(__doc__, score_day, argv=argv)
+
 
 if __name__ == "__main__":
-    run_day_job(__doc__, score_day)
+    sys.exit(main())

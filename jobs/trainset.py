@@ -8,37 +8,29 @@ silver.features day. Replaces the snapshot in ``split.output_dir`` (Parquet per 
 transform.json, manifest.json) and prints the manifest.
 """
 
-import argparse
 import datetime as dt
-import json
+import sys
 
-from regrow.orchestration.jobs import setup_logging
+from regrow.data.trainset import build_trainset
+from regrow.orchestration.jobs import run_job
 
 
 def optional_day(text: str) -> dt.date | None:
     return dt.date.fromisoformat(text) if text else None
 
 
-def main(argv: list[str] | None = None) -> None:
-    from regrow.data.trainset import build_trainset
-    from regrow.orchestration.spark import get_spark
-    from regrow.settings import load_settings
-    from regrow.storage.lakehouse import Lakehouse
+CUTOFF_OPTION = {
+    "--cutoff": {
+        "type": optional_day,
+        "default": None,
+        "help": "cut-off day, exclusive, YYYY-MM-DD",
+    }
+}
 
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
-    parser.add_argument(
-        "--cutoff", type=optional_day, default=None, help="cut-off day, exclusive, YYYY-MM-DD"
-    )
-    parser.add_argument(
-        "--params", default=None, help="params.yaml (default: $REGROW_PARAMS or ./params.yaml)"
-    )
-    args = parser.parse_args(argv)
-    setup_logging()
-    settings = load_settings(args.params)
-    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
-    result = build_trainset(get_spark(settings.spark), settings, lakehouse, args.cutoff)
-    print(json.dumps(result.manifest, indent=2))
+
+def main(argv: list[str] | None = None) -> int:
+    return run_job(__doc__, build_trainset, CUTOFF_OPTION, argv=argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -73,7 +73,15 @@ def lakehouse_of(settings: Settings):
     """The lakehouse a test's settings point at."""
     from regrow.storage.lakehouse import Lakehouse
 
-    return Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    return Lakehouse.from_settings(settings)
+
+
+def context_of(settings: Settings, spark=None, run_id: str = "test", lakehouse=None, actor=None):
+    """The stage context of a test: its settings, the session's Spark (stages that need no
+    Spark may leave it out), and a run id."""
+    from regrow.orchestration.context import stage_context
+
+    return stage_context(settings, run_id, spark=spark, lakehouse=lakehouse, actor=actor)
 
 
 def quarantined(lakehouse, kind: str, day) -> list[dict]:

@@ -28,13 +28,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from queue import Queue
+from typing import TYPE_CHECKING
 
 import yaml
 
 from regrow.data import simulate
 from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db, run_state
-from regrow.settings import Settings, find_params, load_settings
-from regrow.storage.lakehouse import Lakehouse
+from regrow.orchestration.context import setup_logging, stage_context
+from regrow.settings import find_params, load_settings
+
+if TYPE_CHECKING:
+    from regrow.stage import StageContext
 
 logger = logging.getLogger("regrow.demo")
 DAG_ID = "regrow_ingest"
@@ -70,9 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         "`airflow backfill create` does without --reprocess-behavior)",
     )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
-    # Great Expectations logs every function it registers at INFO.
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    setup_logging("%(asctime)s %(message)s", datefmt="%H:%M:%S")
     started = time.monotonic()
 
     params = find_params(args.params)
@@ -91,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(args.airflow_home).resolve() / (args.scenario or "default")
     failed = run_days(list(summary.days), params, home, max(1, args.parallel), args.rerun)
-    trained = training_set(settings, required=not args.scenario)
+    ctx = stage_context(settings, "demo")
+    trained = training_set(ctx, required=not args.scenario)
     if trained and not args.scenario:
-        trained = retrain_models(settings) and score_newest_day(settings)
-    report(settings)
+        trained = retrain_models(ctx) and score_newest_day(ctx)
+    report(ctx)
     logger.info("done in %.0fs", time.monotonic() - started)
 
     truth = json.loads(Path(summary.truth_path).read_text()) if summary.truth_path else {}
@@ -194,19 +197,17 @@ def run_days(
     return failed
 
 
-def training_set(settings: Settings, required: bool) -> bool:
+def training_set(ctx: StageContext, required: bool) -> bool:
     """Build the training set of the default cut-off and log its numbers.
 
     Returns False when it cannot be built and ``required`` (the default demo); a scenario
     run with too few days only logs why.
     """
     from regrow.data.trainset import LeakageError, TrainsetError, build_trainset
-    from regrow.orchestration.spark import get_spark
     from regrow.storage.lakehouse import LakehouseError
 
-    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
     try:
-        result = build_trainset(get_spark(settings.spark), settings, lakehouse)
+        result = build_trainset(ctx)
     except (TrainsetError, LakehouseError, LeakageError) as err:
         logger.log(logging.ERROR if required else logging.INFO, "3/6 no training set: %s", err)
         return not required
@@ -229,7 +230,7 @@ def training_set(settings: Settings, required: bool) -> bool:
     return True
 
 
-def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
+def retrain_models(ctx: StageContext, earlier_by_days: int = 3) -> bool:
     """Stage 2 and 3 of continual learning on the demo's data.
 
     With no champion yet: a stateless model on the training set of a cut-off
@@ -239,26 +240,25 @@ def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
     """
     from regrow.catalog import CHAMPION
     from regrow.data.trainset import TrainsetError, build_trainset
-    from regrow.model.registry import Registry, RegistryError
+    from regrow.model.registry import RegistryError
     from regrow.model.retrain import retrain_needed
     from regrow.model.training import TrainingError
-    from regrow.orchestration.spark import get_spark
 
-    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    settings, lakehouse = ctx.settings, ctx.lakehouse
     newest = json.loads(
         (Path(settings.resolve(settings.split.output_dir)) / "manifest.json").read_text()
     )
     cutoff = dt.date.fromisoformat(newest["cutoff_date"])
     try:
-        registry = Registry(settings)
+        registry = ctx.registry
         if registry.alias(CHAMPION) is None:
             earlier = cutoff - dt.timedelta(days=earlier_by_days)
-            build_trainset(get_spark(settings.spark), settings, lakehouse, earlier)
-            _retrain(settings, lakehouse, registry, "stateless", "demo")
-            build_trainset(get_spark(settings.spark), settings, lakehouse, cutoff)
-        needed, why = retrain_needed(settings, registry=registry)
+            build_trainset(ctx, earlier)
+            _retrain(ctx, "stateless", "demo")
+            build_trainset(ctx, cutoff)
+        needed, why = retrain_needed(ctx)
         if needed:
-            _retrain(settings, lakehouse, registry, "warm_start", "demo")
+            _retrain(ctx, "warm_start", "demo")
         else:
             logger.info("4/6 no retrain: %s", why)
     except (RegistryError, TrainingError, TrainsetError) as err:
@@ -277,38 +277,36 @@ def retrain_models(settings: Settings, earlier_by_days: int = 3) -> bool:
     return True
 
 
-def _retrain(settings, lakehouse, registry, mode: str, trigger: str) -> None:
+def _retrain(ctx: StageContext, mode: str, trigger: str) -> None:
     from regrow.model.retrain import train_and_gate
 
-    facts, report_, outcome = train_and_gate(
-        settings, lakehouse, trigger=trigger, mode=mode, registry=registry
-    )
-    metric = settings.evaluate.primary_metric
-    backtest = report_["evaluation"]["challenger"]["sets"]["backtest"]
+    result = train_and_gate(ctx, trigger=trigger, mode=mode)
+    metric = ctx.settings.evaluate.primary_metric
+    c, t = result.challenger, result.challenger.training
+    backtest, _ = result.evaluation.primary(metric)
     logger.info(
         "4/6 v%s (%s): %d trees, %d new, on %d rows; backtest %s %.4f; baselines %s",
-        facts["version"], facts["mode_reason"], facts["trees"], facts["trees_added"],
-        facts["train_rows"], metric, backtest[metric] or float("nan"),
-        ", ".join(f"{k} {v[metric]:.4f}" for k, v in report_["baselines"].items()
+        c.version, t["mode_reason"], t["trees"], t["trees_added"], t["train_rows"], metric,
+        backtest or float("nan"),
+        ", ".join(f"{k} {v[metric]:.4f}" for k, v in result.evaluation.baselines.items()
                   if v.get(metric) is not None),
     )  # fmt: skip
-    logger.info("    %s", "promoted" if outcome["promoted"] else "kept as challenger (shadow)")
+    logger.info("    %s", "promoted" if result.outcome.promoted else "kept as challenger (shadow)")
 
 
-def score_newest_day(settings: Settings) -> bool:
+def score_newest_day(ctx: StageContext) -> bool:
     """Score the newest features day: the champion decides, the challenger (if the gate
     kept one) scores in shadow; then show the top scores and one prediction's lineage."""
     from regrow.catalog import FEATURES
     from regrow.model.lineage import describe, lineage
     from regrow.model.registry import RegistryError
     from regrow.model.scoring import ScoringError, read_predictions, score_day
-    from regrow.orchestration.spark import get_spark
     from regrow.validation import ValidationError
 
-    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+    settings, lakehouse = ctx.settings, ctx.lakehouse
     day = max(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(FEATURES))
     try:
-        r = score_day(get_spark(settings.spark), settings, day, "demo", lakehouse)
+        r = score_day(ctx, day)
     except (RegistryError, ScoringError, ValidationError) as err:
         logger.error("5/6 scoring %s failed: %s", day, err)
         return False
@@ -332,8 +330,8 @@ def score_newest_day(settings: Settings) -> bool:
     return True
 
 
-def report(settings: Settings) -> None:
-    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
+def report(ctx: StageContext) -> None:
+    settings, lakehouse = ctx.settings, ctx.lakehouse
     logger.info("6/6 tables under %s:", lakehouse.root)
     for info in lakehouse.tables():
         logger.info("    %-20s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)

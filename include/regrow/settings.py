@@ -340,10 +340,10 @@ class ScoreSettings(_Section):
 class MlflowSettings(_Section):
     """Tracking and registry. Default: a local SQLite store + local artifact directory."""
 
-    tracking_uri: str = "sqlite:///mlflow.db"   # relative sqlite paths are relative to params.yaml
-    artifact_location: str = "mlartifacts"      # or s3://bucket/prefix (credentials from env)
-    experiment: str | None = None               # null = "regrow-<dataset.name>"
-    registered_model: str | None = None         # null = dataset.name
+    tracking_uri: str = "sqlite:///mlflow.db"  # relative sqlite paths are relative to params.yaml
+    artifact_location: str = "mlartifacts"  # or s3://bucket/prefix (credentials from env)
+    experiment: str | None = None  # null = "regrow-<dataset.name>"
+    registered_model: str | None = None  # null = dataset.name
     # An HTTP tracking server that does not answer fails the task after this long.
     http_timeout_seconds: int = Field(default=10, gt=0)
     http_max_retries: int = Field(default=0, ge=0)
@@ -417,7 +417,9 @@ class Settings(_Section):
             raise ValueError(
                 f"train.heuristic_feature {heuristic!r} is not a feature of the dataset contract"
             )
-        unknown = [t.name for t in self.evaluate.behavioral if t.feature not in self.dataset.features]
+        unknown = [
+            t.name for t in self.evaluate.behavioral if t.feature not in self.dataset.features
+        ]
         if unknown:
             raise ValueError(
                 f"evaluate.behavioral {unknown}: their feature is not in the dataset contract "

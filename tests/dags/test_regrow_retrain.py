@@ -3,7 +3,6 @@ trigger (the run itself is tested under Airflow in tests/integration/test_airflo
 
 from __future__ import annotations
 
-import importlib.util
 from itertools import pairwise
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,6 +12,7 @@ from airflow.dag_processing.dagbag import DagBag  # after conftest.py set AIRFLO
 from airflow.sdk import Asset
 from airflow.sdk.exceptions import AirflowFailException
 
+from regrow.orchestration.tasks import retrain_trigger
 from tests.snapshots import write_snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,14 +31,6 @@ def repo_params():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("REGROW_PARAMS", str(REPO / "params.yaml"))
         yield
-
-
-@pytest.fixture(scope="module")
-def dag_module(repo_params):
-    spec = importlib.util.spec_from_file_location("regrow_retrain_dag", DAG_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +76,10 @@ def test_tasks_run_in_one_chain(retrain_dag):
         (False, "backfill", [], "manual"),
     ],
 )
-def test_the_trigger_says_what_started_the_run(dag_module, force, run_type, assets, trigger):
+def test_the_trigger_says_what_started_the_run(force, run_type, assets, trigger):
     events = {Asset(name=a, uri="regrow://policy/retrain-requested"): [] for a in assets}
     dag_run = SimpleNamespace(run_type=run_type)
-    assert dag_module._trigger(force, dag_run, events) == trigger
+    assert retrain_trigger(force, dag_run, events) == trigger
 
 
 def test_a_training_set_too_small_fails_train_model_at_once(
@@ -101,6 +93,7 @@ def test_a_training_set_too_small_fails_train_model_at_once(
     with pytest.raises(AirflowFailException, match=r"200 rows, fewer than train.min_rows=500"):
         train_model(
             params={"force_retrain": False, "mode": "default"},
-            dag_run=SimpleNamespace(run_type="manual"),
+            run_id="manual__x",
+            dag_run=SimpleNamespace(run_type="manual", dag_id="regrow_retrain"),
             triggering_asset_events={},
         )

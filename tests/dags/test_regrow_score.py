@@ -14,7 +14,8 @@ from airflow.sdk import Asset, Param
 from airflow.sdk.definitions.asset import AssetAll
 from airflow.sdk.exceptions import AirflowFailException, ParamValidationError
 
-from regrow.orchestration.airflow_local import ASSETS, asset, asset_event_days, days_to_score
+from regrow.orchestration.dags import ASSETS, asset
+from regrow.orchestration.tasks import asset_event_days, days_to_score
 
 REPO = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = REPO / "dags"

@@ -194,7 +194,9 @@ def test_repro_runs_the_whole_chain(clone):
                                for i in range((last - first).days + 1)]  # fmt: skip
     assert all(t["passed"] for day in summary.values() for t in day.values())
     # score: the newest day, every event once by the champion.
-    scored = re.search(r"^(\S+): (\d+) events scored by champion v1", clone.first_repro.stdout, re.M)
+    scored = re.search(
+        r"^(\S+): (\d+) events scored by champion v1", clone.first_repro.stdout, re.M
+    )
     assert scored and scored.group(1) == str(last), clone.first_repro.stdout[-2000:]
 
 

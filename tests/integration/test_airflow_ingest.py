@@ -100,7 +100,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
         settings=settings,
         env=env,
         landing_root=landing_root,
-        lakehouse=Lakehouse(settings.lakehouse, root=settings.resolve(settings.lakehouse.root)),
+        lakehouse=Lakehouse.from_settings(settings),
     )
 
 

@@ -38,7 +38,7 @@ from regrow.orchestration.airflow_local import (
 )
 from regrow.settings import Settings, load_settings
 from tests.bronze_rows import write_events, write_labels
-from tests.conftest import REPO, lakehouse_of, write_params
+from tests.conftest import REPO, context_of, lakehouse_of, write_params
 
 logger = logging.getLogger(__name__)
 # Minutes of `airflow dags test` subprocesses: started first (see pytest_collection_modifyitems).
@@ -111,8 +111,8 @@ def build_silver(spark, settings: Settings) -> None:
     lakehouse = lakehouse_of(settings)
     for i in range(DAYS):
         day = START + dt.timedelta(days=i)
-        build_features(spark, settings, day, "test-silver", lakehouse)
-        build_labels(spark, settings, day, "test-silver", lakehouse)
+        build_features(context_of(settings, spark, "test-silver", lakehouse), day)
+        build_labels(context_of(settings, spark, "test-silver", lakehouse), day)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from regrow.catalog import EVENTS, LABELS
 from regrow.data.ingest import IngestReport, ingest_day
 from regrow.settings import Settings, load_settings
 from tests import bad_inputs as corpus
-from tests.conftest import lakehouse_of, quarantined, write_params
+from tests.conftest import context_of, lakehouse_of, quarantined, write_params
 
 DAY = corpus.DAY
 MALFORMED = "malformed record (wrong number of fields or unparseable)"
@@ -57,7 +57,7 @@ def ingest(spark, settings: Settings, cases: list[corpus.Case], day: dt.date) ->
     root = Path(settings.resolve(settings.landing.path))
     landed = {c.name: c.land(root, day) for c in cases}
     lh = lakehouse_of(settings)
-    report = ingest_day(spark, settings, day, lakehouse=lh)
+    report = ingest_day(context_of(settings, spark, lakehouse=lh), day)
     for kind in (report.events, report.labels):
         assert kind.rows_in == kind.bronze_rows + kind.quarantined_rows
     bronze = []

@@ -18,7 +18,7 @@ from regrow.data.features import build_features, compute_features
 from regrow.settings import load_settings
 from regrow.storage.lakehouse import MissingPartitionError
 from tests.bronze_rows import at, event, events_frame, write_events
-from tests.conftest import lakehouse_of, write_params
+from tests.conftest import context_of, lakehouse_of, write_params
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 WINDOWS = {"windows": ["1h", "24h"], "sum_columns": ["amount"], "ratio_columns": ["amount"]}
@@ -60,7 +60,7 @@ def test_window_features_count_strictly_earlier_events_of_the_entity(spark, make
         ],
     )
 
-    report = build_features(spark, settings, D2, "run-1", lh)
+    report = build_features(context_of(settings, spark, "run-1", lh), D2)
 
     assert (report.rows, report.days_read) == (6, [str(D1), str(D2)])
     #                count_1h sum_1h count_24h sum_24h seconds_since ratio_24h
@@ -101,7 +101,7 @@ def test_a_day_alone_equals_the_same_day_of_a_30_day_backfill(spark, tmp_path):
     lone.write(only_lookback, EVENTS, "append", partition_by=[EVENT_DATE])
 
     result = CliRunner().invoke(app, ["features", "--all", "--params", str(params)])
-    report = build_features(spark, alone, day, "alone", lone)
+    report = build_features(context_of(alone, spark, "alone", lone), day)
 
     assert result.exit_code == 0, result.output
     assert len(full.partition_rows(FEATURES)) == 30
@@ -140,13 +140,13 @@ def test_a_gap_in_the_lookback_names_the_missing_bronze_partition(spark, make_se
     with pytest.raises(
         MissingPartitionError, match="bronze.events has no partition event_date=2026-01-02 "
     ):
-        build_features(spark, settings, D3, "run-1", lh)
+        build_features(context_of(settings, spark, "run-1", lh), D3)
     with pytest.raises(
         MissingPartitionError, match="event_date=2026-01-04 .*reads 2026-01-03..2026-01-04"
     ):
-        build_features(spark, settings, dt.date(2026, 1, 4), "run-1", lh)
+        build_features(context_of(settings, spark, "run-1", lh), dt.date(2026, 1, 4))
     # The first day of the data has no earlier day to read: not an error.
-    assert build_features(spark, settings, D1, "run-1", lh).days_read == [str(D1)]
+    assert build_features(context_of(settings, spark, "run-1", lh), D1).days_read == [str(D1)]
     assert not lh.partition_rows(FEATURES).get(str(D3))
 
 
@@ -161,4 +161,4 @@ def test_a_landed_day_not_yet_ingested_is_not_taken_for_the_start_of_the_data(sp
     (landed / "part-00000.csv").write_text("transaction_id\n", encoding="utf-8")
 
     with pytest.raises(MissingPartitionError, match="no partition event_date=2026-01-01 "):
-        build_features(spark, settings, D2, "run-1", lh)
+        build_features(context_of(settings, spark, "run-1", lh), D2)

@@ -25,7 +25,7 @@ from regrow.validation import (
     suite_path,
     validate_day,
 )
-from tests.conftest import REPO, lakehouse_of
+from tests.conftest import REPO, context_of, lakehouse_of
 
 DAY0 = dt.date(2026, 1, 1)
 
@@ -40,7 +40,7 @@ def land_and_ingest(spark, settings, days: int) -> Lakehouse:
     )
     lh = lakehouse_of(settings)
     for i in range(days):
-        ingest_day(spark, settings, DAY0 + dt.timedelta(days=i), lakehouse=lh)
+        ingest_day(context_of(settings, spark, lakehouse=lh), DAY0 + dt.timedelta(days=i))
     return lh
 
 
@@ -72,7 +72,9 @@ def test_clean_days_pass_and_are_recorded(spark, make_settings):
     settings = make_settings(simulator={"days": 2, "events_per_day": 200, "n_entities": 60})
     lh = land_and_ingest(spark, settings, 2)
 
-    outcomes = validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=1), "run-1")
+    outcomes = validate_day(
+        context_of(settings, spark, "run-1", lh), DAY0 + dt.timedelta(days=1)
+    ).outcomes
 
     assert [o.table for o in outcomes] == ["bronze.events", "bronze.labels", "bronze.quarantine"]
     assert all(not o.critical_failures for o in outcomes)
@@ -93,10 +95,12 @@ def test_broken_feed_day_is_blocked_with_a_readable_reason(spark, make_settings)
         }
     )
     lh = land_and_ingest(spark, settings, 3)
-    validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=1), "ok")  # before onset: passes
+    validate_day(
+        context_of(settings, spark, "ok", lh), DAY0 + dt.timedelta(days=1)
+    )  # before onset: passes
 
     with pytest.raises(ValidationError) as blocked:
-        validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=2), "broken")
+        validate_day(context_of(settings, spark, "broken", lh), DAY0 + dt.timedelta(days=2))
 
     message = str(blocked.value)
     assert message.startswith("2026-01-03 is blocked:")
@@ -133,9 +137,11 @@ def test_new_category_and_volume_spike_are_warnings_not_blocks(spark, make_setti
     shutil.copytree(tmp_path / "spike" / "events" / day3, root / "events" / day3)
     lh = lakehouse_of(settings)
     for i in range(3):
-        ingest_day(spark, settings, DAY0 + dt.timedelta(days=i), lakehouse=lh)
+        ingest_day(context_of(settings, spark, lakehouse=lh), DAY0 + dt.timedelta(days=i))
 
-    outcomes = validate_day(spark, settings, lh, DAY0 + dt.timedelta(days=2), "spike")
+    outcomes = validate_day(
+        context_of(settings, spark, "spike", lh), DAY0 + dt.timedelta(days=2)
+    ).outcomes
 
     events = outcomes[0]
     warned = {(w.expectation_type, w.column) for w in events.warnings}
@@ -152,10 +158,10 @@ def test_an_empty_feed_blocks_the_day(spark, make_settings):
     folder.mkdir(parents=True)
     (folder / "empty.csv").write_bytes(b"")
     lh = lakehouse_of(settings)
-    ingest_day(spark, settings, DAY0, lakehouse=lh)
+    ingest_day(context_of(settings, spark, lakehouse=lh), DAY0)
 
     with pytest.raises(
         ValidationError,
         match=r"(?s)bronze.events event_date=2026-01-01.*expect_table_row_count_to_be_between",
     ):
-        validate_day(spark, settings, lh, DAY0, "empty", tables=[EVENTS])
+        validate_day(context_of(settings, spark, "empty", lh), DAY0, tables=[EVENTS])

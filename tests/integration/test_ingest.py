@@ -14,7 +14,7 @@ from regrow.catalog import EVENTS, LABELS, QUARANTINE
 from regrow.data import simulate
 from regrow.data.ingest import IngestError, ingest_day
 from regrow.storage.lakehouse import Lakehouse
-from tests.conftest import lakehouse_of, quarantined
+from tests.conftest import context_of, lakehouse_of, quarantined
 
 DAY0 = dt.date(2026, 1, 1)
 
@@ -51,7 +51,8 @@ def stable(make_settings):
 def test_clean_days_land_every_row_in_bronze_and_reruns_are_idempotent(spark, stable):
     lh = lakehouse_of(stable)
     reports = [
-        ingest_day(spark, stable, DAY0 + dt.timedelta(days=i), lakehouse=lh) for i in range(3)
+        ingest_day(context_of(stable, spark, lakehouse=lh), DAY0 + dt.timedelta(days=i))
+        for i in range(3)
     ]
     truth = json.loads(Path(stable.resolve(stable.landing.path), "_scenario.json").read_text())
 
@@ -63,7 +64,7 @@ def test_clean_days_land_every_row_in_bronze_and_reruns_are_idempotent(spark, st
     assert before == {str(DAY0 + dt.timedelta(days=i)): 300 for i in range(3)}
     version = lh.table_version(EVENTS)
 
-    again = ingest_day(spark, stable, DAY0 + dt.timedelta(days=1), lakehouse=lh)
+    again = ingest_day(context_of(stable, spark, lakehouse=lh), DAY0 + dt.timedelta(days=1))
 
     assert again.events.bronze_rows == 300
     assert counts(lh, EVENTS, "event_date") == before
@@ -76,7 +77,7 @@ def test_clean_days_land_every_row_in_bronze_and_reruns_are_idempotent(spark, st
 
 def test_bronze_rows_are_typed_per_contract(spark, stable):
     lh = lakehouse_of(stable)
-    ingest_day(spark, stable, DAY0, lakehouse=lh)
+    ingest_day(context_of(stable, spark, lakehouse=lh), DAY0)
     df = lh.read(spark, EVENTS)
     types = dict(df.dtypes)
     assert types["event_time"] == "timestamp"
@@ -97,7 +98,7 @@ def test_same_file_landed_twice_adds_nothing(spark, stable):
     original = sorted(folder.glob("*.csv"))[0]
     shutil.copy(original, folder / "zz-copy.csv")
 
-    report = ingest_day(spark, stable, DAY0, lakehouse=lh)
+    report = ingest_day(context_of(stable, spark, lakehouse=lh), DAY0)
 
     assert report.events.rows_in == 600
     assert report.events.bronze_rows == 300
@@ -122,7 +123,7 @@ def test_broken_feed_rows_go_to_quarantine_with_reasons(spark, make_settings):
     lh = lakehouse_of(settings)
     day = DAY0 + dt.timedelta(days=1)
 
-    report = ingest_day(spark, settings, day, lakehouse=lh)
+    report = ingest_day(context_of(settings, spark, lakehouse=lh), day)
 
     events = report.events
     assert events.rows_in == events.bronze_rows + events.quarantined_rows
@@ -136,7 +137,7 @@ def test_broken_feed_rows_go_to_quarantine_with_reasons(spark, make_settings):
     assert "duplicate transaction_id" in reasons  # the redelivered file
     # Every quarantined row keeps its source file and raw record.
     assert all(r["source_file"] and r["record"] for r in quarantined(lh, "events", day))
-    clean = ingest_day(spark, settings, DAY0, lakehouse=lh)
+    clean = ingest_day(context_of(settings, spark, lakehouse=lh), DAY0)
     assert clean.events.quarantined_rows == 0
 
 
@@ -162,7 +163,7 @@ def test_mistyped_and_foreign_rows_are_quarantined_individually(spark, make_sett
     )
     lh = lakehouse_of(settings)
 
-    report = ingest_day(spark, settings, DAY0, lakehouse=lh)
+    report = ingest_day(context_of(settings, spark, lakehouse=lh), DAY0)
 
     assert (report.events.rows_in, report.events.bronze_rows, report.events.quarantined_rows) == (
         6,
@@ -190,7 +191,7 @@ def test_a_file_missing_a_column_is_quarantined_whole(spark, make_settings):
     )
     lh = lakehouse_of(settings)
 
-    report = ingest_day(spark, settings, DAY0, lakehouse=lh)
+    report = ingest_day(context_of(settings, spark, lakehouse=lh), DAY0)
 
     assert (report.events.bronze_rows, report.events.quarantined_rows) == (0, 1)
     (row,) = quarantined(lh, "events", DAY0)
@@ -220,7 +221,7 @@ def test_bad_labels_are_quarantined(spark, make_settings):
     )
     lh = lakehouse_of(settings)
 
-    report = ingest_day(spark, settings, DAY0, lakehouse=lh)
+    report = ingest_day(context_of(settings, spark, lakehouse=lh), DAY0)
 
     counts = (report.labels.rows_in, report.labels.bronze_rows, report.labels.quarantined_rows)
     assert counts == (6, 2, 4)
@@ -240,7 +241,7 @@ def test_json_and_parquet_landing(spark, make_settings, fmt):
         landing={"format": fmt}, simulator={"days": 1, "events_per_day": 200, "n_entities": 50}
     )
     land(settings, 1)
-    report = ingest_day(spark, settings, DAY0, lakehouse=lakehouse_of(settings))
+    report = ingest_day(context_of(settings, spark, lakehouse=lakehouse_of(settings)), DAY0)
     assert (report.events.rows_in, report.events.bronze_rows) == (200, 200)
     assert all(f.endswith(f".{fmt}") for f in report.events.files)
 
@@ -251,7 +252,7 @@ def test_missing_landing_file_names_the_pattern(spark, make_settings):
         IngestError,
         match=r"no events landed for 2026-01-07: nothing matches .*/events/2026-01-07/\*\.csv",
     ):
-        ingest_day(spark, settings, dt.date(2026, 1, 7))
+        ingest_day(context_of(settings, spark), dt.date(2026, 1, 7))
 
 
 def test_landing_and_lakehouse_on_s3(spark, make_settings, s3_bucket):
@@ -263,7 +264,7 @@ def test_landing_and_lakehouse_on_s3(spark, make_settings, s3_bucket):
     land(settings, 1)
     lh = lakehouse_of(settings)
 
-    report = ingest_day(spark, settings, DAY0, lakehouse=lh)
+    report = ingest_day(context_of(settings, spark, lakehouse=lh), DAY0)
 
     assert report.events.bronze_rows == 150
     assert all(f.startswith("s3://") for f in report.events.files)
@@ -289,7 +290,7 @@ def test_a_revised_label_replaces_the_earlier_one_of_the_day(spark, make_setting
     )
     lh = lakehouse_of(settings)
 
-    ingest_day(spark, settings, DAY0, lakehouse=lh)
+    ingest_day(context_of(settings, spark, lakehouse=lh), DAY0)
 
     assert [r["is_fraud"] for r in lh.to_arrow(LABELS).to_pylist()] == [1]
     (row,) = quarantined(lh, "labels", DAY0)

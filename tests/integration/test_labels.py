@@ -24,7 +24,7 @@ from tests.bronze_rows import (
     write_events,
     write_labels,
 )
-from tests.conftest import lakehouse_of
+from tests.conftest import context_of, lakehouse_of
 
 D1, D2, D3, D4 = (dt.date(2026, 1, d) for d in (1, 2, 3, 4))
 
@@ -139,7 +139,9 @@ def test_build_labels_joins_a_landing_day_and_leaves_a_day_without_labels_empty(
         ],
     )
 
-    empty = build_labels(spark, settings, D2, "run-1", lh)  # bronze.labels does not exist yet
+    empty = build_labels(
+        context_of(settings, spark, "run-1", lh), D2
+    )  # bronze.labels does not exist yet
 
     assert (empty.rows, empty.source_versions) == (0, {EVENTS: 0})
     assert lh.read(spark, SILVER_LABELS).count() == 0
@@ -149,7 +151,7 @@ def test_build_labels_joins_a_landing_day_and_leaves_a_day_without_labels_empty(
         settings.dataset,
         [label("a", "c1", at(D3, 10)), label("c", "c3", at(D3, 11), is_fraud=0)],
     )
-    report = build_labels(spark, settings, D3, "run-1", lh)
+    report = build_labels(context_of(settings, spark, "run-1", lh), D3)
     params = str(Path(settings.base_dir) / "params.yaml")
     rerun = CliRunner().invoke(
         app, ["labels", "--date", f"{D3}", "--run-id", "run-2", "--params", params]
@@ -181,7 +183,7 @@ def test_build_labels_stops_on_a_day_never_ingested_and_on_an_unknown_event(spar
     with pytest.raises(
         MissingPartitionError, match="bronze.events has no partition event_date=2026-01-02"
     ):
-        build_labels(spark, settings, D2, "run-1", lh)
+        build_labels(context_of(settings, spark, "run-1", lh), D2)
     with pytest.raises(UnmatchedLabelsError, match=r"1 label\(s\) .*\['a'\]"):
-        build_labels(spark, settings, D4, "run-1", lh)
+        build_labels(context_of(settings, spark, "run-1", lh), D4)
     assert not lh.exists(SILVER_LABELS)

@@ -30,14 +30,15 @@ from regrow.catalog import (
 )
 from regrow.cli import app
 from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
+from regrow.model.challenger import train_challenger
 from regrow.model.lineage import lineage
 from regrow.model.registry import Registry
-from regrow.model.retrain import train_and_gate, train_challenger
+from regrow.model.retrain import train_and_gate
 from regrow.model.scoring import ScoringError, load_scorers, score_day, score_frame
 from regrow.settings import load_settings
 from regrow.storage.lakehouse import MissingPartitionError
 from regrow.validation import ValidationError, validate_day
-from tests.conftest import lakehouse_of, write_params
+from tests.conftest import context_of, lakehouse_of, write_params
 from tests.snapshots import write_snapshot
 
 STABLE = {"scenario": "stable"}
@@ -73,8 +74,8 @@ def world(tmp_path_factory, mlflow_template, spark):
     shutil.copyfile(mlflow_template, root / "mlflow.db")
     settings = load_settings(write_params(root, simulator=STABLE))
     snapshot = write_snapshot(settings, root / "trainset-1", (0, 13))
-    _, _, outcome = train_and_gate(settings, lakehouse_of(settings), snapshot, "test", None)
-    assert outcome["promoted"], outcome
+    outcome = train_and_gate(context_of(settings), snapshot, "test", None).outcome
+    assert outcome.promoted, outcome
     day, features = write_features(settings, SCORED)
     return settings, root, day, features
 
@@ -85,7 +86,7 @@ def test_champion_scores_each_event_once_and_rescoring_gives_the_same_rows(world
     champion = registry.alias(CHAMPION)
     lakehouse = lakehouse_of(settings)
 
-    report = score_day(spark, settings, day, "run-a", lakehouse)
+    report = score_day(context_of(settings, spark, "run-a", lakehouse), day)
     rows = day_rows(settings, day)
 
     assert report.models == {CHAMPION: "1"} and report.events == features.num_rows
@@ -115,7 +116,7 @@ def test_champion_scores_each_event_once_and_rescoring_gives_the_same_rows(world
     assert [(r["model_version"], r["dvc_md5"]) for r in recorded] == [(1, champion.tags["dvc_md5"])]
 
     version = lakehouse.table_version(PREDICTIONS)
-    again = score_day(spark, settings, day, "run-a", lakehouse)
+    again = score_day(context_of(settings, spark, "run-a", lakehouse), day)
     assert again.version == version + 1  # a new commit that replaced the partition...
     assert day_rows(settings, day) == rows  # ...with the same rows, not twice as many
     assert len(lakehouse.to_arrow(MODEL_VERSIONS)) == 1  # lineage recorded once
@@ -124,16 +125,16 @@ def test_champion_scores_each_event_once_and_rescoring_gives_the_same_rows(world
 def test_challenger_scores_in_shadow_without_touching_champion_decisions(world, spark):
     settings, root, day, features = world
     lakehouse = lakehouse_of(settings)
-    score_day(spark, settings, day, "before", lakehouse)
+    score_day(context_of(settings, spark, "before", lakehouse), day)
     champion_only = [{**r, RUN_ID: None} for r in day_rows(settings, day)]
 
     # A warm start from the champion on the two newer days, registered as challenger.
     snapshot = write_snapshot(settings, root / "trainset-2", (0, 15))
-    facts = train_challenger(settings, snapshot, trigger="test", mode="warm_start")
-    assert facts["mode"] == "warm_start" and facts["version"] == "2"
+    facts = train_challenger(context_of(settings), snapshot, trigger="test", mode="warm_start")
+    assert facts.training["mode"] == "warm_start" and facts.version == "2"
     assert Registry(settings).alias(CHALLENGER).version == "2"
 
-    report = score_day(spark, settings, day, "after", lakehouse)
+    report = score_day(context_of(settings, spark, "after", lakehouse), day)
     rows = day_rows(settings, day)
     champion = [{**r, RUN_ID: None} for r in rows if r["model_alias"] == CHAMPION]
     shadow = [r for r in rows if r["model_alias"] == SHADOW]
@@ -171,7 +172,7 @@ def test_challenger_scores_in_shadow_without_touching_champion_decisions(world, 
 
 def test_cli_reads_predictions_queries_them_and_traces_lineage(world, spark):
     settings, root, day, _ = world
-    score_day(spark, settings, day, "cli", lakehouse_of(settings))
+    score_day(context_of(settings, spark, "cli", lakehouse_of(settings)), day)
     params = str(root / "params.yaml")
     runner = CliRunner()
 
@@ -216,7 +217,7 @@ def test_missing_day_and_changed_schema_stop_with_their_names(world, spark, tmp_
     missing = day + dt.timedelta(days=5)
     with pytest.raises(MissingPartitionError, match=f"silver.features has no partition "
                        f"event_date={missing}"):  # fmt: skip
-        score_day(spark, settings, missing, "run", lakehouse)
+        score_day(context_of(settings, spark, "run", lakehouse), missing)
 
     # Same registry, another lakehouse whose features lost one column and retyped another.
     other = load_settings(
@@ -229,7 +230,7 @@ def test_missing_day_and_changed_schema_stop_with_their_names(world, spark, tmp_
     )  # fmt: skip
     lakehouse_of(other).append_records(FEATURES, changed, partition_by=[EVENT_DATE])
     with pytest.raises(ScoringError) as err:
-        score_day(spark, other, day, "run", lakehouse_of(other))
+        score_day(context_of(other, spark, "run", lakehouse_of(other)), day)
     message = str(err.value)
     assert "missing columns ['merchant_risk']" in message
     assert "amount is string" in message
@@ -241,7 +242,7 @@ def test_no_champion_is_a_clear_error(make_settings, mlflow_db, spark):
     settings = make_settings(simulator=STABLE)
     day, _ = write_features(settings, 0)
     with pytest.raises(ScoringError, match=r"has no champion: nothing to score with"):
-        score_day(spark, settings, day, "run", lakehouse_of(settings))
+        score_day(context_of(settings, spark, "run", lakehouse_of(settings)), day)
     result = CliRunner().invoke(
         app, ["score", "--date", str(day), "--params", str(Path(settings.base_dir) / "params.yaml")]
     )
@@ -267,7 +268,7 @@ def test_predictions_suite_blocks_out_of_range_scores_and_duplicate_champions(wo
     lakehouse.append_records(PREDICTIONS, pa.Table.from_pylist(rows, schema), [EVENT_DATE])
 
     with pytest.raises(ValidationError) as err:
-        validate_day(spark, settings, lakehouse, day, "check", tables=[PREDICTIONS])
+        validate_day(context_of(settings, spark, "check", lakehouse), day, tables=[PREDICTIONS])
     failed = {o.expectation_type for o in err.value.outcome.critical_failures}
     assert failed == {
         "expect_column_values_to_be_between",

@@ -16,17 +16,13 @@ from typer.testing import CliRunner
 
 from regrow.catalog import CHALLENGER, CHAMPION
 from regrow.cli import app
+from regrow.model.challenger import evaluate_challenger, train_challenger
+from regrow.model.promotion import decide
 from regrow.model.registry import Registry, RegistryError
-from regrow.model.retrain import (
-    decide,
-    dvc_md5,
-    evaluate_challenger,
-    retrain_needed,
-    train_and_gate,
-    train_challenger,
-)
+from regrow.model.retrain import retrain_needed, train_and_gate
 from regrow.model.training import TrainingError
-from tests.conftest import _free_port, lakehouse_of
+from regrow.model.versioning import dvc_md5
+from tests.conftest import _free_port, context_of, lakehouse_of
 from tests.snapshots import write_snapshot
 
 # Every test starts from an empty, already migrated MLflow store in its tmp_path.
@@ -44,8 +40,8 @@ def decisions(settings) -> list[dict]:
 
 
 def retrain(settings, snapshot: Path, trigger: str = "test", mode: str | None = None) -> dict:
-    facts, _, outcome = train_and_gate(settings, lakehouse_of(settings), snapshot, trigger, mode)
-    return facts | {"outcome": outcome}
+    result = train_and_gate(context_of(settings), snapshot, trigger, mode)
+    return result.challenger.as_dict() | {"outcome": result.outcome.as_dict()}
 
 
 def test_first_model_beats_every_baseline_and_is_promoted_with_its_lineage(make_settings, tmp_path):
@@ -135,7 +131,9 @@ def test_a_warm_start_continues_the_champions_trees_on_only_the_new_rows(make_se
     assert first["outcome"]["promoted"]
     later = write_snapshot(settings, tmp_path / "later", (0, 20))
 
-    warm = train_challenger(settings, later, trigger="test", mode="warm_start")
+    warm = train_challenger(
+        context_of(settings), later, trigger="test", mode="warm_start"
+    ).as_dict()
 
     registry = Registry(settings)
     parent, child = registry.load("1"), registry.load(warm["version"])
@@ -158,7 +156,7 @@ def test_validation_days_that_were_pinned_still_steer_early_stopping(make_settin
     retrain(settings, write_snapshot(settings, tmp_path / "first", (0, 13)))  # pins days 12-13
 
     later = write_snapshot(settings, tmp_path / "later", (0, 15))  # validation: days 12-13
-    facts = train_challenger(settings, later, mode="warm_start")
+    facts = train_challenger(context_of(settings), later, mode="warm_start").as_dict()
 
     assert facts["validation_rows"] == facts["pinned_rows_in_validation"] == 4000
     assert facts["pinned_rows_dropped"] == {"train": 0}
@@ -170,8 +168,8 @@ def test_warm_start_falls_back_to_stateless_when_a_cap_is_reached(make_settings,
     settings = make_settings(simulator=STABLE, train={"warm_start": {"max_trees": 5}})
     retrain(settings, write_snapshot(settings, tmp_path / "first", (0, 13)))
 
-    facts = train_challenger(settings, write_snapshot(settings, tmp_path / "later", (0, 20)),
-                             mode="warm_start")  # fmt: skip
+    later = write_snapshot(settings, tmp_path / "later", (0, 20))
+    facts = train_challenger(context_of(settings), later, mode="warm_start").as_dict()
 
     assert facts["mode"] == "stateless" and facts["trees_from_parent"] == 0
     assert "max_trees=5" in facts["mode_reason"]
@@ -185,7 +183,7 @@ def test_a_model_with_a_new_feature_is_gated_without_the_older_pinned_set(make_s
     wider = write_snapshot(settings, tmp_path / "wider", (1, 14), extra_feature="amount_x")
     result = retrain(settings, wider)
 
-    report = evaluate_challenger(settings, result["version"], wider)
+    report = evaluate_challenger(context_of(settings), result["version"], wider).as_dict()
     pinned = report["evaluation"]["challenger"]["sets"]["pinned"]
     assert pinned["skipped"].startswith("no column(s) ['amount_x']: the set predates them")
     assert report["evaluation"]["champion"]["sets"]["pinned"]["pr_auc"] > 0  # still scored
@@ -203,11 +201,11 @@ def test_a_single_class_or_too_few_rows_stops_before_the_registry(make_settings,
     rows[settings.dataset.label] = 0
     rows.to_parquet(train_path, index=False)
     with pytest.raises(TrainingError, match=r"single class \(\d+ rows, all negative\)"):
-        train_challenger(settings, snapshot)
+        train_challenger(context_of(settings), snapshot)
 
     small = make_settings(simulator=STABLE, train={"min_rows": 10**6})
     with pytest.raises(TrainingError, match=r"fewer than train.min_rows=1000000"):
-        train_challenger(small, write_snapshot(small, tmp_path / "ok", (0, 13)))
+        train_challenger(context_of(small), write_snapshot(small, tmp_path / "ok", (0, 13)))
     assert Registry(settings).versions() == []
     assert not lakehouse_of(settings).exists("gold.decisions")
 
@@ -215,13 +213,15 @@ def test_a_single_class_or_too_few_rows_stops_before_the_registry(make_settings,
 def test_retrain_needed_skips_the_champions_own_training_set_unless_forced(make_settings, tmp_path):
     settings = make_settings(simulator=STABLE)
     snapshot = write_snapshot(settings, tmp_path / "trainset", (0, 13))
-    assert retrain_needed(settings, snapshot) == (True, "no champion yet")
+    assert retrain_needed(context_of(settings), snapshot) == (True, "no champion yet")
     retrain(settings, snapshot)
 
-    needed, reason = retrain_needed(settings, snapshot)
+    needed, reason = retrain_needed(context_of(settings), snapshot)
     assert not needed and "champion v1 was trained on this very training set" in reason
-    assert retrain_needed(settings, snapshot, force=True)[0]
-    assert retrain_needed(settings, write_snapshot(settings, tmp_path / "new", (1, 14)))[0]
+    assert retrain_needed(context_of(settings), snapshot, force=True)[0]
+    assert retrain_needed(
+        context_of(settings), write_snapshot(settings, tmp_path / "new", (1, 14))
+    )[0]
 
 
 def test_evaluating_the_champion_again_decides_nothing(make_settings, tmp_path):
@@ -229,12 +229,13 @@ def test_evaluating_the_champion_again_decides_nothing(make_settings, tmp_path):
     snapshot = write_snapshot(settings, tmp_path / "trainset", (0, 13))
     retrain(settings, snapshot)  # v1, promoted
 
-    report = evaluate_challenger(settings, "1", snapshot)  # e.g. `regrow evaluate` run twice
-    outcome = decide(settings, report, lakehouse_of(settings))
+    ctx = context_of(settings)
+    report = evaluate_challenger(ctx, "1", snapshot)  # e.g. `regrow evaluate` run twice
+    outcome = decide(ctx, report)
 
-    assert report["already_champion"] and report["evaluation"]["champion"] is None
-    assert outcome["reason"] == "v1 is already the champion: nothing to decide"
-    assert not outcome["promoted"] and len(decisions(settings)) == 1
+    assert report.already_champion and report.champion_evaluation is None
+    assert outcome.reason == "v1 is already the champion: nothing to decide"
+    assert not outcome.promoted and len(decisions(settings)) == 1
     assert Registry(settings).alias(CHAMPION).version == "1"
 
 
@@ -308,18 +309,18 @@ def test_an_unreachable_registry_fails_clearly_and_leaves_the_aliases(make_setti
         first = retrain(settings, write_snapshot(settings, tmp_path / "first", (0, 13)))
         assert first["outcome"]["promoted"]
         later = write_snapshot(settings, tmp_path / "later", (15, 28))
-        facts = train_challenger(settings, later)
-        report = evaluate_challenger(settings, facts["version"], later)
+        facts = train_challenger(context_of(settings), later)
+        report = evaluate_challenger(context_of(settings), facts.version, later)
     finally:
         server.terminate()
         server.wait(timeout=30)
 
     # The server is down between evaluation and gate, and before a training run.
     with pytest.raises(RegistryError, match=rf"MLflow at {uri}: reading alias champion"):
-        decide(settings, report, lakehouse_of(settings))
+        decide(context_of(settings), report)
     started = time.monotonic()
     with pytest.raises(RegistryError, match=rf"MLflow at {uri}: connecting failed"):
-        train_challenger(settings, later)
+        train_challenger(context_of(settings), later)
     assert time.monotonic() - started < 60  # no minutes of retries (a bound, not a benchmark)
 
     # What the server stored, read from its own database: nothing moved, nothing recorded.
@@ -334,7 +335,9 @@ def test_an_unreachable_registry_fails_clearly_and_leaves_the_aliases(make_setti
 def test_artifacts_can_live_on_s3(make_settings, tmp_path, s3_bucket, monkeypatch):
     monkeypatch.setenv("MLFLOW_S3_ENDPOINT_URL", __import__("os").environ["AWS_ENDPOINT_URL"])
     settings = make_settings(simulator=STABLE, mlflow={"artifact_location": f"{s3_bucket}/mlflow"})
-    facts = train_challenger(settings, write_snapshot(settings, tmp_path / "trainset", (0, 13)))
+    facts = train_challenger(
+        context_of(settings), write_snapshot(settings, tmp_path / "trainset", (0, 13))
+    ).as_dict()
 
     registry = Registry(settings)
     run = registry.client.get_run(facts["run_id"])

@@ -18,7 +18,7 @@ from regrow.data.trainset import TrainsetError, build_trainset, load_trainset
 from regrow.settings import Settings, load_settings
 from regrow.storage.lakehouse import MissingPartitionError
 from tests.bronze_rows import at, event, label, write_events, write_labels
-from tests.conftest import lakehouse_of, write_params
+from tests.conftest import context_of, lakehouse_of, write_params
 
 D1, D2, D3, D4, D5, D6 = (dt.date(2026, 1, d) for d in range(1, 7))
 SECTIONS = {
@@ -82,16 +82,18 @@ def five_days(spark, tmp_path_factory) -> Settings:
         ],
     )
     for day in days:
-        build_features(spark, settings, day, "run-1", lh)
+        build_features(context_of(settings, spark, "run-1", lh), day)
     for day in (D2, D4, D5):
-        build_labels(spark, settings, day, "run-1", lh)
+        build_labels(context_of(settings, spark, "run-1", lh), day)
     return settings
 
 
 def test_matured_events_split_by_day_with_statistics_of_the_training_split(
     spark, five_days, tmp_path
 ):
-    trainset = build_trainset(spark, five_days, lakehouse_of(five_days), output_dir=tmp_path)
+    trainset = build_trainset(
+        context_of(five_days, spark, lakehouse=lakehouse_of(five_days)), output_dir=tmp_path
+    )
 
     m = trainset.manifest
     assert m["cutoff_date"] == str(D6)  # the day after the newest day of silver.features
@@ -135,7 +137,9 @@ def test_matured_events_split_by_day_with_statistics_of_the_training_split(
 def test_balancing_changes_only_the_training_split(spark, five_days, tmp_path):
     undersample = with_split(five_days, balance="undersample", balance_ratio=1.0)
 
-    trainset = build_trainset(spark, undersample, lakehouse_of(five_days), output_dir=tmp_path)
+    trainset = build_trainset(
+        context_of(undersample, spark, lakehouse=lakehouse_of(five_days)), output_dir=tmp_path
+    )
 
     splits = labelled(trainset)
     assert splits["train"]["e1-10"] == (1, "arrived")
@@ -152,7 +156,9 @@ def test_a_future_event_and_a_late_label_reach_neither_features_nor_the_training
     settings = load_settings(write_params(tmp_path, **SECTIONS))
     lh, dataset = lakehouse_of(settings), settings.dataset
     features_before = features_by_event(lh)
-    before = build_trainset(spark, settings, lh, cutoff=D6, output_dir=tmp_path / "before")
+    before = build_trainset(
+        context_of(settings, spark, lakehouse=lh), cutoff=D6, output_dir=tmp_path / "before"
+    )
 
     # Planted: later events of card c1 (the same day, and after the cut-off), and labels
     # that arrive after the cut-off: a positive for e4-00, whose window closed at the
@@ -167,8 +173,8 @@ def test_a_future_event_and_a_late_label_reach_neither_features_nor_the_training
         spark, lh, dataset, [label("e4-00", "c1", at(D6, 6)), label("e5-10", "c2", at(D6, 7))]
     )
     for day in (D5, D6):
-        build_features(spark, settings, day, "run-2", lh)
-    build_labels(spark, settings, D6, "run-2", lh)
+        build_features(context_of(settings, spark, "run-2", lh), day)
+    build_labels(context_of(settings, spark, "run-2", lh), D6)
 
     features_after = features_by_event(lh)
     assert {k: v for k, v in features_after.items() if k in features_before} == features_before
@@ -176,7 +182,9 @@ def test_a_future_event_and_a_late_label_reach_neither_features_nor_the_training
     assert features_after["e5-23"][:2] == (0, 2)  # e5-06, e5-14
     assert features_after["e6-05"][:2] == (0, 3)  # e5-06, e5-14, e5-23
 
-    after = build_trainset(spark, settings, lh, cutoff=D6, output_dir=tmp_path / "after")
+    after = build_trainset(
+        context_of(settings, spark, lakehouse=lh), cutoff=D6, output_dir=tmp_path / "after"
+    )
 
     assert lh.partition_rows("silver.features")[str(D5)] == 5  # replaced: 4 + e5-23
     assert after.manifest["content_hash"] == before.manifest["content_hash"]
@@ -185,7 +193,9 @@ def test_a_future_event_and_a_late_label_reach_neither_features_nor_the_training
 
     # Taking younger events whose label has arrived: e5-06 now, e5-10 still not.
     arrived = with_split(settings, matured="label_arrived")
-    recent = build_trainset(spark, arrived, lh, cutoff=D6, output_dir=tmp_path / "arrived")
+    recent = build_trainset(
+        context_of(arrived, spark, lakehouse=lh), cutoff=D6, output_dir=tmp_path / "arrived"
+    )
 
     splits = labelled(recent)
     assert (splits["validation"], splits["test"]) == (
@@ -227,7 +237,7 @@ def gappy(spark, tmp_path_factory):
     write_events(spark, lh, settings.dataset, [e for d in (D1, D2, D3) for e in day_events(d)])
     write_labels(spark, lh, settings.dataset, [label("e1-10", "c2", at(D3, 9))])
     for day in (D1, D3):
-        build_features(spark, settings, day, "run-1", lh)
+        build_features(context_of(settings, spark, "run-1", lh), day)
     return settings, lh
 
 
@@ -255,7 +265,9 @@ def gappy(spark, tmp_path_factory):
 def test_a_cutoff_the_data_cannot_serve_names_the_dates(spark, gappy, tmp_path, cutoff, message):
     settings, lh = gappy
     with pytest.raises(TrainsetError, match=message):
-        build_trainset(spark, settings, lh, cutoff=cutoff, output_dir=tmp_path)
+        build_trainset(
+            context_of(settings, spark, lakehouse=lh), cutoff=cutoff, output_dir=tmp_path
+        )
     assert not (tmp_path / "manifest.json").exists()
 
 
@@ -264,10 +276,10 @@ def test_a_day_missing_in_silver_names_the_partition(spark, gappy, tmp_path):
     with pytest.raises(
         MissingPartitionError, match="silver.features has no partition event_date=2026-01-02 "
     ):
-        build_trainset(spark, settings, lh, cutoff=D4, output_dir=tmp_path)
+        build_trainset(context_of(settings, spark, lakehouse=lh), cutoff=D4, output_dir=tmp_path)
     last_day = with_split(settings, window_days=1)
     with pytest.raises(
         TrainsetError,
         match=r"silver.labels has no partition label_date=2026-01-03 .*regrow labels --date 2026-01-03",
     ):
-        build_trainset(spark, last_day, lh, cutoff=D4, output_dir=tmp_path)
+        build_trainset(context_of(last_day, spark, lakehouse=lh), cutoff=D4, output_dir=tmp_path)

@@ -21,14 +21,20 @@ def ev(pr_auc: float, slices: dict[str, float] | None = None, pinned: float | No
         sets[PINNED] = {"pr_auc": pinned, "log_loss": log_loss}
     return Evaluation(
         sets=sets,
-        slices=[{"column": "channel", "value": v, "rows": 500, "positives": 20, "pr_auc": p}
-                for v, p in (slices or {}).items()],  # fmt: skip
+        slices=[
+            {"column": "channel", "value": v, "rows": 500, "positives": 20, "pr_auc": p}
+            for v, p in (slices or {}).items()
+        ],  # fmt: skip
         behavioral=[{"name": "risk_up", "passed": behavioral_ok, "detail": "moved"}],
     )
 
 
 CFG = EvaluateSettings(min_improvement=0.01, slice_tolerance=0.05)
-BASELINES = {"random": {"pr_auc": 0.03}, "majority": {"pr_auc": 0.03}, "heuristic": {"pr_auc": 0.08}}
+BASELINES = {
+    "random": {"pr_auc": 0.03},
+    "majority": {"pr_auc": 0.03},
+    "heuristic": {"pr_auc": 0.08},
+}
 
 
 def failed(result) -> list[str]:

@@ -1,5 +1,9 @@
-"""The command line: `regrow --help`."""
+"""The ``regrow`` command line: the same library calls as the DAGs and DVC stages.
 
-from regrow.cli.app import app
+``app`` is the Typer application; each module registers its commands on it.
+"""
+
+from regrow.cli import airflow, data, model, tables  # noqa: F401  (registers the commands)
+from regrow.cli.common import app
 
 __all__ = ["app"]

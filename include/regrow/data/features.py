@@ -36,11 +36,12 @@ from regrow.catalog import (
     derived_columns,
 )
 from regrow.data import landing
-from regrow.settings import DatasetSettings, FeatureSettings, Settings
+from regrow.settings import DatasetSettings, FeatureSettings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
+    from regrow.stage import StageContext
     from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
@@ -141,23 +142,19 @@ def lookback(
     return days
 
 
-def build_features(
-    spark: SparkSession,
-    settings: Settings,
-    day: dt.date,
-    run_id: str,
-    lakehouse: Lakehouse,
-) -> FeaturesReport:
+def build_features(ctx: StageContext, day: dt.date) -> FeaturesReport:
     """Compute ``day``'s features from bronze.events and replace its silver.features
     partition (rerunning a day gives the same rows)."""
     from pyspark.sql import functions as F
 
+    settings, lakehouse = ctx.settings, ctx.lakehouse
+
     landed = landing.landed_days(settings.resolve(settings.landing.path), "events")
     days = lookback(lakehouse, day, settings.features, landed)
     version = lakehouse.table_version(EVENTS)
-    events = lakehouse.read(spark, EVENTS, version=version, partitions={EVENT_DATE: days})
+    events = lakehouse.read(ctx.spark, EVENTS, version=version, partitions={EVENT_DATE: days})
     features = compute_features(events, settings.dataset, settings.features, day).select(
-        "*", F.lit(version).cast("long").alias(SOURCE_VERSION), F.lit(run_id).alias(RUN_ID)
+        "*", F.lit(version).cast("long").alias(SOURCE_VERSION), F.lit(ctx.run_id).alias(RUN_ID)
     )
     commit = lakehouse.write(
         features,

@@ -38,11 +38,14 @@ from regrow.catalog import (
     TABLES,
 )
 from regrow.data import landing
-from regrow.settings import DatasetSettings, LandingSettings, Settings
+from regrow.settings import DatasetSettings, LandingSettings
 from regrow.storage.lakehouse import Lakehouse
+from regrow.validation import runtime_parameters, split_invalid_rows, suite_for
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
+
+    from regrow.stage import StageContext
 
 logger = logging.getLogger(__name__)
 
@@ -442,20 +445,11 @@ def with_known_events(
     )
 
 
-def ingest_day(
-    spark: SparkSession,
-    settings: Settings,
-    day: dt.date,
-    run_id: str | None = None,
-    lakehouse: Lakehouse | None = None,
-) -> IngestReport:
+def ingest_day(ctx: StageContext, day: dt.date) -> IngestReport:
     """Ingest one day's landing files; returns counts per kind and quarantine reasons."""
     from pyspark.sql import functions as F
 
-    lakehouse = lakehouse or Lakehouse(
-        settings.lakehouse, settings.resolve(settings.lakehouse.root)
-    )
-    run_id = run_id or f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+    spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
     root = settings.resolve(settings.landing.path)
     dataset = settings.dataset
     event_files = landing.find_files(root, settings.landing, "events", day)
@@ -477,8 +471,6 @@ def ingest_day(
               [dataset.event_id, dataset.label, dataset.label_timestamp], label_rules(dataset, day),
               latest_by=dataset.label_timestamp),
     ]  # fmt: skip
-    from regrow.validation import runtime_parameters, suite_for
-
     suites = {plan.kind: suite_for(settings, plan.table) for plan in plans}
     parameters = runtime_parameters(day, now=now)
     reports = {}
@@ -520,8 +512,6 @@ def _ingest_kind(
     """Parse, quarantine what breaks the contract or a row-level expectation of the
     table's suite, and write both halves."""
     from pyspark.sql import functions as F
-
-    from regrow.validation import split_invalid_rows
 
     kind, table, date_column, files, types = (
         plan.kind,

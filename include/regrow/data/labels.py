@@ -34,13 +34,13 @@ from regrow.catalog import (
     WINDOW_CLOSED,
     label_columns,
 )
-from regrow.settings import DatasetSettings, Settings
+from regrow.settings import DatasetSettings
 from regrow.storage.lakehouse import LakehouseError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame
 
-    from regrow.storage.lakehouse import Lakehouse
+    from regrow.stage import StageContext
 
 logger = logging.getLogger(__name__)
 
@@ -160,13 +160,7 @@ class LabelsReport:
         return asdict(self)
 
 
-def build_labels(
-    spark: SparkSession,
-    settings: Settings,
-    day: dt.date,
-    run_id: str,
-    lakehouse: Lakehouse,
-) -> LabelsReport:
+def build_labels(ctx: StageContext, day: dt.date) -> LabelsReport:
     """Join the labels that landed on ``day`` to their events and replace the day's
     silver.labels partition (a day with no labels leaves it empty).
 
@@ -176,7 +170,7 @@ def build_labels(
     """
     from pyspark.sql import functions as F
 
-    dataset = settings.dataset
+    spark, dataset, lakehouse = ctx.spark, ctx.settings.dataset, ctx.lakehouse
     # The day's events prove the day was ingested: its labels may be legitimately none.
     lakehouse.require_days(
         EVENTS,
@@ -204,7 +198,7 @@ def build_labels(
         F.to_json(
             F.create_map(*[x for k, v in versions.items() for x in (F.lit(k), F.lit(v))])
         ).alias(SOURCE_VERSIONS),
-        F.lit(run_id).alias(RUN_ID),
+        F.lit(ctx.run_id).alias(RUN_ID),
     )
     commit = lakehouse.write(
         out, SILVER_LABELS, "overwrite", partition_by=[LABEL_DATE], partition={LABEL_DATE: day}

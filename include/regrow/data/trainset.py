@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyspark.sql import SparkSession
 
+    from regrow.stage import StageContext
     from regrow.storage.lakehouse import Lakehouse
 
 logger = logging.getLogger(__name__)
@@ -430,6 +431,9 @@ class TrainSet:
     manifest: dict[str, Any]
     transform: Transform
 
+    def as_dict(self) -> dict[str, Any]:
+        return self.manifest
+
 
 def _split_facts(frame: pd.DataFrame, dataset: DatasetSettings) -> dict[str, Any]:
     positives = int((frame[dataset.label] == dataset.positive_label).sum())
@@ -446,9 +450,7 @@ def _split_facts(frame: pd.DataFrame, dataset: DatasetSettings) -> dict[str, Any
 
 
 def build_trainset(
-    spark: SparkSession,
-    settings: Settings,
-    lakehouse: Lakehouse,
+    ctx: StageContext,
     cutoff: dt.date | None = None,
     output_dir: str | Path | None = None,
 ) -> TrainSet:
@@ -463,6 +465,7 @@ def build_trainset(
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    spark, settings, lakehouse = ctx.spark, ctx.settings, ctx.lakehouse
     dataset, cfg = settings.dataset, settings.split
     cutoff = resolve_cutoff(lakehouse, cfg, cutoff)
     frame, facts = load_matured(spark, settings, lakehouse, cutoff)

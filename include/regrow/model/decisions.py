@@ -9,7 +9,6 @@ both models, every check the gate made (JSON), and the MLflow run. People read i
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import json
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 
 from regrow.catalog import DECISION_DATE, DECISIONS, TABLES
+from regrow.stage import default_actor
 from regrow.storage.lakehouse import CommitInfo, Lakehouse
 
 PROMOTE, KEEP, FORCE_PROMOTE, ROLLBACK = "promote", "keep", "force_promote", "rollback"
@@ -45,17 +45,6 @@ SCHEMA = pa.schema([
 ])  # fmt: skip
 
 
-def actor() -> str:
-    """Who decides: ``$REGROW_ACTOR`` (e.g. the Airflow DAG), else the OS user."""
-    import os
-
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return os.environ.get("REGROW_ACTOR") or user
-
-
 @dataclass
 class Decision:
     action: str
@@ -71,7 +60,7 @@ class Decision:
     champion_value: float | None = None
     checks: list[dict[str, Any]] = field(default_factory=list)
     forced: bool = False
-    actor: str = field(default_factory=actor)
+    actor: str = field(default_factory=default_actor)  # who decided: ctx.actor
     run_id: str | None = None
     trainset_sha256: str | None = None
     decided_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -87,4 +76,6 @@ class Decision:
 def record(lakehouse: Lakehouse, decision: Decision) -> CommitInfo:
     """Append one decision to ``gold.decisions`` (partitioned by ``decision_date``)."""
     table = pa.Table.from_pylist([decision.row()], schema=SCHEMA)
-    return lakehouse.append_records(DECISIONS, table, partition_by=list(TABLES[DECISIONS].partition_by))
+    return lakehouse.append_records(
+        DECISIONS, table, partition_by=list(TABLES[DECISIONS].partition_by)
+    )

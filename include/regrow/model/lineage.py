@@ -139,7 +139,6 @@ def lineage(lakehouse: Lakehouse, dataset: DatasetSettings, entity: str, day: dt
     """
     import pyarrow.compute as pc
 
-
     lakehouse.require_days(
         PREDICTIONS, [day], EVENT_DATE, hint=f": score the day first (regrow score --date {day})"
     )

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from regrow.data.trainset import TRANSFORM, Transform
+from regrow.model.training import Model, Parent
 from regrow.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.tracking import MlflowClient
 
-    from regrow.model.training import Model, Parent
 
 logger = logging.getLogger(__name__)
 
@@ -264,8 +264,6 @@ class Registry:
         """The booster and transform of a registered version."""
         import xgboost as xgb
 
-        from regrow.model.training import Model
-
         found = self.version(version)
 
         def download() -> Model:
@@ -291,8 +289,6 @@ class Registry:
 
     def parent(self, version: Version) -> Parent:
         """A version as the parent of a warm start (its model and training window)."""
-        from regrow.model.training import Parent
-
         end = version.tags.get("train_last_event")
         if not end:
             raise RegistryError(

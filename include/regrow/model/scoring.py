@@ -37,7 +37,12 @@ from regrow.catalog import (
     key_columns,
     prediction_columns,
 )
+from regrow.data.trainset import Transform
+from regrow.model.lineage import record_versions
+from regrow.model.training import Model
 from regrow.settings import DatasetSettings, ScoreSettings, Settings
+from regrow.storage.lakehouse import decode_dictionaries
+from regrow.validation import validate_day
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -45,10 +50,11 @@ if TYPE_CHECKING:
     from pyspark.sql.types import StructType
 
     from regrow.model.registry import Registry, Version
-    from regrow.model.training import Model
+    from regrow.stage import StageContext
     from regrow.storage.lakehouse import CommitInfo, Lakehouse
 
 logger = logging.getLogger(__name__)
+
 
 class ScoringError(RuntimeError):
     """A day cannot be scored: no champion, or features the model cannot read."""
@@ -143,9 +149,6 @@ def _models(key: str, broadcast) -> list[tuple[dict[str, Any], Model]]:
     broadcast: a worker-side Broadcast has no id)."""
     if key not in _LOADED:
         import xgboost as xgb
-
-        from regrow.data.trainset import Transform
-        from regrow.model.training import Model
 
         loaded = []
         for spec in broadcast.value:
@@ -275,7 +278,6 @@ def score_frame(
     scoring = scoring_pass(
         features.sparkSession, features.schema, scorers, dataset, cfg, source_version, run_id
     )
-    from regrow.storage.lakehouse import decode_dictionaries
 
     function = scoring.function
     return features.select(*scoring.columns).mapInArrow(
@@ -336,14 +338,7 @@ class ScoreReport:
         return asdict(self)
 
 
-def score_day(
-    spark: SparkSession,
-    settings: Settings,
-    day: dt.date,
-    run_id: str,
-    lakehouse: Lakehouse,
-    registry: Registry | None = None,
-) -> ScoreReport:
+def score_day(ctx: StageContext, day: dt.date) -> ScoreReport:
     """Score ``day``'s silver.features with the champion (and the challenger in shadow),
     replace the day's gold.predictions partition, record the models' lineage, then run
     the gold.predictions suite on it.
@@ -357,15 +352,12 @@ def score_day(
     """
     import pyarrow.compute as pc
 
-    from regrow.model.lineage import record_versions
-    from regrow.model.registry import Registry
-    from regrow.validation import validate_day
-
+    spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
     lakehouse.require_days(
         FEATURES, [day], EVENT_DATE, hint=f": build the day's features before scoring it "
         f"(regrow features --date {day})",
     )  # fmt: skip
-    registry = registry or Registry(settings)
+    registry = ctx.registry
     scorers = load_scorers(registry, settings.score.shadow)
     version = lakehouse.table_version(FEATURES)
     features = lakehouse.spark_schema(FEATURES, version)
@@ -390,7 +382,7 @@ def score_day(
         "gold.predictions %s: %d events scored by %s, %d flagged at %.3f -> v%d",
         day, report.events, report.models, report.flagged, report.threshold, commit.version,
     )  # fmt: skip
-    validate_day(spark, settings, lakehouse, day, run_id, tables=[PREDICTIONS])
+    validate_day(ctx, day, tables=[PREDICTIONS])
     return report
 
 

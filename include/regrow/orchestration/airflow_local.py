@@ -9,18 +9,13 @@ day as a subprocess. Tests, ``make demo`` and ``regrow dags test`` share them::
     ensure_db(env)
     result = dags_test("regrow_ingest", dt.date(2026, 1, 1), env)
 
-The DAG files also read their ``airflow`` settings through :func:`dag_settings`, take the
-Assets that chain them from :func:`asset`, and :func:`days_to_score` decides what a
-``regrow_score`` run scores.
-
-This module is imported by DAG files at parse time: keep it free of heavy imports.
+What the DAG files themselves are wired from lives in :mod:`regrow.orchestration.dags`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import functools
 import json
 import logging
 import os
@@ -29,159 +24,21 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from regrow.settings import PARAMS_ENV, AirflowSettings, Settings, find_params, load_settings
-
-if TYPE_CHECKING:
-    from airflow.sdk import Asset
+from regrow.orchestration.dags import DAGS_FOLDER, REPO_ROOT
+from regrow.settings import PARAMS_ENV
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-DAGS_FOLDER = REPO_ROOT / "dags"
 # `make demo` and `regrow dags test` use this home; tests use a temporary one.
 PROJECT_HOME = REPO_ROOT / "airflow_home"
 SPARK_CONN_ENV = "AIRFLOW_CONN_SPARK_DEFAULT"
 # A `spark` connection whose master is `local[*]`: spark-submit runs the job on this machine.
 LOCAL_SPARK_CONNECTION = json.dumps({"conn_type": "spark", "host": "local[*]"})
 _MIGRATED_STAMP = ".regrow-db-migrated"
-# The Assets that chain regrow's DAGs, name -> (URI, group). A producer's outlet and its
-# consumers' schedule are built from this one table, so they cannot drift apart.
-ASSETS: dict[str, tuple[str, str]] = {
-    "bronze.events": ("regrow://lakehouse/bronze/events", "bronze"),
-    "silver.features": ("regrow://lakehouse/silver/features", "silver"),
-    "gold.predictions": ("regrow://lakehouse/gold/predictions", "gold"),
-    "retrain.requested": ("regrow://policy/retrain-requested", "policy"),
-}
-
-
-def dag_settings() -> Settings:
-    """The settings a DAG file wires itself from, read once per params file and process.
-
-    DAG files call this at parse time (schedule, retries, sensor timings come from the
-    ``airflow`` section of params.yaml). The DAG processor re-parses every file every
-    ``min_file_process_interval`` seconds, and a DagBag parses all regrow DAGs in one
-    process, so the (light: YAML + pydantic) load is cached, keyed by the file's path and
-    modification time so that an edited params.yaml or another ``$REGROW_PARAMS`` is seen.
-    """
-    params = find_params()
-    return _load_settings_cached(params, params.stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _load_settings_cached(params: Path, mtime_ns: int) -> Settings:
-    return load_settings(params)
-
-
-def start_date(cfg: AirflowSettings):
-    """``airflow.start_date`` as the UTC midnight Airflow wants (a pendulum datetime)."""
-    import pendulum
-
-    day = cfg.start_date
-    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
-
-
-def spark_submit_conf() -> dict[str, str]:
-    """Spark conf of every regrow spark-submit: Python workers must run this interpreter
-    (it has pyarrow, deltalake, xgboost and regrow)."""
-    return {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable}
-
-
-def asset(name: str) -> Asset:
-    """The Airflow ``Asset`` called ``name``, with its URI and group from :data:`ASSETS`.
-
-    Raises:
-        KeyError: ``name`` is not a regrow Asset (the message lists those there are).
-    """
-    from airflow.sdk import Asset
-
-    if name not in ASSETS:
-        raise KeyError(f"no regrow Asset named {name!r}: the Assets are {sorted(ASSETS)}")
-    uri, group = ASSETS[name]
-    return Asset(name=name, uri=uri, group=group)
-
-
-def asset_event_days(triggering_asset_events: Mapping[Any, Any] | None, of: Asset) -> list[dt.date]:
-    """The days of the DAG runs that published the ``of`` events a run was triggered by.
-
-    A regrow_ingest run covers its logical date (``ds``), so an event's day is its source
-    DAG run's logical date (its data interval start if it has none), in UTC. An event with
-    no source DAG run (posted through the REST API) names no day: it is logged and left out.
-
-    Args:
-        triggering_asset_events: the run's ``triggering_asset_events`` (Asset -> events).
-    """
-    days = []
-    for event in (triggering_asset_events or {}).get(of, ()):
-        run = event.source_dag_run
-        when = run and (run.logical_date or run.data_interval_start)
-        if when is None:
-            logger.warning(
-                "%s event of %s (source run %s) names no day: not scored",
-                of.name, event.timestamp, event.source_run_id,
-            )  # fmt: skip
-            continue
-        days.append(when.astimezone(dt.UTC).date())
-    return days
-
-
-def days_to_score(dates: Sequence[str] | None, event_days: Iterable[dt.date | str]) -> list[str]:
-    """The days a regrow_score run scores, as YYYY-MM-DD, oldest first, each once.
-
-    The run's ``dates`` param when it names any (a manual run, a re-score); else the days of
-    the silver.features events that triggered the run (the scheduler may batch several
-    events, of several days or of the same day rebuilt, into one run).
-
-    Raises:
-        ValueError: a day is not YYYY-MM-DD, or there is no day at all.
-    """
-    chosen = list(dates or []) or list(event_days)
-    if not chosen:
-        raise ValueError(
-            "nothing to score: no silver.features event of this run names an ingest day and "
-            'the dates param is empty. Pass dates, e.g. --conf \'{"dates": ["2026-01-05"]}\''
-        )
-    return [d.isoformat() for d in sorted({_as_day(d) for d in chosen})]
-
-
-def _as_day(value: dt.date | str) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"day to score {value!r} is not a date: expected YYYY-MM-DD") from None
-
-
-def alert_on_failure(context) -> None:
-    """A DAG's ``on_failure_callback``: log an alert naming the task, the run's day (its id
-    when it has no logical date, as an Asset-triggered run) and the error (a hook for
-    paging later)."""
-    ti = context["ti"]
-    logger.error(
-        "ALERT %s.%s failed for %s (try %s): %s",
-        ti.dag_id, ti.task_id, context.get("ds") or context.get("run_id"), ti.try_number,
-        context.get("exception"),
-    )  # fmt: skip
-
-
-def default_args(cfg: AirflowSettings) -> dict:
-    """The ``default_args`` every regrow DAG shares: retries with exponential backoff (up
-    to an hour) and the failure alert."""
-    return {
-        "owner": "regrow",
-        "retries": cfg.retries,
-        "retry_delay": dt.timedelta(seconds=cfg.retry_delay_seconds),
-        "retry_exponential_backoff": 2.0,
-        "max_retry_delay": dt.timedelta(hours=1),
-        "on_failure_callback": alert_on_failure,
-    }
 
 
 def airflow_env(

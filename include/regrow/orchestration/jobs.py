@@ -1,7 +1,9 @@
-"""What every spark-submit job in ``jobs/`` shares: its command line and logging.
+"""What every Spark job in ``jobs/`` shares: its command line, its context and its output.
 
-A job is ``python jobs/<name>.py --date YYYY-MM-DD [--params params.yaml] [--run-id ID]``;
-under Airflow the run id defaults to the DAG run's (``AIRFLOW_CTX_DAG_RUN_ID``).
+A job is ``python jobs/<name>.py [--date YYYY-MM-DD] [--params params.yaml] [--run-id ID]``
+plus its own options; it builds the stage context once, calls one library stage with it,
+and prints the stage's report as JSON (the Airflow task log shows it). Under Airflow the
+run id defaults to the DAG run's (``AIRFLOW_CTX_DAG_RUN_ID``).
 """
 
 from __future__ import annotations
@@ -11,46 +13,64 @@ import datetime as dt
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from regrow.orchestration.context import setup_logging, stage_context
+from regrow.settings import load_settings
+from regrow.stage import new_run_id
 
-def day_job_parser(doc: str) -> argparse.ArgumentParser:
-    """The parser of a one-day job, described by the first line of its ``doc``."""
+logger = logging.getLogger(__name__)
+
+# The option of every daily job: the day, passed to the stage as ``day``.
+DAY_OPTION: dict[str, dict[str, Any]] = {
+    "--date": {
+        "dest": "day",
+        "required": True,
+        "type": dt.date.fromisoformat,
+        "help": "the day, YYYY-MM-DD",
+    }
+}
+
+
+def job_parser(doc: str, options: Mapping[str, Mapping[str, Any]]) -> argparse.ArgumentParser:
+    """The parser of a job described by the first line of its ``doc``, with ``options``
+    (``{flag: add_argument keywords}``) besides ``--params`` and ``--run-id``."""
     parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
-    parser.add_argument(
-        "--date", required=True, type=dt.date.fromisoformat, help="the day, YYYY-MM-DD"
-    )
+    for flag, kwargs in options.items():
+        parser.add_argument(flag, **kwargs)
     parser.add_argument(
         "--params", default=None, help="params.yaml (default: $REGROW_PARAMS or ./params.yaml)"
     )
     parser.add_argument(
         "--run-id",
-        default=os.environ.get("AIRFLOW_CTX_DAG_RUN_ID")
-        or f"manual__{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}",
+        default=os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or new_run_id(),
         help="recorded on every row written (default: the Airflow run id, else manual__<now>)",
     )
     return parser
 
 
-def setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("py4j", "great_expectations"):  # GX logs each function it registers
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def run_job(
+    doc: str,
+    stage: Callable[..., Any],
+    options: Mapping[str, Mapping[str, Any]] = DAY_OPTION,
+    argv: list[str] | None = None,
+    expected: tuple[type[Exception], ...] = (),
+) -> int:
+    """Parse the job's arguments, call ``stage(ctx, **options)`` and print its report.
 
-
-def run_day_job(doc: str, build: Callable[..., Any], argv: list[str] | None = None) -> None:
-    """Parse a one-day job's arguments, then ``build(spark, settings, day, run_id,
-    lakehouse)`` and print its report as JSON (the task log shows it)."""
-    from regrow.orchestration.spark import get_spark
-    from regrow.settings import load_settings
-    from regrow.storage.lakehouse import Lakehouse
-
-    args = day_job_parser(doc).parse_args(argv)
+    Options left unset (``None``) are not passed, so the stage's own defaults hold.
+    Returns the exit code: 1 when the stage raised one of ``expected`` (logged as one
+    error, e.g. a day blocked by its validation), else 0; anything else propagates.
+    """
+    args = vars(job_parser(doc, options).parse_args(argv))
+    params, run_id = args.pop("params"), args.pop("run_id")
     setup_logging()
-    settings = load_settings(args.params)
-    lakehouse = Lakehouse(settings.lakehouse, settings.resolve(settings.lakehouse.root))
-    report = build(get_spark(settings.spark), settings, args.date, args.run_id, lakehouse)
-    print(json.dumps(report.as_dict(), indent=2))
+    ctx = stage_context(load_settings(params), run_id)
+    try:
+        report = stage(ctx, **{k: v for k, v in args.items() if v is not None})
+    except expected as err:
+        logger.error("%s", err)
+        return 1
+    print(json.dumps(report.as_dict(), indent=2, default=str))
+    return 0

@@ -1,0 +1,46 @@
+"""``regrow dags test``: run a DAG locally with ``airflow dags test``, one run per day."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regrow.cli.common import ParamsOption, dags_app, days_of, fail, settings_of
+from regrow.settings import ConfigError, find_params
+
+
+@dags_app.command("test")
+def dags_test(
+    dag_id: Annotated[str, typer.Argument(help="DAG id, e.g. regrow_ingest.")],
+    date: Annotated[
+        dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Logical date of the run.")
+    ],
+    to: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="Last day of a range (inclusive)."),
+    ] = None,
+    params: ParamsOption = None,
+    airflow_home: Annotated[
+        Path, typer.Option(help="AIRFLOW_HOME (SQLite metadata DB inside).")
+    ] = Path(".airflow"),
+) -> None:
+    """Run a DAG for one day or a range of days with `airflow dags test` (one run per day)."""
+    from regrow.orchestration.airflow_local import airflow_env, ensure_db
+    from regrow.orchestration.airflow_local import dags_test as run_dag
+
+    try:
+        settings_of(params)
+    except ConfigError as err:
+        raise fail(str(err)) from None
+    env = airflow_env(airflow_home.resolve(), params=find_params(params))
+    ensure_db(env)
+    for day in days_of(date, to):
+        result = run_dag(dag_id, day, env)
+        status = "success" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
+        typer.echo(f"{dag_id} {day}: {status}")
+        if result.returncode != 0:
+            typer.echo(result.stdout[-4000:] if result.stdout else "", err=True)
+            raise typer.Exit(code=1)

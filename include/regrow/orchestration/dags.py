@@ -1,0 +1,163 @@
+"""What regrow's DAG files are wired from, at parse time: their settings, Assets, default
+arguments, the Spark job task factory and the bodies of their small tasks.
+
+DAG files import this module and :mod:`regrow.settings` only (an import-linter contract
+says so). The DAG processor imports it on every parse: keep it free of heavy imports
+(pyspark, xgboost, mlflow, great_expectations); Airflow's own modules are imported inside
+the functions that need them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from regrow.settings import AirflowSettings, Settings, find_params, load_settings
+
+if TYPE_CHECKING:
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from airflow.sdk import Asset
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DAGS_FOLDER = REPO_ROOT / "dags"
+JOBS_FOLDER = REPO_ROOT / "jobs"
+# The Assets that chain regrow's DAGs, name -> (URI, group). A producer's outlet and its
+# consumers' schedule are built from this one table, so they cannot drift apart.
+ASSETS: dict[str, tuple[str, str]] = {
+    "bronze.events": ("regrow://lakehouse/bronze/events", "bronze"),
+    "silver.features": ("regrow://lakehouse/silver/features", "silver"),
+    "gold.predictions": ("regrow://lakehouse/gold/predictions", "gold"),
+    "retrain.requested": ("regrow://policy/retrain-requested", "policy"),
+}
+
+
+def dag_settings() -> Settings:
+    """The settings a DAG file wires itself from, read once per params file and process.
+
+    DAG files call this at parse time (schedule, retries, sensor timings come from the
+    ``airflow`` section of params.yaml). The DAG processor re-parses every file every
+    ``min_file_process_interval`` seconds, and a DagBag parses all regrow DAGs in one
+    process, so the (light: YAML + pydantic) load is cached, keyed by the file's path and
+    modification time so that an edited params.yaml or another ``$REGROW_PARAMS`` is seen.
+    """
+    params = find_params()
+    return _load_settings_cached(params, params.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_settings_cached(params: Path, mtime_ns: int) -> Settings:
+    return load_settings(params)
+
+
+def start_date(cfg: AirflowSettings):
+    """``airflow.start_date`` as the UTC midnight Airflow wants (a pendulum datetime)."""
+    import pendulum
+
+    day = cfg.start_date
+    return pendulum.datetime(day.year, day.month, day.day, tz="UTC")
+
+
+def spark_submit_conf() -> dict[str, str]:
+    """Spark conf of every regrow spark-submit: Python workers must run this interpreter
+    (it has pyarrow, deltalake, xgboost and regrow)."""
+    return {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable}
+
+
+def asset(name: str) -> Asset:
+    """The Airflow ``Asset`` called ``name``, with its URI and group from :data:`ASSETS`.
+
+    Raises:
+        KeyError: ``name`` is not a regrow Asset (the message lists those there are).
+    """
+    from airflow.sdk import Asset
+
+    if name not in ASSETS:
+        raise KeyError(f"no regrow Asset named {name!r}: the Assets are {sorted(ASSETS)}")
+    uri, group = ASSETS[name]
+    return Asset(name=name, uri=uri, group=group)
+
+
+def alert_on_failure(context) -> None:
+    """A DAG's ``on_failure_callback``: log an alert naming the task, the run's day (its id
+    when it has no logical date, as an Asset-triggered run) and the error (a hook for
+    paging later)."""
+    ti = context["ti"]
+    logger.error(
+        "ALERT %s.%s failed for %s (try %s): %s",
+        ti.dag_id, ti.task_id, context.get("ds") or context.get("run_id"), ti.try_number,
+        context.get("exception"),
+    )  # fmt: skip
+
+
+def default_args(cfg: AirflowSettings) -> dict:
+    """The ``default_args`` every regrow DAG shares: retries with exponential backoff (up
+    to an hour) and the failure alert."""
+    return {
+        "owner": "regrow",
+        "retries": cfg.retries,
+        "retry_delay": dt.timedelta(seconds=cfg.retry_delay_seconds),
+        "retry_exponential_backoff": 2.0,
+        "max_retry_delay": dt.timedelta(hours=1),
+        "on_failure_callback": alert_on_failure,
+    }
+
+
+def params_file() -> str:
+    """The params.yaml a DAG was wired from: its Spark jobs read the same file."""
+    return str(find_params())
+
+
+def spark_job(
+    task_id: str,
+    job: str,
+    args: Sequence[str] = ("--date", "{{ ds }}", "--run-id", "{{ run_id }}"),
+    **kwargs: Any,
+) -> SparkSubmitOperator:
+    """A task that runs ``jobs/<job>`` through ``SparkSubmitOperator`` on the configured
+    Spark connection (``airflow.spark_conn_id``), with the DAG's params.yaml.
+
+    Args:
+        args: the job's own arguments (templated); by default the run's day and run id.
+        kwargs: more ``SparkSubmitOperator`` arguments (``outlets``, ...).
+    """
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    daily = "{{ ds }}" in args  # a daily job's Spark application is named by its day
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=str(JOBS_FOLDER / job),
+        conn_id=dag_settings().airflow.spark_conn_id,
+        application_args=[*args, "--params", params_file()],
+        name=f"regrow_{task_id}" + ("_{{ ds_nodash }}" if daily else ""),
+        conf=spark_submit_conf(),
+        **kwargs,
+    )
+
+
+def mapped_spark_job(task_id: str, job: str, **kwargs: Any):
+    """:func:`spark_job` as a ``partial`` whose ``application_args`` are mapped (one task per
+    element); each element should come from :func:`job_args`."""
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
+    return SparkSubmitOperator.partial(
+        task_id=task_id,
+        application=str(JOBS_FOLDER / job),
+        conn_id=dag_settings().airflow.spark_conn_id,
+        name=f"regrow_{task_id}",
+        conf=spark_submit_conf(),
+        **kwargs,
+    )
+
+
+def job_args(day: str, run_id: str) -> list[str]:
+    """The arguments of a daily job for ``day``: a mapped argument is never templated
+    ("How do templated fields and mapped arguments interact?" in Airflow's
+    dynamic-task-mapping docs), so the run id is passed in, not as ``{{ run_id }}``."""
+    return ["--date", day, "--params", params_file(), "--run-id", run_id]

@@ -1,0 +1,205 @@
+"""The bodies of regrow's Airflow tasks: each DAG task is one call to a function here,
+which builds the stage context, calls the library and turns the result into XCom.
+
+Airflow's run-time facts arrive as arguments (the run id, the DAG id as the actor, the
+triggering Asset events); errors that a retry cannot fix become ``AirflowFailException``
+here, so that the DAG files stay wiring. The library is imported inside each function: the
+DAG processor imports this module on every parse, and the tasks run in workers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from regrow.orchestration.dags import asset, dag_settings, job_args
+
+if TYPE_CHECKING:
+    from airflow.sdk import Asset, PokeReturnValue
+
+    from regrow.stage import StageContext
+
+logger = logging.getLogger(__name__)
+
+# regrow_retrain's `mode` param: train.mode of params.yaml.
+DEFAULT_MODE = "default"
+
+
+def task_context(run_id: str | None, dag_id: str | None) -> StageContext:
+    """The stage context of a task: the DAG's params.yaml, the run's id, the DAG as actor."""
+    from regrow.orchestration.context import stage_context
+
+    return stage_context(dag_settings(), run_id, actor=f"airflow:{dag_id}" if dag_id else None)
+
+
+# ------------------------------------------------------------------------ ingest
+def poke_landing(ds: str, kind: str = "events") -> PokeReturnValue:
+    """A landing sensor's poke: done when the day's ``kind`` files have landed (their
+    paths go to XCom); the log names what it found or the pattern it waits for."""
+    from airflow.sdk import PokeReturnValue
+
+    from regrow.data import landing
+
+    cfg = dag_settings()
+    root, day = cfg.resolve(cfg.landing.path), dt.date.fromisoformat(ds)
+    files = landing.find_files(root, cfg.landing, kind, day)
+    if files:
+        logger.info("found %d landing file(s) for %s: %s", len(files), ds, files)
+    else:
+        pattern = landing.day_pattern(root, cfg.landing, kind, day)
+        logger.info("waiting for landing files matching %s", pattern)
+    return PokeReturnValue(is_done=bool(files), xcom_value=files)
+
+
+# ------------------------------------------------------------------------- score
+def asset_event_days(triggering_asset_events: Mapping[Any, Any] | None, of: Asset) -> list[dt.date]:
+    """The days of the DAG runs that published the ``of`` events a run was triggered by.
+
+    A regrow_ingest run covers its logical date (``ds``), so an event's day is its source
+    DAG run's logical date (its data interval start if it has none), in UTC. An event with
+    no source DAG run (posted through the REST API) names no day: it is logged and left out.
+
+    Args:
+        triggering_asset_events: the run's ``triggering_asset_events`` (Asset -> events).
+    """
+    days = []
+    for event in (triggering_asset_events or {}).get(of, ()):
+        run = event.source_dag_run
+        when = run and (run.logical_date or run.data_interval_start)
+        if when is None:
+            logger.warning(
+                "%s event of %s (source run %s) names no day: not scored",
+                of.name, event.timestamp, event.source_run_id,
+            )  # fmt: skip
+            continue
+        days.append(when.astimezone(dt.UTC).date())
+    return days
+
+
+def days_to_score(dates: Sequence[str] | None, event_days: Iterable[dt.date | str]) -> list[str]:
+    """The days a regrow_score run scores, as YYYY-MM-DD, oldest first, each once.
+
+    The run's ``dates`` param when it names any (a manual run, a re-score); else the days of
+    the silver.features events that triggered the run (the scheduler may batch several
+    events, of several days or of the same day rebuilt, into one run).
+
+    Raises:
+        ValueError: a day is not YYYY-MM-DD, or there is no day at all.
+    """
+    chosen = list(dates or []) or list(event_days)
+    if not chosen:
+        raise ValueError(
+            "nothing to score: no silver.features event of this run names an ingest day and "
+            'the dates param is empty. Pass dates, e.g. --conf \'{"dates": ["2026-01-05"]}\''
+        )
+    return [d.isoformat() for d in sorted({_as_day(d) for d in chosen})]
+
+
+def _as_day(value: dt.date | str) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"day to score {value!r} is not a date: expected YYYY-MM-DD") from None
+
+
+def select_days(
+    params: Mapping[str, Any], run_id: str, triggering_asset_events, of: Asset
+) -> list[list[str]]:
+    """regrow_score's days, as the ``jobs/score.py`` arguments of one mapped task each."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        days = days_to_score(params["dates"], asset_event_days(triggering_asset_events, of))
+    except ValueError as err:  # nothing to score: a retry cannot change that
+        raise AirflowFailException(str(err)) from err
+    logger.info("scoring %d day(s): %s", len(days), ", ".join(days))
+    return [job_args(day, run_id) for day in days]
+
+
+# ----------------------------------------------------------------------- retrain
+def retrain_trigger(force: bool, dag_run, triggering_asset_events) -> str:
+    """What caused a regrow_retrain run, as recorded on the model version and decision."""
+    if force:
+        return "forced"
+    requested = asset("retrain.requested").name
+    if requested in {a.name for a in triggering_asset_events or ()}:
+        return f"asset:{requested}"
+    return "schedule" if dag_run.run_type == "scheduled" else "manual"
+
+
+def check_retrain_needed(params: Mapping[str, Any], run_id: str, dag_id: str) -> bool:
+    """False (skip the rest of the run) when the champion was trained on this snapshot."""
+    from regrow.model.retrain import retrain_needed
+
+    ctx = task_context(run_id, dag_id)
+    needed, reason = retrain_needed(ctx, force=params["force_retrain"])
+    logger.info("retrain %s: %s", "needed" if needed else "skipped", reason)
+    return needed
+
+
+def snapshot_trainset() -> dict[str, Any]:
+    """Version the snapshot with DVC; its hash goes to XCom."""
+    from regrow.model.versioning import snapshot_trainset
+
+    return snapshot_trainset(dag_settings()).as_dict()
+
+
+def train_model(
+    params: Mapping[str, Any], run_id: str, dag_run, triggering_asset_events
+) -> dict[str, Any]:
+    """Train and register a challenger; its facts go to XCom. A training set that cannot
+    make a model fails at once: only new data fixes it."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from regrow.data.trainset import TrainsetError
+    from regrow.model.challenger import train_challenger
+    from regrow.model.training import TrainingError
+
+    trigger = retrain_trigger(params["force_retrain"], dag_run, triggering_asset_events)
+    mode = None if params["mode"] == DEFAULT_MODE else params["mode"]
+    ctx = task_context(run_id, dag_run.dag_id)
+    try:
+        return train_challenger(ctx, trigger=trigger, mode=mode).as_dict()
+    except (TrainingError, TrainsetError) as err:  # the data, not the weather: no retry
+        raise AirflowFailException(str(err)) from err
+
+
+def evaluate_challenger(facts: Mapping[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
+    """Challenger vs champion on the same rows; the report goes to XCom."""
+    from regrow.model.challenger import evaluate_challenger
+
+    return evaluate_challenger(task_context(run_id, dag_id), version=facts["version"]).as_dict()
+
+
+def decide_promotion(report: Mapping[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
+    """The gate: promote or keep, recorded in gold.decisions with the DAG as actor."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from regrow.model.challenger import EvaluationReport
+    from regrow.model.promotion import PromotionError, decide
+
+    try:
+        outcome = decide(task_context(run_id, dag_id), EvaluationReport.from_dict(report))
+    except PromotionError as err:  # the champion moved under this run: evaluate again
+        raise AirflowFailException(str(err)) from err
+    logger.info("gate: %s", outcome.reason)
+    return outcome.as_dict()
+
+
+def report_retrain(facts: Mapping[str, Any], outcome: Mapping[str, Any]) -> str:
+    """Write the markdown report of the run; the log names it."""
+    from regrow.model.challenger import Challenger
+    from regrow.model.promotion import GateOutcome
+    from regrow.model.retrain import write_report
+
+    path = write_report(
+        dag_settings(), Challenger.from_dict(facts), GateOutcome.from_dict(dict(outcome))
+    )
+    logger.info("retrain report: %s", path)
+    return str(path)
