@@ -108,18 +108,7 @@ def ensure_db(env: Mapping[str, str]) -> None:
         if stamp.is_file() and stamp.read_text() == wanted and Path(db_file).is_file():
             return
         logger.info("migrating the Airflow metadata DB in %s", home)
-        result = subprocess.run(
-            [_airflow_cli(), "db", "migrate"],
-            env=dict(env),
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if result.returncode != 0:
-            raise RuntimeError(
-                f"`airflow db migrate` failed in {home} (exit {result.returncode}):\n"
-                f"{result.stdout}{result.stderr}"
-            )
+        _airflow(["db", "migrate"], env, f" in {home}")
         stamp.write_text(wanted)
 
 
@@ -191,25 +180,12 @@ def backfill_plan(
 
     The DAG is (re)serialized into the metadata DB first: the dry run reads it from there.
     """
-    reserialize = subprocess.run(
-        [_airflow_cli(), "dags", "reserialize"],
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if reserialize.returncode != 0:
-        raise RuntimeError(
-            f"`airflow dags reserialize` failed:\n{reserialize.stdout}{reserialize.stderr}"
-        )
-    command = [
-        _airflow_cli(), "backfill", "create", "--dag-id", dag_id, "--dry-run",
+    _airflow(["dags", "reserialize"], env)
+    plan = _airflow([
+        "backfill", "create", "--dag-id", dag_id, "--dry-run",
         "--from-date", start.isoformat(), "--to-date", end.isoformat(),
         "--reprocess-behavior", "completed",
-    ]  # fmt: skip
-    plan = subprocess.run(command, env=dict(env), capture_output=True, text=True, check=False)
-    if plan.returncode != 0:
-        raise RuntimeError(f"`{' '.join(command[1:])}` failed:\n{plan.stdout}{plan.stderr}")
+    ], env)  # fmt: skip
     table = plan.stdout.split("Runs to be attempted", 1)[-1]
     days = {
         dt.date.fromisoformat(d)
@@ -259,6 +235,21 @@ def _sqlite_file(env: Mapping[str, str]) -> str:
     if not url.startswith("sqlite:///"):
         raise ValueError(f"regrow reads run states from a SQLite metadata DB only, not {url}")
     return url.removeprefix("sqlite:///")
+
+
+def _airflow(
+    args: list[str], env: Mapping[str, str], where: str = ""
+) -> subprocess.CompletedProcess:
+    """Run ``airflow <args>``; a failure raises with the command, its exit code and output."""
+    result = subprocess.run(
+        [_airflow_cli(), *args], env=dict(env), capture_output=True, text=True, check=False
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"`airflow {' '.join(args)}` failed{where} (exit {result.returncode}):\n"
+            f"{result.stdout}{result.stderr}"
+        )
+    return result
 
 
 def _airflow_cli() -> str:
