@@ -288,7 +288,8 @@ def train_champion(spark: SparkSession, settings: Settings) -> tuple[Scorer, dic
     champion ``Scorer`` (its registry ``Version`` made by hand)."""
     from regrow.catalog import CHAMPION, feature_columns
     from regrow.data.features import compute_features
-    from regrow.data.trainset import TRAIN, VALIDATION, Transform
+    from regrow.data.trainset import TRAIN, VALIDATION
+    from regrow.data.transform import Transform
     from regrow.model.registry import Version
     from regrow.model.scoring import Scorer
     from regrow.model.training import train

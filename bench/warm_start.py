@@ -34,7 +34,8 @@ MIN_SPEEDUP = 2.0  # "a fraction": stateless / warm start >= 2
 )
 def run(ctx: BenchContext) -> Measurement:
     sys.path.insert(0, str(REPO))
-    from regrow.data.trainset import SPLITS, Transform
+    from regrow.data.trainset import SPLITS
+    from regrow.data.transform import Transform
     from regrow.model.evaluation import labels_of, metrics
     from regrow.model.training import STATELESS, WARM_START, Parent, train
     from regrow.settings import load_settings

@@ -16,7 +16,8 @@ import pandas as pd
 
 from regrow.catalog import ARRIVED, EVENT_DATE, LABEL_STATUS, WINDOW_CLOSED
 from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
-from regrow.data.trainset import MANIFEST, SPLITS, TRANSFORM, Transform
+from regrow.data.trainset import MANIFEST, SPLITS, TRANSFORM
+from regrow.data.transform import Transform
 from regrow.settings import Settings
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from regrow.data.trainset import Transform
+from regrow.data.transform import Transform
 from regrow.model.evaluation import BACKTEST, PINNED, Evaluation, gate, metrics, reliability
 from regrow.model.training import STATELESS, WARM_START, Model, Parent, plan_mode
 from regrow.settings import EvaluateSettings, TrainSettings

@@ -20,7 +20,7 @@ from pyspark.sql.types import (
 )
 
 from regrow.catalog import CHAMPION, EVENT_DATE, PREDICTION_COLUMNS, SHADOW
-from regrow.data.trainset import Transform
+from regrow.data.transform import Transform
 from regrow.model.registry import Version
 from regrow.model.scoring import Scorer, ScoringError, check_inputs, score_batches
 from regrow.model.training import Model

@@ -13,14 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from regrow.data.trainset import (
-    LeakageError,
-    TrainsetError,
-    Transform,
-    balance,
-    check_leakage,
-    split_by_time,
-)
+from regrow.data.trainset import LeakageError, TrainsetError, balance, check_leakage, split_by_time
+from regrow.data.transform import Transform
 from regrow.settings import SplitSettings, load_settings
 
 REPO = Path(__file__).resolve().parents[2]

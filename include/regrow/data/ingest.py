@@ -10,18 +10,12 @@ duplicates, so ingesting the same file twice adds nothing to bronze.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 import logging
-import os
 import tempfile
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
-
-import fsspec
 
 from regrow.catalog import (
     EVENT_DATE,
@@ -38,25 +32,17 @@ from regrow.catalog import (
     TABLES,
 )
 from regrow.data import landing
-from regrow.settings import DatasetSettings, LandingSettings
+from regrow.data.landing_reader import CORRUPT, MISSING_COLUMNS, RAW, IngestError, read_landing
+from regrow.settings import DatasetSettings
 from regrow.storage.lakehouse import Lakehouse
 from regrow.validation import runtime_parameters, split_invalid_rows, suite_for
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame
 
     from regrow.stage import StageContext
 
 logger = logging.getLogger(__name__)
-
-# Working columns of a parse, never written.
-_CORRUPT = "_corrupt_record"
-_MISSING = "_missing_columns"
-_RAW = "_raw"
-
-
-class IngestError(RuntimeError):
-    """A day cannot be ingested (no landing file, unreadable file, lost rows)."""
 
 
 @dataclass
@@ -77,147 +63,6 @@ class IngestReport:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-# ------------------------------------------------------------------------ reading files
-def read_landing(
-    spark: SparkSession,
-    files: list[str],
-    landing_settings: LandingSettings,
-    columns: list[str],
-    staging: str,
-) -> DataFrame:
-    """The landed rows of ``files`` with every contract column as a string, untouched.
-
-    Columns beyond the contract are kept as JSON in ``_extra_columns``; a column the file lacks is null
-    and named in ``_missing_columns``; a row that does not parse (wrong field count,
-    truncated line, bad JSON) keeps its text in ``_corrupt_record``. Remote files are
-    copied to ``staging`` first, which must outlive the DataFrame's use.
-    """
-    from pyspark.sql import functions as F
-
-    frames = []
-    for source in files:
-        local = _local_path(source, staging)
-        raw = _read_one(spark, local, landing_settings.format)
-        present = [c for c in raw.columns if c != _CORRUPT]
-        if not raw.columns:  # an empty file: nothing landed
-            continue
-        missing = [c for c in columns if c not in present]
-        extra = [c for c in present if c not in columns]
-        selected = [
-            (F.col(f"`{c}`").cast("string") if c in present else F.lit(None).cast("string")).alias(
-                c
-            )
-            for c in columns
-        ]
-        corrupt = F.col(_CORRUPT) if _CORRUPT in raw.columns else F.lit(None).cast("string")
-        frames.append(
-            raw.select(
-                *selected,
-                corrupt.alias(_CORRUPT),
-                F.to_json(
-                    F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in present])
-                ).alias(_RAW),
-                F.lit(",".join(missing) or None).cast("string").alias(_MISSING),
-                _as_json(extra).alias(EXTRA_COLUMNS),
-                F.lit(source).alias(SOURCE_FILE),
-            )
-        )
-        if missing:
-            logger.warning("%s lacks column(s) %s: its rows go to quarantine", source, missing)
-    if not frames:
-        return spark.createDataFrame(
-            [],
-            ", ".join(
-                f"`{c}` string"
-                for c in [*columns, _CORRUPT, _RAW, _MISSING, EXTRA_COLUMNS, SOURCE_FILE]
-            ),
-        )
-    out = frames[0]
-    for frame in frames[1:]:
-        out = out.unionByName(frame)
-    return out
-
-
-def _as_json(columns: list[str]) -> Column:
-    from pyspark.sql import functions as F
-
-    if not columns:
-        return F.lit(None).cast("string")
-    return F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in columns]))
-
-
-def _local_path(source: str, staging: str) -> str:
-    """Spark reads local files; a remote landing file (s3://) is staged locally first,
-    since a pip-only Spark has no S3 filesystem (hadoop-aws)."""
-    if "://" not in source or source.startswith("file://"):
-        return source.removeprefix("file://")
-    target = os.path.join(staging, uuid.uuid4().hex + "-" + os.path.basename(source))
-    fs, path = fsspec.core.url_to_fs(source)
-    fs.get(path, target)
-    return target
-
-
-def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
-    if fmt == "parquet":
-        try:
-            return spark.read.parquet(path)
-        except Exception as err:
-            raise IngestError(f"{path}: not a readable Parquet file: {err}") from err
-    if fmt == "json":
-        names = _json_keys(path)
-        if not names:  # empty, or no line is a JSON object: every line is a malformed record
-            from pyspark.sql import functions as F
-
-            lines = spark.read.text(path).where(F.trim("value") != "")
-            return lines.select(F.col("value").alias(_CORRUPT))
-        schema = ", ".join([f"`{n}` string" for n in names] + [f"{_CORRUPT} string"])
-        return spark.read.json(
-            path, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=_CORRUPT
-        )
-    header = _csv_header(path)
-    if header is None:  # an empty file: nothing landed
-        logger.warning("%s is empty", path)
-        return spark.createDataFrame([], "")
-    schema = ", ".join([f"`{n}` string" for n in header] + [f"{_CORRUPT} string"])
-    return spark.read.csv(
-        path,
-        schema=schema,
-        header=True,
-        enforceSchema=True,
-        mode="PERMISSIVE",
-        columnNameOfCorruptRecord=_CORRUPT,
-        encoding="UTF-8",
-        # RFC 4180, as Python's csv module and spreadsheets write it: "" inside quotes is a
-        # quote, and a quoted field may hold a newline (Spark's defaults: \ and one line).
-        escape='"',
-        multiLine=True,
-    )
-
-
-def _csv_header(path: str) -> list[str] | None:
-    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        first = handle.readline()
-    if not first.strip():
-        return None
-    return [name.strip() for name in next(csv.reader(io.StringIO(first)))]
-
-
-def _json_keys(path: str) -> list[str]:
-    """Keys of the first parseable JSON line (the schema every line is read with)."""
-    import json
-
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line in handle:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                return list(record)
-    return []
 
 
 # ----------------------------------------------------------------------- typing and rules
@@ -256,9 +101,9 @@ def split_rows(
     carried = [c for c in raw.columns if c.startswith("__")]  # inputs of ``checks``
     typed = raw.select(
         *[F.col(f"`{c}`").alias(f"__s_{c}") for c in types],
-        _CORRUPT,
-        _MISSING,
-        _RAW,
+        CORRUPT,
+        MISSING_COLUMNS,
+        RAW,
         EXTRA_COLUMNS,
         SOURCE_FILE,
         *carried,
@@ -267,18 +112,21 @@ def split_rows(
     typed = typed.select("*", *[_typed(F.col(f"`__s_{c}`"), t).alias(c) for c, t in types.items()])
     reasons = [
         F.when(
-            F.col(_CORRUPT).isNotNull(),
+            F.col(CORRUPT).isNotNull(),
             F.lit("malformed record (wrong number of fields or unparseable)"),
         ),
         F.when(
-            F.col(_MISSING).isNotNull(), F.concat(F.lit("file lacks column(s) "), F.col(_MISSING))
+            F.col(MISSING_COLUMNS).isNotNull(),
+            F.concat(F.lit("file lacks column(s) "), F.col(MISSING_COLUMNS)),
         ),
     ]
     for column, logical in types.items():
         value, parsed = F.col(f"`__s_{column}`"), F.col(f"`{column}`")
         blank = value.isNull() | (F.trim(value) == "")
         if column in required:
-            reasons.append(F.when(F.col(_MISSING).isNull() & blank, F.lit(f"missing {column}")))
+            reasons.append(
+                F.when(F.col(MISSING_COLUMNS).isNull() & blank, F.lit(f"missing {column}"))
+            )
         # Bytes that are not UTF-8 were decoded as U+FFFD: the value is not what was sent.
         reasons.append(
             F.when(value.contains("\ufffd"), F.lit(f"{column}: bytes that are not valid UTF-8"))
@@ -339,8 +187,8 @@ def split_rows(
     flagged = flagged.where(~is_valid).unionByName(valid).localCheckpoint(eager=True)
     good = flagged.where(F.size("__reasons") == 0).select(*types, EXTRA_COLUMNS, SOURCE_FILE)
     record = F.coalesce(
-        F.col(_CORRUPT),
-        F.when(F.col(_MISSING).isNotNull(), F.col(_RAW)),
+        F.col(CORRUPT),
+        F.when(F.col(MISSING_COLUMNS).isNotNull(), F.col(RAW)),
         F.to_json(F.struct(*[F.col(f"`__s_{c}`").alias(c) for c in types])),
     )
     rejected = flagged.where(F.size("__reasons") > 0).select(

@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from regrow.data.trainset import TRANSFORM, Transform
+from regrow.data.trainset import TRANSFORM
+from regrow.data.transform import Transform
 from regrow.model.training import Model, Parent
 from regrow.settings import Settings
 

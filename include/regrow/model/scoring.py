@@ -37,7 +37,7 @@ from regrow.catalog import (
     key_columns,
     prediction_columns,
 )
-from regrow.data.trainset import Transform
+from regrow.data.transform import Transform
 from regrow.model.lineage import record_versions
 from regrow.model.training import Model
 from regrow.settings import DatasetSettings, ScoreSettings, Settings

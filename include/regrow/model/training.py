@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from regrow.data.trainset import TRAIN, VALIDATION, Transform
+from regrow.data.trainset import TRAIN, VALIDATION
+from regrow.data.transform import Transform
 from regrow.settings import DatasetSettings, TrainSettings
 
 if TYPE_CHECKING:
