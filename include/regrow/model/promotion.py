@@ -77,13 +77,12 @@ def decide(ctx: StageContext, report: EvaluationReport) -> GateOutcome:
     decision = _decision(registry.name, result, report, settings.evaluate.primary_metric)
     decision.actor = ctx.actor
     _tag_outcome(registry, report.challenger_run_id, version, result)
-    if result.promote:
-        _move_champion(registry, version, before)
+    was_challenger = result.promote and _move_champion(registry, version, before)
     try:
         record(ctx.lakehouse, decision)
     except Exception:
         if result.promote:  # an unrecorded promotion must not stand
-            _restore_champion(registry, before)
+            _undo_promotion(registry, version, before, was_challenger)
         raise
     return GateOutcome(result.promote, result.reason, version, decision.champion_after,
                        result.checks, decision.decision_id)  # fmt: skip
@@ -118,7 +117,9 @@ def _tag_outcome(registry: Registry, run_id: str | None, version: str, result: G
     registry.tag_version(version, tags)
 
 
-def _move_champion(registry: Registry, version: str, before: str | None) -> None:
+def _move_champion(registry: Registry, version: str, before: str | None) -> bool:
+    """``version`` becomes champion; returns whether it was the challenger (that alias
+    goes: a champion does not also score in shadow)."""
     if before:
         registry.tag_version(version, {PREVIOUS_CHAMPION: before})
     registry.tag_version(version, {"promoted_at": dt.datetime.now(dt.UTC).isoformat()})
@@ -126,13 +127,23 @@ def _move_champion(registry: Registry, version: str, before: str | None) -> None
     challenger = registry.alias(CHALLENGER)
     if challenger is not None and challenger.version == version:
         registry.delete_alias(CHALLENGER)
+        return True
+    return False
 
 
-def _restore_champion(registry: Registry, before: str | None) -> None:
+def _undo_promotion(
+    registry: Registry, version: str, before: str | None, was_challenger: bool
+) -> None:
+    """Put every alias back where it was and say so on the version: its promotion was
+    never recorded, so it did not happen (and rollback must not follow its tags)."""
     if before:
         registry.set_alias(CHAMPION, before)
     else:
         registry.delete_alias(CHAMPION)
+    if was_challenger:
+        registry.set_alias(CHALLENGER, version)
+    undone = {"gate.outcome": "undone", "gate.reason": "the decision could not be recorded"}
+    registry.tag_version(version, {**undone, **({PREVIOUS_CHAMPION: ""} if before else {})})
 
 
 # ----------------------------------------------------------------- manual decisions
