@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -126,66 +127,63 @@ def _silver_days(
     return days
 
 
-def _build_silver(
-    build, describe, params: Path | None, date, to, all_days: bool, run_id: str | None
-) -> None:
-    """Run the stage ``build(ctx, day)`` for each chosen day, oldest first, and echo
-    ``describe(day, report)``."""
-    from regrow.storage.lakehouse import LakehouseError
+def silver_command(name: str, help: str, stage: Callable[[], Callable], describe) -> None:
+    """Register ``regrow <name>``: the daily stage ``stage()`` (imported when the command
+    runs) for ``--date`` [``--to``] or ``--all`` days, oldest first, echoing
+    ``describe(day, report)`` for each."""
 
-    try:
-        ctx = context_of(params, run_id)
-        for day in _silver_days(ctx.lakehouse, date, to, all_days):
-            typer.echo(describe(day, build(ctx, day)))
-    except (ConfigError, LakehouseError) as err:
-        raise fail(str(err)) from None
+    def command(
+        date: DateOption = None,
+        to: ToOption = None,
+        params: ParamsOption = None,
+        run_id: RunIdOption = None,
+        all_days: AllOption = False,
+    ) -> None:
+        from regrow.storage.lakehouse import LakehouseError
+
+        try:
+            ctx = context_of(params, run_id)
+            build = stage()
+            for day in _silver_days(ctx.lakehouse, date, to, all_days):
+                typer.echo(describe(day, build(ctx, day)))
+        except (ConfigError, LakehouseError) as err:
+            raise fail(str(err)) from None
+
+    app.command(name, help=help)(command)
 
 
-@app.command()
-def features(
-    date: DateOption = None,
-    to: ToOption = None,
-    params: ParamsOption = None,
-    run_id: RunIdOption = None,
-    all_days: AllOption = False,
-) -> None:
-    """Build silver.features for a day: the contract's features plus per-entity window
-    aggregates over strictly earlier events (features section of params.yaml).
-
-    A day reads its own bronze.events partition and the days its longest window reaches;
-    one of them missing stops with its name. Each day replaces its own partition.
-    """
+def _build_features() -> Callable:
     from regrow.data.features import build_features
 
-    _build_silver(
-        build_features,
-        lambda day, r: (
-            f"{day}: {r.rows} events -> silver.features v{r.version} "
-            f"(read bronze.events v{r.source_version}, {r.days_read[0]}..{day})"
-        ),
-        params, date, to, all_days, run_id,
-    )  # fmt: skip
+    return build_features
 
 
-@app.command()
-def labels(
-    date: DateOption = None,
-    to: ToOption = None,
-    params: ParamsOption = None,
-    run_id: RunIdOption = None,
-    all_days: AllOption = False,
-) -> None:
-    """Build silver.labels for a landing day: the labels that arrived that day, joined to
-    the event they belong to (entity, event time). Maturity is decided per cut-off when a
-    training set is built, not here.
-    """
+def _build_labels() -> Callable:
     from regrow.data.labels import build_labels
 
-    _build_silver(
-        build_labels,
-        lambda day, r: f"{day}: {r.rows} label(s) -> silver.labels v{r.version}",
-        params, date, to, all_days, run_id,
-    )  # fmt: skip
+    return build_labels
+
+
+silver_command(
+    "features",
+    "Build silver.features for a day: the contract's features plus per-entity window "
+    "aggregates over strictly earlier events (features section of params.yaml).\n\n"
+    "A day reads its own bronze.events partition and the days its longest window reaches; "
+    "one of them missing stops with its name. Each day replaces its own partition.",
+    _build_features,
+    lambda day, r: (
+        f"{day}: {r.rows} events -> silver.features v{r.version} "
+        f"(read bronze.events v{r.source_version}, {r.days_read[0]}..{day})"
+    ),
+)
+silver_command(
+    "labels",
+    "Build silver.labels for a landing day: the labels that arrived that day, joined to the "
+    "event they belong to (entity, event time). Maturity is decided per cut-off when a "
+    "training set is built, not here.",
+    _build_labels,
+    lambda day, r: f"{day}: {r.rows} label(s) -> silver.labels v{r.version}",
+)
 
 
 @app.command()
