@@ -271,7 +271,9 @@ def test_forced_promotion_and_rollback_are_recorded_with_who_and_why(make_settin
     assert rollback_row["reason"] == "rollback: alerts doubled" and not rollback_row["forced"]
 
 
-def _wait_for(port: int, proc: subprocess.Popen, seconds: float = 60) -> None:
+def _wait_for(port: int, proc: subprocess.Popen, seconds: float = 180) -> None:
+    """Until the server listens: a readiness wait, not a timing assertion (on a loaded
+    2-core machine `mlflow server` took more than 60 s to start)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
