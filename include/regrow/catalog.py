@@ -62,14 +62,24 @@ PREDICTION_COLUMNS = {
 
 
 # ------------------------------------------------------------------------- tables
+# Names of the dataset contract that a table's key may use for the user's columns.
+_CONTRACT_KEYS = frozenset({"event_id", "entity_id", "event_timestamp"})
+
+
 @dataclass(frozen=True)
 class Table:
     """A table of the lakehouse: its name (``layer.name``), the columns it is partitioned
-    by (the first is its day), and what a row is."""
+    by (the first is its day), what a row is, and the columns that identify a row (a name
+    of the ``dataset`` contract, such as ``event_id``, stands for the user's column)."""
 
     name: str
     partition_by: tuple[str, ...]
     row: str
+    key: tuple[str, ...] = ()
+
+    def keys(self, dataset: DatasetSettings) -> list[str]:
+        """The key columns, with the contract's names resolved to the user's columns."""
+        return [getattr(dataset, k) if k in _CONTRACT_KEYS else k for k in self.key]
 
     @property
     def date_column(self) -> str | None:
@@ -86,15 +96,30 @@ DECISIONS, MODEL_VERSIONS = "gold.decisions", "gold.model_versions"
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
-        Table(EVENTS, (EVENT_DATE,), "a landed event, typed"),
-        Table(LABELS, (LABEL_DATE,), "a landed label, typed"),
+        Table(EVENTS, (EVENT_DATE,), "a landed event, typed", ("event_id",)),
+        Table(LABELS, (LABEL_DATE,), "a landed label, typed", ("event_id",)),
         Table(QUARANTINE, (INGEST_DATE, SOURCE_KIND), "a rejected row with its reason"),
-        Table(FEATURES, (EVENT_DATE,), "an event with its point-in-time features"),
-        Table(SILVER_LABELS, (LABEL_DATE,), "a label joined to its event"),
-        Table(PREDICTIONS, (EVENT_DATE,), "an event scored by a model (per alias)"),
+        Table(FEATURES, (EVENT_DATE,), "an event with its point-in-time features", ("event_id",)),
+        Table(SILVER_LABELS, (LABEL_DATE,), "a label joined to its event", ("event_id",)),
+        Table(
+            PREDICTIONS,
+            (EVENT_DATE,),
+            "an event scored by a model (per alias)",
+            ("event_id", MODEL_ALIAS),
+        ),
         Table(VALIDATION, (DAY, TABLE), "one expectation's result on one day"),
-        Table(DECISIONS, (DECISION_DATE,), "one decision about the model, with its reason"),
-        Table(MODEL_VERSIONS, (), "a registered model version and its lineage"),
+        Table(
+            DECISIONS,
+            (DECISION_DATE,),
+            "one decision about the model, with its reason",
+            ("decision_id",),
+        ),
+        Table(
+            MODEL_VERSIONS,
+            (),
+            "a registered model version and its lineage",
+            (MODEL_NAME, MODEL_VERSION),
+        ),
     )
 }
 BRONZE_TABLES = (EVENTS, LABELS, QUARANTINE)

@@ -304,7 +304,7 @@ def _prediction_expectations(dataset: DatasetSettings, *_: Any) -> list:
         _expect("ExpectColumnValuesToBeInSet", CRITICAL, column=MODEL_ALIAS,
                 value_set=list(ALIASES)),
         _expect("ExpectCompoundColumnsToBeUnique", CRITICAL,
-                column_list=[dataset.event_id, MODEL_ALIAS]),
+                column_list=TABLES[PREDICTIONS].keys(dataset)),
         # As many champion rows as silver.features has events that day: none missed.
         _expect("ExpectTableRowCountToEqual", CRITICAL, value=_param(SOURCE_ROWS),
                 row_condition=champion_rows),
