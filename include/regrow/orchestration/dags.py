@@ -1,8 +1,9 @@
 """What regrow's DAG files are wired from, at parse time: their settings, Assets, default
-arguments, the Spark job task factory and the bodies of their small tasks.
+arguments, and the Spark job task factory (the bodies of their Python tasks are in
+:mod:`regrow.orchestration.tasks`).
 
-DAG files import this module and :mod:`regrow.settings` only (an import-linter contract
-says so). The DAG processor imports it on every parse: keep it free of heavy imports
+DAG files import this module, :mod:`regrow.orchestration.tasks` and :mod:`regrow.settings`
+only (an import-linter contract says so). The DAG processor imports it on every parse: keep it free of heavy imports
 (pyspark, xgboost, mlflow, great_expectations); Airflow's own modules are imported inside
 the functions that need them.
 """
