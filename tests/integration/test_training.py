@@ -4,6 +4,8 @@ store (SQLite in tmp_path, or a real `mlflow server` process where the test need
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -294,10 +296,24 @@ def _mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--default-artifact-root", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
-    _wait_for(port, proc)
+    try:
+        _wait_for(port, proc)
+    except BaseException:
+        _stop(proc)
+        raise
     return proc
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """Stop the server and the workers it started (uvicorn, huey consumers): its whole
+    process group, or they outlive the test (seen: left running after a CI run)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
 
 
 def test_an_unreachable_registry_fails_clearly_and_leaves_the_aliases(make_settings, tmp_path):
@@ -314,8 +330,7 @@ def test_an_unreachable_registry_fails_clearly_and_leaves_the_aliases(make_setti
         facts = train_challenger(context_of(settings), later)
         report = evaluate_challenger(context_of(settings), facts.version, later)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        _stop(server)
 
     # The server is down between evaluation and gate, and before a training run.
     with pytest.raises(RegistryError, match=rf"MLflow at {uri}: reading alias champion"):
