@@ -21,6 +21,7 @@ INGEST_DATE = "ingest_date"  # bronze.quarantine
 SOURCE_KIND = "source_kind"  # bronze.quarantine: events or labels
 DECISION_DATE = "decision_date"  # gold.decisions
 DAY, TABLE = "day", "table"  # gold.validation
+MONITOR_DATE = "monitor_date"  # gold.monitoring
 
 # ------------------------------------------------------------ lineage on every row
 RUN_ID = "_run_id"  # the run (Airflow run id, or manual__...) that wrote the row
@@ -93,6 +94,7 @@ EVENTS, LABELS, QUARANTINE = "bronze.events", "bronze.labels", "bronze.quarantin
 FEATURES, SILVER_LABELS = "silver.features", "silver.labels"
 PREDICTIONS, VALIDATION = "gold.predictions", "gold.validation"
 DECISIONS, MODEL_VERSIONS = "gold.decisions", "gold.model_versions"
+MONITORING = "gold.monitoring"
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -108,6 +110,12 @@ TABLES: dict[str, Table] = {
             ("event_id", MODEL_ALIAS),
         ),
         Table(VALIDATION, (DAY, TABLE), "one expectation's result on one day"),
+        Table(
+            MONITORING,
+            (MONITOR_DATE,),
+            "one check of one column on one monitored day",
+            (MONITOR_DATE, "data_date", "check", "column"),
+        ),
         Table(
             DECISIONS,
             (DECISION_DATE,),

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -43,6 +43,7 @@ from regrow.storage.commit import (
     commit_written,
     merge_rows,
     plan_write,
+    replace_rows,
 )
 from regrow.storage.delta_log import (
     PartitionSpec,
@@ -290,6 +291,19 @@ class Lakehouse:
         change is refused like any other write.
         """
         return append_rows(self._location(table), rows, partition_by)
+
+    def replace_records(
+        self,
+        table: str,
+        rows: pa.Table,
+        where: Mapping[str, Any],
+        partition_by: Sequence[str] | None = None,
+    ) -> CommitInfo:
+        """Replace the records matching ``where`` (``{column: value or [values]}``) with
+        ``rows``, without Spark, as one Delta commit: a rerun replaces what the first run
+        wrote (a day's monitoring results, a day's policy decision) instead of repeating it.
+        Every row must match ``where``."""
+        return replace_rows(self._location(table), rows, where, partition_by)
 
     # --------------------------------------------------------------------------- reads
     def read(
