@@ -337,6 +337,120 @@ class ScoreSettings(_Section):
     nthread: int = Field(default=1, ge=0)
 
 
+class PerformanceSettings(_Section):
+    """Realised (matured labels) and estimated (calibrated scores) performance per day."""
+
+    # Bootstrap resamples of a day's rows (as score-bin counts) for the confidence interval.
+    bootstrap: int = Field(default=200, ge=0)
+    confidence: float = Field(default=0.9, gt=0, lt=1)
+    # Scores are counted in bins this wide (in Spark): PR-AUC and ROC-AUC of the binned
+    # scores differ from the exact ones by less than the bin's share of ties.
+    score_resolution: float = Field(default=1e-4, gt=0, lt=0.1)
+    # Fewer positives (realised) or expected positives (estimated) than this on a day:
+    # insufficient_data, not a number.
+    min_positives: int = Field(default=10, ge=1)
+
+
+class MonitorSettings(_Section):
+    """Drift tests and performance (regrow.monitoring): what is compared, and when a shift
+    counts as one."""
+
+    # The reference a day is compared with. champion: the champion's training window (from
+    # its lineage); rolling: the reference_days before the current window; fixed:
+    # reference_start..reference_end.
+    reference: Literal["champion", "rolling", "fixed"] = "champion"
+    reference_days: int = Field(default=14, gt=0)
+    reference_start: dt.date | None = None
+    reference_end: dt.date | None = None
+    # The current window: the monitored day and the window_days - 1 days before it.
+    window_days: int = Field(default=1, gt=0)
+    # Numeric columns (and the score) are binned at the reference's quantiles.
+    bins: int = Field(default=10, ge=2, le=100)
+    # Categories rarer than this share of the reference are counted as one bucket.
+    rare_category_fraction: float = Field(default=0.01, ge=0, lt=0.5)
+    # Multiple-testing correction across one day's tests: bh (Benjamini-Hochberg, the false
+    # discovery rate), by (Benjamini-Yekutieli), holm (family-wise), none.
+    correction: Literal["bh", "by", "holm", "none"] = "bh"
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    # A significant shift is flagged only if its PSI reaches this: 0.1 is the usual
+    # "moderate shift" line; below it a large sample's significance is noise for the model.
+    min_psi: float = Field(default=0.1, gt=0)
+    # Fewer rows than this in the reference or the current window: insufficient_data.
+    min_rows: int = Field(default=500, gt=0)
+    # Null rate: flagged when it moves by at least this much (absolute) and significantly.
+    min_null_rate_change: float = Field(default=0.05, gt=0, le=1)
+    # Unseen categories: flagged when this share of the current rows has a value the
+    # reference never had.
+    min_unseen_fraction: float = Field(default=0.01, gt=0, le=1)
+    performance: PerformanceSettings = PerformanceSettings()
+
+    @model_validator(mode="after")
+    def _fixed_window(self) -> MonitorSettings:
+        if self.reference == "fixed":
+            if self.reference_start is None or self.reference_end is None:
+                raise ValueError("reference: fixed needs reference_start and reference_end")
+            if self.reference_end < self.reference_start:
+                raise ValueError(
+                    f"reference_end {self.reference_end} is before reference_start "
+                    f"{self.reference_start}"
+                )
+        return self
+
+
+class TriggerSettings(_Section):
+    """A trigger fires when its condition held on at least ``n`` of the last ``m`` days."""
+
+    enabled: bool = True
+    n: int = Field(default=1, ge=1)
+    m: int = Field(default=1, ge=1)
+
+    @model_validator(mode="after")
+    def _n_of_m(self) -> TriggerSettings:
+        if self.n > self.m:
+            raise ValueError(f"n ({self.n}) cannot exceed m ({self.m})")
+        return self
+
+
+class AgeTrigger(TriggerSettings):
+    max_days: int = Field(default=30, gt=0)
+
+
+class VolumeTrigger(TriggerSettings):
+    min_new_labels: int = Field(default=20000, gt=0)
+
+
+class PerformanceTrigger(TriggerSettings):
+    # The champion's primary metric (realised, else estimated) below its gate figure by
+    # more than this (absolute).
+    max_drop: float = Field(default=0.05, gt=0)
+
+
+class DriftTrigger(TriggerSettings):
+    min_features: int = Field(default=2, ge=1)
+    score: bool = True  # a flagged score (prediction) drift fires on its own
+
+
+class PolicyTriggers(_Section):
+    age: AgeTrigger = AgeTrigger()
+    volume: VolumeTrigger = VolumeTrigger()
+    performance: PerformanceTrigger = PerformanceTrigger()
+    drift: DriftTrigger = DriftTrigger()
+
+
+class PolicySettings(_Section):
+    """The retrain policy (regrow.policy): when a day's monitoring asks for a retrain."""
+
+    triggers: PolicyTriggers = PolicyTriggers()
+    # At most this many retrains requested in any 7 days; a trigger beyond it is recorded
+    # with the budget at 0 and no retrain.
+    budget_per_week: int = Field(default=2, ge=0)
+    # Days after a retrain request during which triggers are recorded but do not retrain.
+    cooldown_days: int = Field(default=3, ge=0)
+    # warm_start (stage 3) unless the warm-start caps of train.warm_start say otherwise or the
+    # drift is a concept drift (performance dropped); stateless: always from scratch.
+    mode: Literal["warm_start", "stateless"] = "warm_start"
+
+
 class MlflowSettings(_Section):
     """Tracking and registry. Default: a local SQLite store + local artifact directory."""
 
@@ -386,6 +500,8 @@ class Settings(_Section):
     train: TrainSettings = TrainSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
     score: ScoreSettings = ScoreSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    policy: PolicySettings = PolicySettings()
     mlflow: MlflowSettings = MlflowSettings()
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()

@@ -260,6 +260,13 @@ class Registry:
 
         self._call(f"tagging run {run_id}", tag)
 
+    def log_artifact(self, run_id: str, path: str | Path, artifact_path: str) -> None:
+        """Attach a file (a report) to an existing run, e.g. the champion's training run."""
+        self._call(
+            f"logging {Path(path).name} to run {run_id}",
+            lambda: self.client.log_artifact(run_id, str(path), artifact_path),
+        )
+
     # -------------------------------------------------------------------------- loads
     def load(self, version: str) -> Model:
         """The booster and transform of a registered version."""
