@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from regrow.data.trainset import TRAIN, VALIDATION
 from regrow.data.transform import Transform
-from regrow.settings import DatasetSettings, TrainSettings
+from regrow.settings import DatasetSettings, TrainSettings, WarmStartSettings
 
 if TYPE_CHECKING:
     import numpy as np
@@ -90,6 +90,28 @@ class TrainResult:
     facts: dict[str, Any] = field(default_factory=dict)
 
 
+def warm_start_cap(caps: WarmStartSettings, parent: Parent, cutoff: dt.date) -> str | None:
+    """The cap of ``train.warm_start`` that forbids continuing ``parent`` for a training
+    set of ``cutoff``, as a reason; None when a warm start is allowed."""
+    if parent.model.trees >= caps.max_trees:
+        return (
+            f"champion v{parent.version} has {parent.model.trees} trees "
+            f">= train.warm_start.max_trees={caps.max_trees}"
+        )
+    if parent.warm_starts_in_a_row >= caps.max_in_a_row:
+        return (
+            f"champion v{parent.version} ends {parent.warm_starts_in_a_row} warm "
+            f"starts in a row (train.warm_start.max_in_a_row={caps.max_in_a_row})"
+        )
+    age = (cutoff - parent.train_end.date()).days
+    if age > caps.max_age_days:
+        return (
+            f"champion v{parent.version}'s training window ended {age} days before "
+            f"the cut-off (train.warm_start.max_age_days={caps.max_age_days})"
+        )
+    return None
+
+
 def plan_mode(
     cfg: TrainSettings, train: pd.DataFrame, timestamp: str, parent: Parent | None,
     cutoff: dt.date, requested: str | None = None,
@@ -99,25 +121,11 @@ def plan_mode(
     mode = requested or cfg.mode
     if mode == STATELESS:
         return STATELESS, "stateless: configured"
-    caps = cfg.warm_start
     if parent is None:
         return STATELESS, "stateless: warm start asked, but there is no champion to continue"
-    if parent.model.trees >= caps.max_trees:
-        return STATELESS, (
-            f"stateless: champion v{parent.version} has {parent.model.trees} trees "
-            f">= train.warm_start.max_trees={caps.max_trees}"
-        )
-    if parent.warm_starts_in_a_row >= caps.max_in_a_row:
-        return STATELESS, (
-            f"stateless: champion v{parent.version} ends {parent.warm_starts_in_a_row} warm "
-            f"starts in a row (train.warm_start.max_in_a_row={caps.max_in_a_row})"
-        )
-    age = (cutoff - parent.train_end.date()).days
-    if age > caps.max_age_days:
-        return STATELESS, (
-            f"stateless: champion v{parent.version}'s training window ended {age} days before "
-            f"the cut-off (train.warm_start.max_age_days={caps.max_age_days})"
-        )
+    capped = warm_start_cap(cfg.warm_start, parent, cutoff)
+    if capped:
+        return STATELESS, f"stateless: {capped}"
     new = int((train[timestamp] > parent.train_end).sum())
     if new < cfg.min_rows:
         return STATELESS, (

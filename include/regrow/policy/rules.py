@@ -1,0 +1,232 @@
+"""The retrain policy's rules, on plain facts: which triggers fire on a day, whether the
+budget and the cooldown let a retrain through, and in which mode.
+
+Nothing here reads a table or the registry (:mod:`regrow.policy.daily` gathers the
+facts), so every rule is tested on its own.
+
+A trigger's condition is checked on each of the last ``m`` monitored days of the current
+champion (the monitored day included); the trigger fires when the condition held on at
+least ``n`` of them. Days monitored under an earlier champion are evidence about that
+model, not this one, and do not count.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from regrow.model.decisions import NONE, RETRAIN_FULL, RETRAIN_WARM
+from regrow.settings import PolicySettings, TriggerSettings
+
+AGE, VOLUME, PERFORMANCE, DRIFT = "age", "volume", "performance", "drift"
+
+
+@dataclass(frozen=True)
+class DayFacts:
+    """What the monitor found on one day (gold.monitoring, summed up)."""
+
+    day: dt.date
+    flagged_features: tuple[str, ...] = ()
+    score_flagged: bool = False
+    # The champion's primary metric of the day: realised if its labels have matured on
+    # this day's run, else estimated; None when neither could be measured.
+    metric: float | None = None
+    metric_source: str | None = None  # realised | estimated
+    new_labels: int = 0  # matured labels since the champion's training window
+
+
+@dataclass(frozen=True)
+class ChampionFacts:
+    version: str
+    cutoff: dt.date | None  # its training set's cut-off (its age counts from here)
+    gate_value: float | None  # the primary metric the gate accepted it on
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    """A trigger on a day: fired or not, on which days its condition held, and the numbers."""
+
+    name: str
+    fired: bool
+    violating_days: list[str]
+    n: int
+    m: int
+    numbers: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The day's action and everything that led to it."""
+
+    action: str
+    mode: str | None
+    reason: str
+    triggers: list[TriggerResult]
+    budget_left: int
+
+    @property
+    def fired(self) -> list[TriggerResult]:
+        return [t for t in self.triggers if t.fired]
+
+
+# ---------------------------------------------------------------------- conditions
+def _n_of_m(
+    name: str,
+    cfg: TriggerSettings,
+    history: Sequence[DayFacts],
+    holds: Mapping[dt.date, bool],
+    numbers: dict[str, Any],
+    what: str,
+) -> TriggerResult:
+    recent = list(history)[-cfg.m :]
+    violating = [str(d.day) for d in recent if holds[d.day]]
+    fired = cfg.enabled and len(violating) >= cfg.n
+    reason = f"{what} on {len(violating)} of the last {len(recent)} monitored day(s) (needs {cfg.n} of {cfg.m})"  # fmt: skip
+    if not cfg.enabled:
+        reason = f"disabled ({reason})"
+    return TriggerResult(name, fired, violating, cfg.n, cfg.m, numbers, reason)
+
+
+def triggers(
+    policy: PolicySettings,
+    history: Sequence[DayFacts],
+    champion: ChampionFacts,
+    higher_is_better: bool = True,
+) -> list[TriggerResult]:
+    """Every trigger on the newest day of ``history`` (oldest first, this champion's
+    monitored days only, the newest last)."""
+    today = history[-1]
+    t = policy.triggers
+    results = []
+
+    def age(d: DayFacts) -> int | None:
+        return (d.day - champion.cutoff).days if champion.cutoff else None
+
+    ages = {d.day: age(d) for d in history}
+    results.append(_n_of_m(
+        AGE, t.age, history,
+        {d: a is not None and a > t.age.max_days for d, a in ages.items()},
+        {"age_days": ages[today.day], "max_days": t.age.max_days,
+         "champion_cutoff": str(champion.cutoff) if champion.cutoff else None},
+        f"champion v{champion.version} older than {t.age.max_days} days "
+        f"(now {ages[today.day]})",
+    ))  # fmt: skip
+    results.append(_n_of_m(
+        VOLUME, t.volume, history,
+        {d.day: d.new_labels >= t.volume.min_new_labels for d in history},
+        {"new_labels": today.new_labels, "min_new_labels": t.volume.min_new_labels},
+        f"{today.new_labels} matured labels since the champion's window "
+        f"(>= {t.volume.min_new_labels} needed)",
+    ))  # fmt: skip
+
+    def drop(d: DayFacts) -> float | None:
+        if d.metric is None or champion.gate_value is None:
+            return None
+        return (champion.gate_value - d.metric) * (1 if higher_is_better else -1)
+
+    drops = {d.day: drop(d) for d in history}
+    results.append(_n_of_m(
+        PERFORMANCE, t.performance, history,
+        {d: x is not None and x > t.performance.max_drop for d, x in drops.items()},
+        {"metric": today.metric, "source": today.metric_source, "gate_value": champion.gate_value,
+         "drop": drops[today.day], "max_drop": t.performance.max_drop},
+        _performance_text(today, champion, drops[today.day], t.performance.max_drop),
+    ))  # fmt: skip
+
+    def drifted(d: DayFacts) -> bool:
+        return len(d.flagged_features) >= t.drift.min_features or (
+            t.drift.score and d.score_flagged
+        )
+
+    results.append(_n_of_m(
+        DRIFT, t.drift, history, {d.day: drifted(d) for d in history},
+        {"flagged_features": list(today.flagged_features), "score_flagged": today.score_flagged,
+         "min_features": t.drift.min_features},
+        f"{len(today.flagged_features)} feature(s) flagged"
+        + (f" ({', '.join(today.flagged_features[:5])})" if today.flagged_features else "")
+        + (", score drift flagged" if today.score_flagged else ""),
+    ))  # fmt: skip
+    return results
+
+
+def _performance_text(
+    today: DayFacts, champion: ChampionFacts, drop: float | None, max_drop: float
+) -> str:
+    if champion.gate_value is None:
+        return f"champion v{champion.version} has no gate figure to compare with"
+    if today.metric is None:
+        return "no realised or estimated metric today"
+    return (
+        f"{today.metric_source} {today.metric:.4f} vs gate {champion.gate_value:.4f} "
+        f"(drop {drop:+.4f}, max {max_drop})"
+    )
+
+
+# ------------------------------------------------------------------------ decision
+def budget_left(
+    policy: PolicySettings, day: dt.date, requests: Sequence[dt.date]
+) -> tuple[int, dt.date | None]:
+    """Retrains left in the 7 days ending on ``day`` before today's decision, and the
+    newest earlier request (``requests``: days whose decision asked for a retrain)."""
+    earlier = sorted(d for d in requests if d < day)
+    in_week = [d for d in earlier if (day - d).days < 7]
+    return policy.budget_per_week - len(in_week), (earlier[-1] if earlier else None)
+
+
+def decide(
+    policy: PolicySettings,
+    history: Sequence[DayFacts],
+    champion: ChampionFacts,
+    requests: Sequence[dt.date],
+    higher_is_better: bool = True,
+    warm_start_cap: str | None = None,
+) -> Outcome:
+    """The day's action: ``none``, ``retrain_warm`` or ``retrain_full``, and why.
+
+    Args:
+        history: the champion's monitored days up to today, oldest first.
+        requests: the earlier days whose decision asked for a retrain (budget, cooldown).
+        warm_start_cap: why ``train.warm_start`` forbids continuing the champion, if it does.
+    """
+    day = history[-1].day
+    results = triggers(policy, history, champion, higher_is_better)
+    fired = [t for t in results if t.fired]
+    left, last = budget_left(policy, day, requests)
+    if not fired:
+        return Outcome(NONE, None, "no trigger fired", results, max(left, 0))
+    names = "+".join(t.name for t in fired)
+    why = "; ".join(f"{t.name}: {t.reason}" for t in fired)
+    if last is not None and (day - last).days <= policy.cooldown_days:
+        return Outcome(NONE, None, (
+            f"{names} fired but the cooldown holds: last retrain requested {last}, "
+            f"{(day - last).days} day(s) ago (policy.cooldown_days={policy.cooldown_days}); {why}"
+        ), results, max(left, 0))  # fmt: skip
+    if left <= 0:
+        return Outcome(NONE, None, (
+            f"{names} fired but the budget is spent: {policy.budget_per_week} retrain(s) "
+            f"in the last 7 days (policy.budget_per_week); {why}"
+        ), results, 0)  # fmt: skip
+    mode, mode_why = _mode(policy, fired, warm_start_cap)
+    action = RETRAIN_WARM if mode == "warm_start" else RETRAIN_FULL
+    return Outcome(action, mode, f"{names}: {why}; {mode_why}", results, left - 1)
+
+
+def _mode(
+    policy: PolicySettings, fired: Sequence[TriggerResult], warm_start_cap: str | None
+) -> tuple[str, str]:
+    if policy.mode == "stateless":
+        return "stateless", "from scratch: policy.mode is stateless"
+    if any(t.name == PERFORMANCE for t in fired):
+        return "stateless", (
+            "from scratch: performance dropped, a concept drift (the old trees learned the "
+            "old concept)"
+        )
+    if warm_start_cap:
+        return "stateless", f"from scratch: {warm_start_cap}"
+    return "warm_start", "warm start from the champion (inputs moved, the concept held)"

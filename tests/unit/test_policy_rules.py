@@ -1,0 +1,161 @@
+"""The retrain policy's rules on plain facts: N-of-M, the budget, the cooldown and the mode
+each change the decision (each test fails if its rule is ignored)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from regrow.model.decisions import NONE, RETRAIN_FULL, RETRAIN_WARM
+from regrow.policy.rules import (
+    AGE,
+    DRIFT,
+    PERFORMANCE,
+    VOLUME,
+    ChampionFacts,
+    DayFacts,
+    budget_left,
+    decide,
+)
+from regrow.settings import PolicySettings
+
+DAY0 = dt.date(2026, 3, 1)
+CHAMPION = ChampionFacts("3", cutoff=DAY0 - dt.timedelta(days=2), gate_value=0.40)
+
+
+def policy(**triggers) -> PolicySettings:
+    """Only the named triggers on (with their settings); the rest off."""
+    base = {name: {"enabled": False} for name in (AGE, VOLUME, PERFORMANCE, DRIFT)}
+    base |= {name: {"enabled": True, **cfg} for name, cfg in triggers.items()}
+    return PolicySettings(triggers=base, budget_per_week=2, cooldown_days=3)
+
+
+def days(*drifted: bool, metric: float | None = None) -> list[DayFacts]:
+    """Consecutive days; a True day has two flagged features."""
+    return [
+        DayFacts(
+            DAY0 + dt.timedelta(days=k),
+            ("amount", "country") if flagged else (),
+            metric=metric,
+            metric_source="estimated" if metric is not None else None,
+        )
+        for k, flagged in enumerate(drifted)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "n", "m", "action"),
+    [
+        ((False, False, True), 2, 3, NONE),  # one drifted day of three: a blip
+        ((False, True, True), 2, 3, RETRAIN_WARM),
+        ((True, False, True), 2, 3, RETRAIN_WARM),  # not necessarily consecutive
+        ((True, True, False), 2, 3, RETRAIN_WARM),  # today is calm, 2 of the last 3 were not
+        ((True, True, False, False), 2, 3, NONE),  # the oldest violation left the window
+        ((False, False, True), 1, 1, RETRAIN_WARM),
+    ],
+)
+def test_drift_fires_on_n_of_the_last_m_days(pattern, n, m, action):
+    outcome = decide(
+        policy(drift={"n": n, "m": m, "min_features": 2}), days(*pattern), CHAMPION, []
+    )
+    assert outcome.action == action
+    drift = next(t for t in outcome.triggers if t.name == DRIFT)
+    assert drift.fired == (action != NONE)
+    assert len(drift.violating_days) == sum(pattern[-m:])
+
+
+def test_fewer_features_than_min_features_is_no_drift():
+    outcome = decide(policy(drift={"min_features": 3}), days(True), CHAMPION, [])
+    assert outcome.action == NONE
+
+
+def test_score_drift_alone_fires_when_configured():
+    history = [DayFacts(DAY0, (), score_flagged=True)]
+    assert decide(policy(drift={"score": True}), history, CHAMPION, []).action == RETRAIN_WARM
+    assert decide(policy(drift={"score": False}), history, CHAMPION, []).action == NONE
+
+
+def test_budget_spent_keeps_the_champion_and_says_so():
+    today = days(True)
+    requests = [DAY0 - dt.timedelta(days=5), DAY0 - dt.timedelta(days=4)]
+    spent = decide(policy(drift={}), today, CHAMPION, requests).action
+    assert spent == NONE
+    outcome = decide(policy(drift={}), today, CHAMPION, requests)
+    assert "budget is spent" in outcome.reason and outcome.budget_left == 0
+    # A week later the same requests are out of the 7-day window: the budget is back.
+    later = [DayFacts(DAY0 + dt.timedelta(days=3), ("a", "b"))]
+    assert decide(policy(drift={}), later, CHAMPION, requests).action == RETRAIN_WARM
+
+
+def test_budget_left_counts_the_last_seven_days_only():
+    requests = [DAY0 - dt.timedelta(days=d) for d in (1, 6, 7, 30)]
+    left, last = budget_left(PolicySettings(budget_per_week=3), DAY0, requests)
+    assert (left, last) == (1, DAY0 - dt.timedelta(days=1))
+
+
+def test_cooldown_holds_a_trigger_back():
+    today = days(True)
+    recent = [DAY0 - dt.timedelta(days=2)]  # within cooldown_days=3
+    outcome = decide(policy(drift={}), today, CHAMPION, recent)
+    assert outcome.action == NONE and "cooldown" in outcome.reason
+    past = [DAY0 - dt.timedelta(days=4)]  # the cooldown is over
+    assert decide(policy(drift={}), today, CHAMPION, past).action == RETRAIN_WARM
+
+
+def test_a_retrain_spends_the_budget_it_reports():
+    outcome = decide(policy(drift={}), days(True), CHAMPION, [])
+    assert outcome.action == RETRAIN_WARM and outcome.budget_left == 1
+
+
+def test_performance_drop_is_a_concept_drift_retrained_from_scratch():
+    history = days(False, False, metric=0.30)  # gate 0.40: a drop of 0.10 > 0.05
+    outcome = decide(policy(performance={"n": 2, "m": 3}), history, CHAMPION, [])
+    assert outcome.action == RETRAIN_FULL and outcome.mode == "stateless"
+    assert "concept drift" in outcome.reason
+    small = days(False, False, metric=0.38)
+    assert decide(policy(performance={"n": 2, "m": 3}), small, CHAMPION, []).action == NONE
+
+
+def test_lower_is_better_metrics_drop_upwards():
+    champion = ChampionFacts("3", None, gate_value=0.10)  # log loss at the gate
+    worse = days(False, metric=0.20)
+    cfg = policy(performance={})
+    assert decide(cfg, worse, champion, [], higher_is_better=False).action == RETRAIN_FULL
+    assert decide(cfg, worse, champion, [], higher_is_better=True).action == NONE
+
+
+def test_without_a_gate_figure_performance_cannot_fire():
+    champion = ChampionFacts("3", None, gate_value=None)
+    outcome = decide(policy(performance={}), days(False, metric=0.0), champion, [])
+    assert outcome.action == NONE
+    assert "no gate figure" in next(t for t in outcome.triggers if t.name == PERFORMANCE).reason
+
+
+def test_age_and_volume():
+    old = [DayFacts(DAY0 + dt.timedelta(days=40), ())]
+    assert decide(policy(age={"max_days": 30}), old, CHAMPION, []).action == RETRAIN_WARM
+    assert decide(policy(age={"max_days": 60}), old, CHAMPION, []).action == NONE
+    labels = [DayFacts(DAY0, (), new_labels=25_000)]
+    assert (
+        decide(policy(volume={"min_new_labels": 20_000}), labels, CHAMPION, []).action
+        == RETRAIN_WARM
+    )
+    assert decide(policy(volume={"min_new_labels": 30_000}), labels, CHAMPION, []).action == NONE
+
+
+def test_warm_start_cap_or_stateless_policy_forces_a_full_retrain():
+    capped = decide(policy(drift={}), days(True), CHAMPION, [], warm_start_cap="800 trees")
+    assert capped.action == RETRAIN_FULL and "800 trees" in capped.reason
+    stateless = PolicySettings(triggers=policy(drift={}).triggers, mode="stateless")
+    assert decide(stateless, days(True), CHAMPION, []).action == RETRAIN_FULL
+
+
+def test_disabled_triggers_never_fire():
+    outcome = decide(policy(), days(True, True, True, metric=0.0), CHAMPION, [])
+    assert outcome.action == NONE and not outcome.fired
+
+
+def test_n_greater_than_m_is_a_config_error():
+    with pytest.raises(ValueError, match="cannot exceed"):
+        PolicySettings(triggers={"drift": {"n": 3, "m": 2}})
