@@ -163,6 +163,13 @@ def train_model(
 
     trigger = retrain_trigger(params["force_retrain"], dag_run, triggering_asset_events)
     mode = None if params["mode"] == DEFAULT_MODE else params["mode"]
+    # The policy's request names the mode (warm start, or from scratch after a concept
+    # drift) and why; an explicit mode param wins.
+    request = requested_retrain(triggering_asset_events)
+    if request:
+        trigger = f"policy:{request.get('trigger')} ({request.get('day')})"
+        mode = mode or request.get("mode")
+        logger.info("retrain requested by the policy: %s", request.get("reason"))
     ctx = task_context(run_id, dag_run.dag_id)
     try:
         return train_challenger(ctx, trigger=trigger, mode=mode).as_dict()
@@ -203,3 +210,82 @@ def report_retrain(facts: Mapping[str, Any], outcome: Mapping[str, Any]) -> str:
     )
     logger.info("retrain report: %s", path)
     return str(path)
+
+
+# ----------------------------------------------------------------------- monitor
+def days_to_monitor(params: Mapping[str, Any], run_id: str, dag_id: str) -> list[str]:
+    """regrow_monitor's days, YYYY-MM-DD, oldest first: the ``dates`` param when it names
+    any (a manual rerun), else every scored day not monitored yet (empty: nothing to do,
+    the rest of the run is skipped)."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from regrow.monitoring.monitor import unmonitored_days
+
+    if params.get("dates"):
+        try:
+            return days_to_score(params["dates"], [])
+        except ValueError as err:
+            raise AirflowFailException(str(err)) from err
+    days = [d.isoformat() for d in unmonitored_days(task_context(run_id, dag_id))]
+    logger.info("days to monitor: %s", ", ".join(days) or "none (every scored day is monitored)")
+    return days
+
+
+def decide_days(
+    days: Sequence[str], params: Mapping[str, Any], run_id: str, dag_id: str
+) -> list[dict[str, Any]]:
+    """The retrain policy on each day, oldest first: one gold.decisions row per day.
+    ``force_decision`` (a manual run) turns the last day's decision into a retrain."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from regrow.policy.daily import PolicyError, decide_day, force_retrain
+
+    ctx = task_context(run_id, dag_id)
+    reports = []
+    try:
+        for day in days:
+            reports.append(decide_day(ctx, dt.date.fromisoformat(day)))
+        forced = params.get("force_decision")
+        if forced and forced != "none" and days:
+            reports[-1] = force_retrain(ctx, dt.date.fromisoformat(days[-1]), forced)
+    except PolicyError as err:  # monitoring rows are missing: a retry cannot add them
+        raise AirflowFailException(str(err)) from err
+    for r in reports:
+        logger.info("%s: %s (%s), budget left %d: %s", r.day, r.action, r.trigger,
+                    r.budget_left, r.reason)  # fmt: skip
+    return [r.as_dict() for r in reports]
+
+
+def request_retrain(decisions: Sequence[Mapping[str, Any]], outlet_events, requested: Asset):
+    """Publish ``retrain.requested`` with the newest retrain decision's mode and reason in
+    the event's extra; skipped (no event) when no day asked for a retrain."""
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from regrow.policy.daily import PolicyReport
+
+    wanted = [PolicyReport(**d) for d in decisions if PolicyReport(**d).retrain]
+    if not wanted:
+        raise AirflowSkipException("no day asked for a retrain")
+    request = wanted[-1].request()
+    outlet_events[requested].extra = request
+    logger.info("retrain requested: %s", request)
+    return request
+
+
+def report_days(days: Sequence[str], run_id: str, dag_id: str) -> list[str]:
+    """The HTML report of each day; the log names each file."""
+    from regrow.monitoring.monitor import report_day
+
+    ctx = task_context(run_id, dag_id)
+    paths = [str(report_day(ctx, dt.date.fromisoformat(day))) for day in days]
+    for path in paths:
+        logger.info("monitoring report: %s", path)
+    return paths
+
+
+def requested_retrain(triggering_asset_events) -> Mapping[str, Any] | None:
+    """The extra of the newest ``retrain.requested`` event that triggered a run, if any."""
+    requested = asset("retrain.requested")
+    events = [e for a, found in (triggering_asset_events or {}).items()
+              if getattr(a, "name", None) == requested.name for e in found]  # fmt: skip
+    return dict(events[-1].extra or {}) if events else None
