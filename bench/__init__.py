@@ -29,7 +29,13 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 WORK_DIR = BENCH_DIR / ".work"
 # Modules whose import registers benchmarks, in run order.
-MODULES = ("bench.lakehouse_io", "bench.validation_cost", "bench.warm_start", "bench.scoring")
+MODULES = (
+    "bench.lakehouse_io",
+    "bench.validation_cost",
+    "bench.warm_start",
+    "bench.scoring",
+    "bench.monitoring",
+)
 
 
 @dataclass

@@ -382,6 +382,10 @@ class MonitorSettings(_Section):
     # Unseen categories: flagged when this share of the current rows has a value the
     # reference never had.
     min_unseen_fraction: float = Field(default=0.01, gt=0, le=1)
+    # The label rate of matured labels: flagged when it moves by this share of the
+    # reference rate (0.5: 3% -> 4.5%). PSI is blind here: a fraud rate tripling from 3% to
+    # 9% is a PSI of only 0.07.
+    min_label_rate_change: float = Field(default=0.5, gt=0)
     performance: PerformanceSettings = PerformanceSettings()
 
     @model_validator(mode="after")

@@ -13,6 +13,7 @@ from regrow.monitoring.drift import (
     apply_correction,
     binned_drift,
     categorical_drift,
+    label_rate_drift,
     null_rate,
     psi,
     uncorrected_flags,
@@ -295,3 +296,15 @@ def test_stable_noise_over_a_hundred_days_raises_at_most_one_flagged_day():
         baseline_days += any(uncorrected_flags(results))
     assert flagged_days <= 1
     assert baseline_days >= 20
+
+
+def test_a_tripled_label_rate_is_flagged_although_its_psi_is_small():
+    reference, tripled = (50_000, 1_500), (5_000, 450)  # 3% -> 9%
+    result = corrected(label_rate_drift("is_fraud", reference, tripled, CFG))[0]
+    assert result.detail["psi"] < CFG.min_psi  # PSI alone would miss it
+    assert result.effect == pytest.approx(2.0) and result.value == pytest.approx(0.09)
+    assert result.flagged
+    same = corrected(label_rate_drift("is_fraud", reference, (5_000, 160), CFG))[0]
+    assert not same.flagged  # 3.2%: noise
+    few = label_rate_drift("is_fraud", reference, (100, 9), CFG)
+    assert few.status == INSUFFICIENT and few.effect is None

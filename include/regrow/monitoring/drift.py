@@ -32,6 +32,8 @@ from regrow.monitoring.results import (
     DRIFT,
     FLAGGED,
     INSUFFICIENT,
+    LABEL,
+    LABEL_DRIFT,
     NULL_RATE,
     NUMERIC,
     UNSEEN,
@@ -379,3 +381,34 @@ def _holm(p_values: np.ndarray) -> np.ndarray:
     adjusted = np.empty_like(p_values)
     adjusted[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
     return adjusted
+
+
+def label_rate_drift(
+    column: str, reference: tuple[int, int], current: tuple[int, int], cfg: MonitorSettings
+) -> CheckResult:
+    """The positive rate of matured labels, ``(rows, positives)`` of each window.
+
+    The test is the chi-square of the 2x2 table; the effect is the rate's relative change
+    (``monitor.min_label_rate_change``), not PSI: PSI barely sees a rare label (a fraud
+    rate tripling from 3% to 9% is a PSI of 0.07).
+    """
+    (ref_rows, ref_pos), (rows, pos) = reference, current
+    result = binned_drift(
+        column,
+        Distribution({"negative": ref_rows - ref_pos, "positive": ref_pos}),
+        Distribution({"negative": rows - pos, "positive": pos}),
+        cfg,
+        kind=LABEL,
+        check=LABEL_DRIFT,
+    )
+    rate = pos / rows if rows else None
+    ref_rate = ref_pos / ref_rows if ref_rows else None
+    change = None
+    if result.status != INSUFFICIENT and rate is not None and ref_rate:
+        change = abs(rate / ref_rate - 1)
+    return result.with_(
+        value=rate,
+        effect=change,
+        threshold=cfg.min_label_rate_change,
+        detail={**result.detail, "reference_rate": ref_rate, "psi": result.effect},
+    )

@@ -213,8 +213,8 @@ def compute_drift(ctx: StageContext, day: dt.date) -> StepReport:
         results = [r.with_(status=INSUFFICIENT, detail={"reason": win.why})
                    for r in _unmeasured(settings)]  # fmt: skip
     else:
-        reference_days = _complete_history(settings, win.reference, feature_days)
-        results = _drift_results(ctx, champion, reference_days, current_days)
+        reference_days = [d for d in _days(win.reference) if str(d) in feature_days]
+        results = _drift_results(ctx, champion, reference_days, current_days, feature_days)
         if reference_days:  # the days actually read
             reference_text = f"{reference_days[0]}..{reference_days[-1]}"
     # The label is corrected with the rest: it is one more test of the same day.
@@ -240,18 +240,27 @@ def compute_drift(ctx: StageContext, day: dt.date) -> StepReport:
 
 
 def _complete_history(
-    settings: Settings, reference: Window, feature_days: dict[str, int]
-) -> list[dt.date]:
-    """The reference's days of silver.features, without the first ``features`` look-back
-    of the table's history: there the windowed features lack their earlier days (a card's
-    7-day count is low on day 2 because days -5..0 were never ingested), and every later
-    day would look drifted against them. When that leaves no day, all are kept."""
-    present = sorted(dt.date.fromisoformat(d) for d in feature_days)
-    days = [d for d in _days(reference) if str(d) in feature_days]
-    if not present:
-        return days
-    complete = present[0] + dt.timedelta(days=settings.features.lookback_days())
-    return [d for d in days if d >= complete] or days
+    settings: Settings, days: Sequence[dt.date], feature_days: dict[str, int]
+) -> tuple[list[dt.date], str]:
+    """``days`` without the first ``features`` look-back of silver.features' history, and
+    the reason when none is left.
+
+    There the windowed features lack their earlier days (a card's 7-day count is low on
+    day 2 because days -5..0 were never ingested): against such a reference every later day
+    would look drifted, so the derived features are compared on complete days only.
+    """
+    if not feature_days:
+        return list(days), ""
+    first = min(dt.date.fromisoformat(d) for d in feature_days)
+    lookback = settings.features.lookback_days()
+    complete = first + dt.timedelta(days=lookback)
+    kept = [d for d in days if d >= complete]
+    why = "" if kept else (
+        f"the reference ({days[0] if days else '-'}..{days[-1] if days else '-'}) lies within "
+        f"the first {lookback} day(s) of {FEATURES} (from {first}), where the windowed "
+        f"features lack their history: no complete day to compare with"
+    )  # fmt: skip
+    return kept, why
 
 
 def _require_scored(ctx: StageContext, day: dt.date) -> None:
@@ -293,13 +302,39 @@ def _drift_results(
     champion: Version,
     reference_days: Sequence[dt.date],
     current_days: Sequence[dt.date],
+    feature_days: dict[str, int],
 ) -> list[CheckResult]:
     settings = ctx.settings
-    cfg = settings.monitor
     kinds = _feature_kinds(settings)
+    derived = derived_columns(settings.features)
     reference, current = _read_features(ctx, reference_days), _read_features(ctx, current_days)
     missing = {c: k for c, k in kinds.items() if c not in reference.columns}
-    kinds = {c: k for c, k in kinds.items() if c not in missing}
+    contract = {c: k for c, k in kinds.items() if c not in missing and c not in derived}
+    windowed = {c: k for c, k in kinds.items() if c not in missing and c in derived}
+    results = _column_drift(settings, reference, current, contract)
+    complete, why = _complete_history(settings, reference_days, feature_days)
+    if complete == list(reference_days):
+        results += _column_drift(settings, reference, current, windowed)
+    elif complete:
+        shorter = _column_drift(settings, _read_features(ctx, complete), current, windowed)
+        days = f"{complete[0]}..{complete[-1]}"  # the look-back's first days left out
+        results += [r.with_(detail={**r.detail, "reference_days": days}) for r in shorter]
+    else:
+        results += [CheckResult(DRIFT, c, k, INSUFFICIENT, detail={"reason": why})
+                    for c, k in windowed.items()]  # fmt: skip
+    for column, kind in missing.items():  # a table built under another contract
+        reason = (f"{column} is not a column of {FEATURES}: rebuild the features under the "
+                  f"contract of params.yaml (regrow features --all)")  # fmt: skip
+        results.append(CheckResult(DRIFT, column, kind, INSUFFICIENT, detail={"reason": reason}))
+    results.append(_prediction_drift(ctx, champion, reference, current_days))
+    return results
+
+
+def _column_drift(
+    settings: Settings, reference: DataFrame, current: DataFrame, kinds: dict[str, str]
+) -> list[CheckResult]:
+    """Drift, null rate (and unseen categories) of ``kinds``' columns: two Spark counts."""
+    cfg = settings.monitor
     numeric = [c for c, k in kinds.items() if k == NUMERIC]
     discrete = [c for c, k in kinds.items() if k != NUMERIC]
     edges = profile.quantile_edges(reference, numeric, cfg.bins)
@@ -315,11 +350,6 @@ def _drift_results(
         results.append(drift.null_rate(column, ref, cur, cfg, kind))
         if kind == CATEGORICAL:
             results.append(drift.unseen_categories(column, ref, cur, cfg, kind))
-    for column, kind in missing.items():  # a table built under another contract
-        reason = (f"{column} is not a column of {FEATURES}: rebuild the features under the "
-                  f"contract of params.yaml (regrow features --all)")  # fmt: skip
-        results.append(CheckResult(DRIFT, column, kind, INSUFFICIENT, detail={"reason": reason}))
-    results.append(_prediction_drift(ctx, champion, reference, current_days))
     return results
 
 
@@ -370,15 +400,11 @@ def _label_drift(ctx: StageContext, day: dt.date, win: Windows) -> CheckResult:
     counts = _label_counts(ctx, day, [*reference_days, matured])
     ref_rows = sum(counts.get(d, (0, 0))[0] for d in reference_days)
     ref_pos = sum(counts.get(d, (0, 0))[1] for d in reference_days)
-    cur_rows, cur_pos = counts.get(matured, (0, 0))
-    reference = drift.Distribution({"negative": ref_rows - ref_pos, "positive": ref_pos})
-    current = drift.Distribution({"negative": cur_rows - cur_pos, "positive": cur_pos})
-    result = drift.binned_drift(
-        label, reference, current, settings.monitor, kind=LABEL, check=LABEL_DRIFT
+    result = drift.label_rate_drift(
+        label, (ref_rows, ref_pos), counts.get(matured, (0, 0)), settings.monitor
     )
     return result.with_(
-        value=cur_pos / cur_rows if cur_rows else None,
-        detail={**result.detail, "labels_known_by": str(day), "matured_day": str(matured)},
+        detail={**result.detail, "labels_known_by": str(day), "matured_day": str(matured)}
     )
 
 
