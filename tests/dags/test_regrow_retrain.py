@@ -97,3 +97,19 @@ def test_a_training_set_too_small_fails_train_model_at_once(
             dag_run=SimpleNamespace(run_type="manual", dag_id="regrow_retrain"),
             triggering_asset_events={},
         )
+
+
+def test_the_policys_request_names_the_mode_and_why():
+    """The triggering events as Airflow hands them to a task (Asset -> its events); the
+    events are plain objects with the one attribute read, ``extra`` (no Airflow run here)."""
+    from regrow.orchestration.tasks import requested_retrain
+
+    requested = Asset(name="retrain.requested", uri="regrow://policy/retrain-requested")
+    older = SimpleNamespace(extra={"mode": "warm_start", "day": "2026-01-05"})
+    newer = SimpleNamespace(
+        extra={"mode": "stateless", "day": "2026-01-06", "trigger": "performance"}
+    )
+    assert requested_retrain({requested: [older, newer]}) == newer.extra
+    other = Asset(name="silver.features", uri="regrow://silver/features")
+    assert requested_retrain({other: [older]}) is None
+    assert requested_retrain(None) is None

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.compute as pc
@@ -40,10 +42,14 @@ from regrow.monitoring.results import (
     REALISED,
     UNSEEN,
 )
+from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db, task_states
 from regrow.policy.daily import PolicyError, decide_day
 from regrow.settings import load_settings
 from tests.bronze_rows import write_events, write_labels
 from tests.conftest import context_of, lakehouse_of, write_params
+
+# Minutes of Spark and an `airflow dags test`: started first (see pytest_collection_modifyitems).
+pytestmark = pytest.mark.slow
 
 START, DAYS, ONSET, CUTOFF = dt.date(2026, 1, 1), 20, 16, 14
 SCORED = [START + dt.timedelta(days=i) for i in range(CUTOFF, DAYS)]
@@ -295,3 +301,36 @@ def test_the_report_and_the_cli(world, spark):
     assert "Traceback" not in result.output
     monitored = read_monitoring(context_of(settings, spark, "read", lakehouse))
     assert pc.max(monitored["monitor_date"]).as_py() >= SCORED[-1]
+
+
+def test_the_monitor_dag_runs_the_loop_and_publishes_the_request(world, tmp_path):
+    """regrow_monitor under real Airflow (``airflow dags test``, SQLite): both Spark steps
+    through spark-submit, the decision forced to a full retrain by the run's params, the
+    Asset retrain.requested published with the mode and reason in its extra."""
+    settings, lakehouse, _ = world
+    env = airflow_env(tmp_path / "airflow_home", params=Path(settings.resolve("params.yaml")))
+    ensure_db(env)
+    day = SCORED[-1]
+    conf = {"dates": [str(day)], "force_decision": "retrain_full"}
+    result = dags_test("regrow_monitor", day, env, conf=conf)
+    assert result.returncode == 0, result.stdout[-4000:]
+    states = task_states("regrow_monitor", day, env)
+    assert set(states.values()) == {"success"}, states
+    assert set(states) == {"select_days", "compute_drift", "compute_performance", "decide",
+                           "request_retrain", "report"}  # fmt: skip
+    db = env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        name, extra = conn.execute(
+            "SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE e.source_task_id = 'request_retrain' ORDER BY e.id DESC"
+        ).fetchone()
+    request = json.loads(extra)
+    assert name == "retrain.requested"
+    assert request["mode"] == "stateless" and request["day"] == str(day)
+    assert "force_decision=retrain_full" in request["reason"]
+    row = next(r for r in lakehouse.to_arrow(DECISIONS).to_pylist()
+               if r["decision_date"] == day and r["action"] in RETRAIN_ACTIONS)  # fmt: skip
+    assert row["forced"] and row["actor"] == "airflow:regrow_monitor"
+    assert Path(
+        settings.resolve(settings.reports_dir), "monitoring", f"monitoring-{day}.html"
+    ).is_file()
