@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         help="days run at once; each worker has its own AIRFLOW_HOME (SQLite) under --airflow-home",
     )
     parser.add_argument(
+        "--airflow-days",
+        type=int,
+        default=2,
+        help="the newest days run through the regrow_ingest DAG (real Airflow); the days "
+        "before them are loaded by one range backfill in this process (default: 2)",
+    )
+    parser.add_argument(
         "--rerun",
         action="store_true",
         help="run again the days whose DAG run already succeeded (default: skip them, as "
@@ -86,17 +93,22 @@ def main(argv: list[str] | None = None) -> int:
         settings.dataset, settings.simulator, settings.landing, landing_root, args.days
     )
     logger.info(
-        "1/6 simulated %d day(s) of '%s': %d events, %d labels -> %s",
+        "1/7 simulated %d day(s) of '%s': %d events, %d labels -> %s",
         len(summary.days), settings.simulator.scenario, summary.rows["events"],
         summary.rows["labels"], landing_root,
     )  # fmt: skip
 
     home = Path(args.airflow_home).resolve() / (args.scenario or "default")
-    failed = run_days(list(summary.days), params, home, max(1, args.parallel), args.rerun)
+    days = list(summary.days)
+    split = max(0, len(days) - max(0, args.airflow_days))
     ctx = stage_context(settings, "demo")
-    trained = training_set(ctx, required=not args.scenario)
-    if trained and not args.scenario:
-        trained = retrain_models(ctx) and score_newest_day(ctx)
+    failed = load_history(ctx, days[:split], args.rerun)
+    failed += run_days(days[split:], params, home, max(1, args.parallel), args.rerun)
+    trained = True
+    if not args.scenario:
+        trained = first_model(ctx, summary.days[-1]) and daily_loop(ctx) and lineage_of_top(ctx)
+    else:
+        training_set(ctx, required=False)
     report(ctx)
     logger.info("done in %.0fs", time.monotonic() - started)
 
@@ -139,6 +151,43 @@ def scenario_params(base: Path, scenario: str, workdir: Path, days: int | None) 
     return path
 
 
+def load_history(ctx: StageContext, days: list[dt.date], rerun: bool = False) -> list[dt.date]:
+    """The history before the days the DAG shows, as one range backfill in this process
+    (one Spark application: ingest, validate, features, labels, validate, day after day);
+    returns the day a critical expectation blocked, if any. Days already in silver are
+    skipped unless ``rerun``."""
+    from regrow.catalog import FEATURES
+    from regrow.data.backfill import backfill
+
+    if not days:
+        return []
+    built = set(ctx.lakehouse.partition_rows(FEATURES))
+    todo = days if rerun else [d for d in days if str(d) not in built]
+    if len(todo) < len(days):
+        logger.info("2/7 %d history day(s) already built: skipped (--rerun builds them again)",
+                    len(days) - len(todo))  # fmt: skip
+    if not todo:
+        return []
+    logger.info("2/7 history %s..%s: one range backfill in this process", todo[0], todo[-1])
+    started, total, finished = time.monotonic(), len(todo), []
+
+    def progress(day: dict) -> None:
+        finished.append(day)
+        done = len(finished)
+        eta = (time.monotonic() - started) / done * (total - done)
+        logger.info(
+            "    [%2d/%d] %s: %d events, %d labels, %d quarantined in %.1fs (ETA %.0fs)",
+            done, total, day["day"], day["events"], day["labels"], day["quarantined"],
+            day["seconds"], eta,
+        )  # fmt: skip
+
+    report = backfill(ctx, todo[0], todo[-1], progress)
+    if report.blocked:
+        logger.info("    blocked: %s", report.blocked)
+        return [dt.date.fromisoformat(report.blocked.split(":")[0])]
+    return []
+
+
 def run_days(
     days: list[dt.date], params: Path, home: Path, parallel: int, rerun: bool = False
 ) -> list[dt.date]:
@@ -158,12 +207,17 @@ def run_days(
     ]  # fmt: skip
     if done:
         logger.info(
-            "2/6 %d day(s) already ran successfully (%s..%s): skipped, as a backfill does "
+            "2/7 %d day(s) already ran successfully (%s..%s): skipped, as a backfill does "
             "(--rerun runs them again)",
             len(done), done[0], done[-1],
         )  # fmt: skip
         days = [d for d in days if d not in done]
-    logger.info("2/6 running the %s DAG for each day, %d at a time (%s)", DAG_ID, len(envs), home)
+    if not days:
+        return []
+    logger.info(
+        "2/7 the newest %d day(s) through the %s DAG (real Airflow), %d at a time (%s)",
+        len(days), DAG_ID, len(envs), home,
+    )  # fmt: skip
     free: Queue = Queue()
     for env in envs:
         free.put(env)
@@ -197,8 +251,9 @@ def run_days(
     return failed
 
 
-def training_set(ctx: StageContext, required: bool) -> bool:
-    """Build the training set of the default cut-off and log its numbers.
+def training_set(ctx: StageContext, required: bool, cutoff: dt.date | None = None) -> bool:
+    """Build the training set of ``cutoff`` (default: the day after the newest features
+    day) and log its numbers.
 
     Returns False when it cannot be built and ``required`` (the default demo); a scenario
     run with too few days only logs why.
@@ -207,13 +262,13 @@ def training_set(ctx: StageContext, required: bool) -> bool:
     from regrow.storage.lakehouse import LakehouseError
 
     try:
-        result = build_trainset(ctx)
+        result = build_trainset(ctx, cutoff)
     except (TrainsetError, LakehouseError, LeakageError) as err:
-        logger.log(logging.ERROR if required else logging.INFO, "3/6 no training set: %s", err)
+        logger.log(logging.ERROR if required else logging.INFO, "3/7 no training set: %s", err)
         return not required
     m = result.manifest
     logger.info(
-        "3/6 training set of cut-off %s (labels as known then, %s) -> %s",
+        "3/7 training set of cut-off %s (labels as known then, %s) -> %s",
         m["cutoff_date"], m["matured"], result.path,
     )  # fmt: skip
     for name, split in m["splits"].items():
@@ -230,54 +285,109 @@ def training_set(ctx: StageContext, required: bool) -> bool:
     return True
 
 
-def retrain_models(ctx: StageContext, earlier_by_days: int = 3) -> bool:
-    """Stage 2 and 3 of continual learning on the demo's data.
-
-    With no champion yet: a stateless model on the training set of a cut-off
-    ``earlier_by_days`` before the newest, gated against the baselines. Then a warm start
-    from the champion on the newest training set (only the rows after the champion's
-    window), gated against it. A resumed demo skips what the champion already learned.
-    """
+def first_model(ctx: StageContext, newest: dt.date, days_watched: int = 8) -> bool:
+    """The champion the loop starts from: a stateless model on the training set of a cut-off
+    ``days_watched`` days before the end, gated against the baselines (a resumed demo keeps
+    the champion it has)."""
     from regrow.catalog import CHAMPION
-    from regrow.data.trainset import TrainsetError, build_trainset
+    from regrow.data.trainset import TrainsetError
     from regrow.model.registry import RegistryError
-    from regrow.model.retrain import retrain_needed
     from regrow.model.training import TrainingError
 
-    settings, lakehouse = ctx.settings, ctx.lakehouse
-    newest = json.loads(
-        (Path(settings.resolve(settings.split.output_dir)) / "manifest.json").read_text()
-    )
-    cutoff = dt.date.fromisoformat(newest["cutoff_date"])
     try:
-        registry = ctx.registry
-        if registry.alias(CHAMPION) is None:
-            earlier = cutoff - dt.timedelta(days=earlier_by_days)
-            build_trainset(ctx, earlier)
-            _retrain(ctx, "stateless", "demo")
-            build_trainset(ctx, cutoff)
-        needed, why = retrain_needed(ctx)
-        if needed:
-            _retrain(ctx, "warm_start", "demo")
-        else:
-            logger.info("4/6 no retrain: %s", why)
+        if ctx.registry.alias(CHAMPION) is not None:
+            logger.info("3/7 champion v%s exists: the loop starts from it",
+                        ctx.registry.alias(CHAMPION).version)  # fmt: skip
+            return True
+        if not training_set(ctx, True, newest - dt.timedelta(days=days_watched - 1)):
+            return False
+        _retrain(ctx, "stateless", "demo", "4/7")
     except (RegistryError, TrainingError, TrainsetError) as err:
-        logger.error("4/6 retrain failed: %s", err)
+        logger.error("4/7 the first model failed: %s", err)
         return False
-    for row in lakehouse.sql(
-        "SELECT action, model_version, champion_before, champion_after, reason "
-        "FROM gold.decisions ORDER BY decided_at"
-    ).to_pylist():
+    return ctx.registry.alias(CHAMPION) is not None or _no_champion()
+
+
+def _no_champion() -> bool:
+    logger.error("4/7 the first model did not pass the gate: no champion to watch")
+    return False
+
+
+def daily_loop(ctx: StageContext) -> bool:
+    """Continual learning, day by day from the champion's cut-off to the newest day: score
+    with the champion, monitor (drift, estimated and realised performance), let the policy
+    decide with its reasons, and retrain (warm start, or from scratch after a concept
+    drift) when it asks, through the training set of that day and the promotion gate."""
+    from regrow.catalog import CHAMPION, FEATURES
+    from regrow.data.trainset import TrainsetError, build_trainset
+    from regrow.model.registry import RegistryError
+    from regrow.model.scoring import ScoringError, score_day
+    from regrow.model.training import TrainingError
+    from regrow.monitoring.monitor import MonitorError, monitor_day, report_day
+    from regrow.policy.daily import PolicyError, decide_day
+    from regrow.validation import ValidationError
+
+    settings, lakehouse = ctx.settings, ctx.lakehouse
+    champion = ctx.registry.alias(CHAMPION)
+    start = dt.date.fromisoformat(champion.tags["cutoff_date"])
+    days = sorted(d for d in (dt.date.fromisoformat(x) for x in lakehouse.partition_rows(FEATURES))
+                  if d >= start)  # fmt: skip
+    metric = settings.evaluate.primary_metric
+    logger.info(
+        "5/7 the daily loop over %d day(s), %s..%s: score -> monitor -> decide -> retrain",
+        len(days), days[0], days[-1],
+    )  # fmt: skip
+    path = None
+    for day in days:
+        try:
+            scored = score_day(ctx, day)
+            watched = monitor_day(ctx, day)
+            decision = decide_day(ctx, day)
+        except (RegistryError, ScoringError, ValidationError, MonitorError, PolicyError) as err:
+            logger.error("    %s failed: %s", day, err)
+            return False
+        flagged = sorted({r.column for r in watched.drift.flagged})
+        estimated = next((r.value for r in watched.performance.results
+                          if r.check == "performance_estimated" and r.column == metric), None)  # fmt: skip
+        realised = next((r.value for r in watched.performance.results
+                         if r.check == "performance_realised" and r.column == metric), None)  # fmt: skip
         logger.info(
-            "    decision: %-8s v%s  champion %s -> v%s", row["action"], row["model_version"],
-            f"v{row['champion_before']}" if row["champion_before"] else "none",
-            row["champion_after"],
+            "    %s  v%s  %d scored, %d flagged | drift: %s | %s est %s, realised %s | %s%s",
+            day, scored.models.get(CHAMPION), scored.events, scored.flagged,
+            ", ".join(flagged) or "none", metric, _num(estimated), _num(realised),
+            decision.action, f" ({decision.trigger})" if decision.trigger != "none" else "",
         )  # fmt: skip
-    logger.info("    models: regrow models; runs: make mlflow (MLflow UI on %s)", registry.uri)
+        if decision.retrain:
+            logger.info("      why: %s", decision.reason)
+            try:
+                build_trainset(ctx, day + dt.timedelta(days=1))
+                _retrain(ctx, decision.mode, f"policy:{decision.trigger} ({day})", "      ")
+            except (RegistryError, TrainingError, TrainsetError) as err:
+                logger.info("      retrain not possible: %s", err)
+        path = report_day(ctx, day)
+    _decision_summary(ctx)
+    logger.info("    the newest day's report: %s", path)
     return True
 
 
-def _retrain(ctx: StageContext, mode: str, trigger: str) -> None:
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _decision_summary(ctx: StageContext) -> None:
+    counts: dict[str, int] = {}
+    for row in ctx.lakehouse.sql(
+        "SELECT decision_date, action, trigger, model_version, champion_after "
+        "FROM gold.decisions ORDER BY decision_date, decided_at"
+    ).to_pylist():
+        counts[row["action"]] = counts.get(row["action"], 0) + 1
+    logger.info(
+        "    decisions: %s (regrow query \"SELECT * FROM gold.decisions\")",
+        ", ".join(f"{n} {a}" for a, n in sorted(counts.items())),
+    )  # fmt: skip
+
+
+def _retrain(ctx: StageContext, mode: str, trigger: str, step: str) -> None:
     from regrow.model.retrain import train_and_gate
 
     result = train_and_gate(ctx, trigger=trigger, mode=mode)
@@ -285,41 +395,31 @@ def _retrain(ctx: StageContext, mode: str, trigger: str) -> None:
     c, t = result.challenger, result.challenger.training
     backtest, _ = result.evaluation.primary(metric)
     logger.info(
-        "4/6 v%s (%s): %d trees, %d new, on %d rows; backtest %s %.4f; baselines %s",
-        c.version, t["mode_reason"], t["trees"], t["trees_added"], t["train_rows"], metric,
+        "%s v%s (%s): %d trees, %d new, on %d rows; backtest %s %.4f; baselines %s",
+        step, c.version, t["mode_reason"], t["trees"], t["trees_added"], t["train_rows"], metric,
         backtest or float("nan"),
         ", ".join(f"{k} {v[metric]:.4f}" for k, v in result.evaluation.baselines.items()
                   if v.get(metric) is not None),
     )  # fmt: skip
-    logger.info("    %s", "promoted" if result.outcome.promoted else "kept as challenger (shadow)")
+    logger.info(
+        "%s gate: %s", " " * len(step.rstrip()) if step.strip() else step,
+        "promoted" if result.outcome.promoted else f"kept as challenger ({result.outcome.reason})",
+    )  # fmt: skip
 
 
-def score_newest_day(ctx: StageContext) -> bool:
-    """Score the newest features day: the champion decides, the challenger (if the gate
-    kept one) scores in shadow; then show the top scores and one prediction's lineage."""
-    from regrow.catalog import FEATURES
+def lineage_of_top(ctx: StageContext) -> bool:
+    """The newest day's top scores, and one prediction traced to its model and data."""
+    from regrow.catalog import PREDICTIONS
     from regrow.model.lineage import describe, lineage
-    from regrow.model.registry import RegistryError
-    from regrow.model.scoring import ScoringError, read_predictions, score_day
-    from regrow.validation import ValidationError
+    from regrow.model.scoring import read_predictions
 
     settings, lakehouse = ctx.settings, ctx.lakehouse
-    day = max(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(FEATURES))
-    try:
-        r = score_day(ctx, day)
-    except (RegistryError, ScoringError, ValidationError) as err:
-        logger.error("5/6 scoring %s failed: %s", day, err)
-        return False
-    logger.info(
-        "5/6 scored %s: %d events by %s; %d flagged (score >= %s) -> gold.predictions v%d",
-        day, r.events, ", ".join(f"{a} v{v}" for a, v in r.models.items()), r.flagged,
-        r.threshold, r.version,
-    )  # fmt: skip
+    day = max(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(PREDICTIONS))
     top = read_predictions(lakehouse, day, top=3).to_pylist()
     entity_id, event_id = settings.dataset.entity_id, settings.dataset.event_id
     for row in top:
         logger.info(
-            "    top: %s %s (%s) score %.3f decision %s", event_id, row[event_id],
+            "6/7 top of %s: %s %s (%s) score %.3f decision %s", day, event_id, row[event_id],
             row[entity_id], row["score"], row["decision"],
         )  # fmt: skip
     if top:
@@ -332,7 +432,7 @@ def score_newest_day(ctx: StageContext) -> bool:
 
 def report(ctx: StageContext) -> None:
     settings, lakehouse = ctx.settings, ctx.lakehouse
-    logger.info("6/6 tables under %s:", lakehouse.root)
+    logger.info("7/7 tables under %s:", lakehouse.root)
     for info in lakehouse.tables():
         logger.info("    %-20s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)
     if lakehouse.exists("bronze.quarantine"):

@@ -47,7 +47,7 @@ SMALL_PARAMS = {
 }
 STAGES = [
     "simulate", "ingest", "validate", "features", "labels", "trainset", "train", "evaluate",
-    "score",
+    "score", "monitor",
 ]  # fmt: skip
 UP_TO_DATE = "Data and pipelines are up to date."
 
@@ -155,7 +155,7 @@ def test_repro_runs_the_whole_chain(clone):
     assert sorted(stages) == sorted(STAGES)
     # The gate first, the snapshot last: features and labels wait for validate.
     assert stages[:3] == ["simulate", "ingest", "validate"]
-    assert stages[-4:] == ["trainset", "train", "evaluate", "score"]
+    assert stages[-5:] == ["trainset", "train", "evaluate", "score", "monitor"]
 
     snapshot = manifest(clone.path)
     first, last = clone.days
@@ -198,6 +198,12 @@ def test_repro_runs_the_whole_chain(clone):
         r"^(\S+): (\d+) events scored by champion v1", clone.first_repro.stdout, re.M
     )
     assert scored and scored.group(1) == str(last), clone.first_repro.stdout[-2000:]
+    # monitor: the same day against the champion's window (100 events a day are fewer than
+    # monitor.min_rows: insufficient_data, not an alarm), its decision and its report.
+    out = clone.first_repro.stdout
+    assert re.search(rf"^{last}: \d+ drift checks, flagged: none$", out, re.M), out[-2000:]
+    assert re.search(r"^  decision: none ", out, re.M), out[-2000:]
+    assert (clone.path / "reports" / "monitoring" / f"monitoring-{last}.html").is_file()
 
 
 def test_second_repro_reruns_nothing(clone):

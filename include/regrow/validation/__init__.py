@@ -8,7 +8,7 @@ Spark predicates), ``runner`` (one GX run on Spark, Data Docs), ``gate`` (a day'
 recorded in ``gold.validation``).
 """
 
-from regrow.validation.gate import suite_for, validate_day
+from regrow.validation.gate import build_docs, suite_for, validate_day
 from regrow.validation.outcomes import (
     OUTCOME_SCHEMA,
     ValidationError,
@@ -40,6 +40,7 @@ __all__ = [
     "ValidationError",
     "ValidationOutcome",
     "ValidationReport",
+    "build_docs",
     "build_suite",
     "data_docs_dir",
     "load_suite",

@@ -30,7 +30,7 @@ from regrow.validation.outcomes import (
     outcome_rows,
 )
 from regrow.validation.parameters import partition_counts, recent_row_counts, row_count_bounds
-from regrow.validation.runner import validate
+from regrow.validation.runner import build_data_docs, validate
 from regrow.validation.suites import (
     MAX_QUARANTINED,
     ROW_COUNT_MAX,
@@ -92,11 +92,15 @@ def _column_set(suite: gx.ExpectationSuite) -> list[str] | None:
 
 
 def validate_day(
-    ctx: StageContext, day: dt.date, tables: Sequence[str] = BRONZE_TABLES
+    ctx: StageContext,
+    day: dt.date,
+    tables: Sequence[str] = BRONZE_TABLES,
+    data_docs: bool = True,
 ) -> ValidationReport:
     """Validate one day's partition of each of ``tables``; record every expectation's
-    result in ``gold.validation`` and build Data Docs; then raise :class:`ValidationError`
-    naming each critical failure (warnings are recorded and logged only)."""
+    result in ``gold.validation`` and build Data Docs (unless ``data_docs`` is False: a
+    range builds them once at its end); then raise :class:`ValidationError` naming each
+    critical failure (warnings are recorded and logged only)."""
     from pyspark.sql import functions as F
 
     spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
@@ -133,6 +137,7 @@ def validate_day(
                 ),
             },
             raise_on_critical=False,
+            data_docs=data_docs,
         )
         for warning in outcome.warnings:
             logger.warning("%s %s: warning: %s", table, day, warning.describe())
@@ -159,3 +164,11 @@ def validate_day(
         message = "\n".join(o.message() for o in failed)
         raise ValidationError(f"{day} is blocked:\n{message}", failed[0])
     return ValidationReport(str(day), outcomes)
+
+
+def build_docs(settings: Settings, tables: Sequence[str] = tuple(SUITES)) -> str:
+    """The Data Docs site rebuilt once (after a range validated with ``data_docs=False``);
+    returns its index page."""
+    return build_data_docs(
+        settings.resolve(settings.reports_dir), [suite_for(settings, t) for t in tables]
+    )
