@@ -31,7 +31,7 @@ check-java: ## Spark needs Java 17 (or 21)
 	@java -version 2>&1 | head -n 1 | grep -Eq '"(17|21)[."]' || { \
 	  echo "Spark 4 needs Java 17 or 21; found: $$(java -version 2>&1 | head -n 1)"; exit 1; }
 
-demo: setup ## simulate 30 days, run the ingest DAG over them, build a training set, train + gate models, score the newest day
+demo: setup ## 30 simulated days (drift on day 24): backfill + the ingest DAG, a champion, the daily loop (score, monitor, decide, retrain)
 	$(RUN) python -m regrow.demo
 
 demo-broken-feed: setup ## 4 days whose last has a broken feed: that day is blocked with its reason

@@ -22,7 +22,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,13 +63,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parallel",
         type=int,
-        default=min(2, os.cpu_count() or 1),
-        help="days run at once; each worker has its own AIRFLOW_HOME (SQLite) under --airflow-home",
+        default=1,
+        help="DAG days run at once; each worker has its own AIRFLOW_HOME (SQLite) under "
+        "--airflow-home. The DAG itself runs one day at a time (max_active_runs): a day's "
+        "labels may name the day before's events, which a parallel run may not have written "
+        "yet (those labels are then quarantined as unknown)",
     )
     parser.add_argument(
         "--airflow-days",
         type=int,
-        default=2,
+        default=1,
         help="the newest days run through the regrow_ingest DAG (real Airflow); the days "
         "before them are loaded by one range backfill in this process (default: 2)",
     )
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     setup_logging("%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    # A line per day or step, the demo's own: the stages' logs (every table write) would
+    # bury them. Warnings and errors still show.
+    logging.getLogger("regrow").setLevel(logging.WARNING)
+    logger.setLevel(logging.INFO)
     started = time.monotonic()
 
     params = find_params(args.params)
@@ -355,7 +361,7 @@ def daily_loop(ctx: StageContext) -> bool:
             "    %s  v%s  %d scored, %d flagged | drift: %s | %s est %s, realised %s | %s%s",
             day, scored.models.get(CHAMPION), scored.events, scored.flagged,
             ", ".join(flagged) or "none", metric, _num(estimated), _num(realised),
-            decision.action, f" ({decision.trigger})" if decision.trigger != "none" else "",
+            decision.action, _why(decision),
         )  # fmt: skip
         if decision.retrain:
             logger.info("      why: %s", decision.reason)
@@ -368,6 +374,16 @@ def daily_loop(ctx: StageContext) -> bool:
     _decision_summary(ctx)
     logger.info("    the newest day's report: %s", path)
     return True
+
+
+def _why(decision) -> str:
+    """The trigger of a retrain; what held a fired trigger back (cooldown, budget)."""
+    if decision.trigger == "none":
+        return ""
+    if decision.retrain:
+        return f" ({decision.trigger})"
+    held = decision.reason.split(";")[0].split(" but ")[-1]
+    return f" ({decision.trigger} fired but {held})"
 
 
 def _num(value: float | None) -> str:

@@ -313,20 +313,26 @@ def _drift_results(
     windowed = {c: k for c, k in kinds.items() if c not in missing and c in derived}
     results = _column_drift(settings, reference, current, contract)
     complete, why = _complete_history(settings, reference_days, feature_days)
+    # The windowed features, and the score (the model reads them), on complete days only.
     if complete == list(reference_days):
         results += _column_drift(settings, reference, current, windowed)
+        results.append(_prediction_drift(ctx, champion, reference, current_days))
     elif complete:
-        shorter = _column_drift(settings, _read_features(ctx, complete), current, windowed)
         days = f"{complete[0]}..{complete[-1]}"  # the look-back's first days left out
-        results += [r.with_(detail={**r.detail, "reference_days": days}) for r in shorter]
+        shorter = _read_features(ctx, complete)
+        results += [r.with_(detail={**r.detail, "reference_days": days}) for r in [
+            *_column_drift(settings, shorter, current, windowed),
+            _prediction_drift(ctx, champion, shorter, current_days),
+        ]]  # fmt: skip
     else:
         results += [CheckResult(DRIFT, c, k, INSUFFICIENT, detail={"reason": why})
                     for c, k in windowed.items()]  # fmt: skip
+        results.append(CheckResult(PREDICTION_DRIFT, SCORE, SCORE_KIND, INSUFFICIENT,
+                                   detail={"reason": why}))  # fmt: skip
     for column, kind in missing.items():  # a table built under another contract
         reason = (f"{column} is not a column of {FEATURES}: rebuild the features under the "
                   f"contract of params.yaml (regrow features --all)")  # fmt: skip
         results.append(CheckResult(DRIFT, column, kind, INSUFFICIENT, detail={"reason": reason}))
-    results.append(_prediction_drift(ctx, champion, reference, current_days))
     return results
 
 

@@ -214,7 +214,7 @@ def decide(
         ), results, 0)  # fmt: skip
     mode, mode_why = _mode(policy, fired, warm_start_cap)
     action = RETRAIN_WARM if mode == "warm_start" else RETRAIN_FULL
-    return Outcome(action, mode, f"{names}: {why}; {mode_why}", results, left - 1)
+    return Outcome(action, mode, f"{why}; {mode_why}", results, left - 1)
 
 
 def _mode(
