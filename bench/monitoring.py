@@ -441,19 +441,10 @@ def _checks(
     ``monitor._drift_results``)."""
     from regrow.catalog import SCORE
     from regrow.monitoring import drift
-    from regrow.monitoring.results import CATEGORICAL, NUMERIC, PREDICTION_DRIFT
+    from regrow.monitoring.results import PREDICTION_DRIFT
     from regrow.monitoring.results import SCORE as SCORE_KIND
 
-    results = []
-    for column, kind in kinds.items():
-        ref, cur = reference[column], current[column]
-        if kind == NUMERIC:
-            results.append(drift.binned_drift(column, ref, cur, cfg))
-        else:
-            results.append(drift.categorical_drift(column, ref, cur, cfg, kind=kind))
-        results.append(drift.null_rate(column, ref, cur, cfg, kind))
-        if kind == CATEGORICAL:
-            results.append(drift.unseen_categories(column, ref, cur, cfg, kind))
+    results = drift.column_checks(kinds, reference, current, cfg)
     results.append(
         drift.binned_drift(
             SCORE, reference[SCORE], current[SCORE], cfg, kind=SCORE_KIND, check=PREDICTION_DRIFT

@@ -412,3 +412,24 @@ def label_rate_drift(
         threshold=cfg.min_label_rate_change,
         detail={**result.detail, "reference_rate": ref_rate, "psi": result.effect},
     )
+
+
+def column_checks(
+    kinds: Mapping[str, str],
+    reference: Mapping[str, Distribution],
+    current: Mapping[str, Distribution],
+    cfg: MonitorSettings,
+) -> list[CheckResult]:
+    """Every check of each column of ``kinds`` (``{column: numeric | categorical |
+    boolean}``): its drift and null rate, and for a categorical its unseen values."""
+    results: list[CheckResult] = []
+    for column, kind in kinds.items():
+        ref, cur = reference[column], current[column]
+        if kind == NUMERIC:
+            results.append(binned_drift(column, ref, cur, cfg))
+        else:
+            results.append(categorical_drift(column, ref, cur, cfg, kind=kind))
+        results.append(null_rate(column, ref, cur, cfg, kind))
+        if kind == CATEGORICAL:
+            results.append(unseen_categories(column, ref, cur, cfg, kind))
+    return results

@@ -346,17 +346,7 @@ def _column_drift(
     edges = profile.quantile_edges(reference, numeric, cfg.bins)
     ref_counts = profile.profile(reference, edges, discrete)
     cur_counts = profile.profile(current, edges, discrete)
-    results: list[CheckResult] = []
-    for column, kind in kinds.items():
-        ref, cur = ref_counts[column], cur_counts[column]
-        if kind == NUMERIC:
-            results.append(drift.binned_drift(column, ref, cur, cfg))
-        else:
-            results.append(drift.categorical_drift(column, ref, cur, cfg, kind=kind))
-        results.append(drift.null_rate(column, ref, cur, cfg, kind))
-        if kind == CATEGORICAL:
-            results.append(drift.unseen_categories(column, ref, cur, cfg, kind))
-    return results
+    return drift.column_checks(kinds, ref_counts, cur_counts, cfg)
 
 
 def _prediction_drift(
