@@ -64,9 +64,10 @@ def section(html: str, heading: str) -> str:
     return html[start : end if end != -1 else len(html)]
 
 
-def perf(check: str, metric: str, value: float, *, day: dt.date, data_date: dt.date, n: int):
+def perf(check: str, metric: str, value: float | None, *, day: dt.date, data_date: dt.date, n: int):
+    ci = {} if value is None else {"ci_low": value - 0.05, "ci_high": value + 0.05}
     return row(check, metric, day=day, data_date=data_date, kind=METRIC, value=value,
-               ci_low=value - 0.05, ci_high=value + 0.05, n_current=n)  # fmt: skip
+               n_current=n, **ci)  # fmt: skip
 
 
 # ---------------------------------------------------------------------- report
@@ -219,6 +220,8 @@ def test_the_csv_holds_one_metric_with_empty_cells_for_missing_values(tmp_path):
         perf(REALISED, "pr_auc", 0.5, day=D3, data_date=D1, n=10),
         perf(ESTIMATED, "pr_auc", 0.25, day=D2, data_date=D2, n=10),
         perf(ESTIMATED, "roc_auc", 0.8, day=D2, data_date=D2, n=10),
+        # a matured day that was never scored: realised is insufficient_data, no value
+        perf(REALISED, "pr_auc", None, day=D3, data_date=D3, n=0),
     )
 
     path = write_performance_series(table, tmp_path / "plots" / "pr_auc.csv")

@@ -159,14 +159,14 @@ def performance_series(monitoring: pa.Table) -> list[dict[str, Any]]:
 
 def write_performance_series(monitoring: pa.Table, path: Path, metric: str = "pr_auc") -> Path:
     """Write one metric's series as a CSV for ``dvc plots``: data_date, estimated, realised
-    (an empty cell where a value is missing)."""
+    (an empty cell where a value is missing; a day with neither is left out)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as out:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["data_date", "estimated", "realised"])
         for point in performance_series(monitoring):
-            if point["metric"] == metric:
-                values = (point[kind] for kind in ("estimated", "realised"))
+            values = [point[kind] for kind in ("estimated", "realised")]
+            if point["metric"] == metric and any(v is not None for v in values):
                 writer.writerow([point["data_date"], *("" if v is None else v for v in values)])
     return path
 
