@@ -163,7 +163,7 @@ def load_history(ctx: StageContext, days: list[dt.date], rerun: bool = False) ->
     returns the day a critical expectation blocked, if any. Days already in silver are
     skipped unless ``rerun``."""
     from regrow.catalog import FEATURES
-    from regrow.data.backfill import backfill
+    from regrow.data.backfill import BackfillBlocked, backfill
 
     if not days:
         return []
@@ -187,10 +187,11 @@ def load_history(ctx: StageContext, days: list[dt.date], rerun: bool = False) ->
             day["seconds"], eta,
         )  # fmt: skip
 
-    report = backfill(ctx, todo[0], todo[-1], progress)
-    if report.blocked:
-        logger.info("    blocked: %s", report.blocked)
-        return [dt.date.fromisoformat(report.blocked.split(":")[0])]
+    try:
+        backfill(ctx, todo[0], todo[-1], progress)
+    except BackfillBlocked as err:
+        logger.info("    blocked: %s", err.report.blocked)
+        return [dt.date.fromisoformat(err.report.blocked.split(":")[0])]
     return []
 
 

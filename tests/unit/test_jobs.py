@@ -85,3 +85,19 @@ def test_a_bad_date_is_refused_by_the_parser(params, capsys):
         run_job("A test job.", stage, argv=["--date", "2026-13-40", "--params", params])
     assert exit_.value.code == 2
     assert "--date" in capsys.readouterr().err
+
+
+def test_to_runs_every_day_of_the_range_in_one_application(params, capsys):
+    argv = ["--date", "2026-01-30", "--to", "2026-02-02", "--params", params, "--table", "a.b"]
+    assert run_job("A test job.", stage, {**DAY_OPTION, **TABLE_OPTION}, argv=argv) == 0
+    days = json.loads(capsys.readouterr().out)["days"]
+    assert [d["day"] for d in days] == ["2026-01-30", "2026-01-31", "2026-02-01", "2026-02-02"]
+    assert all(d["tables"] == ["a.b"] for d in days)
+
+
+def test_a_reversed_range_fails_naming_both_days(params, caplog, capsys):
+    argv = ["--date", "2026-01-05", "--to", "2026-01-04", "--params", params]
+    with caplog.at_level(logging.ERROR):
+        assert run_job("A test job.", stage, argv=argv) == 1
+    assert "--to 2026-01-04 is before --date 2026-01-05" in caplog.text
+    assert capsys.readouterr().out == ""

@@ -342,7 +342,7 @@ def backfill(
     A missing landing day or a reversed range fails before anything is written."""
     import time
 
-    from regrow.data.backfill import BackfillError
+    from regrow.data.backfill import BackfillBlocked, BackfillError
     from regrow.data.backfill import backfill as run_backfill
     from regrow.data.ingest import IngestError
     from regrow.storage.lakehouse import LakehouseError
@@ -363,8 +363,9 @@ def backfill(
     try:
         ctx = context_of(params, run_id)
         report = run_backfill(ctx, first.date(), last.date(), progress)
+    except BackfillBlocked as err:
+        typer.echo(f"{len(err.report.days)} day(s) done; Data Docs: {err.report.data_docs}")
+        raise fail(str(err)) from None
     except (ConfigError, LakehouseError, BackfillError, IngestError) as err:
         raise fail(str(err)) from None
     typer.echo(f"{len(report.days)} day(s) in {report.seconds:.0f}s; Data Docs: {report.data_docs}")
-    if report.blocked:
-        raise fail(f"stopped: {report.blocked}")

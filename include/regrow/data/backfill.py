@@ -8,7 +8,7 @@ partitions, so the tables equal a day-by-day run's (a test compares them).
 The whole range is checked before anything is written: a range that ends before it
 starts, or a day with no landing file of events, fails at once naming the days. A day
 blocked by its validation stops the range there (the next days' features would read it):
-the days before it are complete, the report names the blocked day and why.
+the days before it are complete, and :class:`BackfillBlocked` names the day and why.
 """
 
 from __future__ import annotations
@@ -35,6 +35,14 @@ logger = logging.getLogger(__name__)
 
 class BackfillError(ValueError):
     """A range that cannot run: it ends before it starts, or days have no landing files."""
+
+
+class BackfillBlocked(BackfillError):
+    """A day's validation blocked the range; ``report`` has the days done before it."""
+
+    def __init__(self, report: BackfillReport) -> None:
+        super().__init__(f"backfill stopped at {report.blocked}")
+        self.report = report
 
 
 @dataclass
@@ -84,6 +92,7 @@ def backfill(
 
     Raises:
         BackfillError: the range is empty or a day has no landing files (nothing written).
+        BackfillBlocked: a day failed a critical expectation (the days before it are done).
     """
     days = range_days(first, last)
     check_landed(ctx, days)
@@ -113,4 +122,6 @@ def backfill(
             progress(figures)
     report.data_docs = build_docs(ctx.settings)
     report.seconds = round(time.perf_counter() - started, 1)
+    if report.blocked:
+        raise BackfillBlocked(report)
     return report

@@ -1,9 +1,11 @@
 """What every Spark job in ``jobs/`` shares: its command line, its context and its output.
 
-A job is ``python jobs/<name>.py [--date YYYY-MM-DD] [--params params.yaml] [--run-id ID]``
-plus its own options; it builds the stage context once, calls one library stage with it,
-and prints the stage's report as JSON (the Airflow task log shows it). Under Airflow the
-run id defaults to the DAG run's (``AIRFLOW_CTX_DAG_RUN_ID``).
+A job is ``python jobs/<name>.py [--date YYYY-MM-DD [--to YYYY-MM-DD]] [--params
+params.yaml] [--run-id ID]`` plus its own options (``--to``: every day of the range in this
+one Spark application, as a day-by-day run writes them); it builds the stage context once,
+calls one library stage with it, and prints the stage's report as JSON (the Airflow task
+log shows it). Under Airflow the run id defaults to the DAG run's
+(``AIRFLOW_CTX_DAG_RUN_ID``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from regrow.orchestration.context import setup_logging, stage_context
@@ -22,15 +25,50 @@ from regrow.stage import new_run_id
 
 logger = logging.getLogger(__name__)
 
-# The option of every daily job: the day, passed to the stage as ``day``.
+# The option of every daily job: the day, passed to the stage as ``day``; with ``--to``,
+# every day of the range, oldest first, in this one Spark application.
 DAY_OPTION: dict[str, dict[str, Any]] = {
     "--date": {
         "dest": "day",
         "required": True,
         "type": dt.date.fromisoformat,
-        "help": "the day, YYYY-MM-DD",
-    }
+        "help": "the day, YYYY-MM-DD (the first of a range with --to)",
+    },
+    "--to": {
+        "dest": "to",
+        "default": None,
+        "type": dt.date.fromisoformat,
+        "help": "the last day of a range, YYYY-MM-DD (inclusive)",
+    },
 }
+
+
+@dataclass(frozen=True)
+class RangeReport:
+    """The reports of a daily stage over a range of days."""
+
+    reports: list[Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"days": [r.as_dict() for r in self.reports]}
+
+
+def each_day(stage: Callable[..., Any]) -> Callable[..., Any]:
+    """``stage(ctx, day)`` for every day of ``day``..``to`` (``to`` None: ``day`` alone)."""
+
+    def over_range(ctx: Any, day: dt.date, to: dt.date | None = None, **options: Any) -> Any:
+        if to is None:
+            return stage(ctx, day, **options)
+        if to < day:
+            raise JobArgumentError(f"--to {to} is before --date {day}")
+        days = [day + dt.timedelta(days=k) for k in range((to - day).days + 1)]
+        return RangeReport([stage(ctx, d, **options) for d in days])
+
+    return over_range
+
+
+class JobArgumentError(ValueError):
+    """A job's arguments that cannot run (a range that ends before it starts)."""
 
 
 def job_parser(doc: str, options: Mapping[str, Mapping[str, Any]]) -> argparse.ArgumentParser:
@@ -66,10 +104,12 @@ def run_job(
     args = vars(job_parser(doc, options).parse_args(argv))
     params, run_id = args.pop("params"), args.pop("run_id")
     setup_logging()
+    if "to" in args:  # a daily job: one day, or a range in this application
+        stage = each_day(stage)
     ctx = stage_context(load_settings(params), run_id)
     try:
         report = stage(ctx, **{k: v for k, v in args.items() if v is not None})
-    except expected as err:
+    except (*expected, JobArgumentError) as err:
         logger.error("%s", err)
         return 1
     print(json.dumps(report.as_dict(), indent=2, default=str))

@@ -1,0 +1,111 @@
+"""A range backfill in one Spark application against the same days run one by one (as the
+regrow_ingest DAG runs them): the same bronze and silver tables, row for row. And a range
+that cannot run fails before it writes anything."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+
+import pytest
+from typer.testing import CliRunner
+
+from regrow.catalog import (
+    EVENTS,
+    FEATURES,
+    INGESTED_AT,
+    LABELS,
+    QUARANTINE,
+    RUN_ID,
+    SILVER_LABELS,
+    SILVER_TABLES,
+    SOURCE_FILE,
+)
+from regrow.cli import app
+from regrow.data import simulate
+from regrow.data.backfill import BackfillError, backfill
+from regrow.data.features import build_features
+from regrow.data.ingest import ingest_day
+from regrow.data.labels import build_labels
+from regrow.validation import validate_day
+from tests.conftest import context_of, lakehouse_of, write_params
+
+DAY0, DAYS = dt.date(2026, 1, 1), 4
+SECTIONS = {
+    "simulator": {"days": DAYS, "events_per_day": 300, "n_entities": 120,
+                  "mean_label_delay_days": 1.0},
+    "dataset": {"label_delay_days": 3},
+}  # fmt: skip
+# What differs between two runs of the same rows: when and by which run they were written
+# (and the landing folder's path, which is each world's own).
+VOLATILE = {RUN_ID, INGESTED_AT, SOURCE_FILE, "_source_version", "_source_versions",
+            "ingest_date"}  # fmt: skip
+
+
+def world(root):
+    from regrow.settings import load_settings
+
+    settings = load_settings(write_params(root, **SECTIONS))
+    simulate.write_landing(settings.dataset, settings.simulator, settings.landing,
+                           settings.resolve(settings.landing.path), DAYS)  # fmt: skip
+    return settings
+
+
+def rows(settings, table):
+    found = lakehouse_of(settings).to_arrow(table).to_pylist()
+    kept = [{k: v for k, v in r.items() if k not in VOLATILE} for r in found]
+    return sorted(kept, key=lambda r: sorted((k, str(v)) for k, v in r.items()))
+
+
+@pytest.fixture(scope="module")
+def both(spark, tmp_path_factory):
+    one_by_one = world(tmp_path_factory.mktemp("one_by_one"))
+    for i in range(DAYS):
+        day = DAY0 + dt.timedelta(days=i)
+        ctx = context_of(one_by_one, spark, f"day-{day}")
+        ingest_day(ctx, day)
+        validate_day(ctx, day)
+        build_features(ctx, day)
+        build_labels(ctx, day)
+        validate_day(ctx, day, tables=list(SILVER_TABLES))
+    ranged = world(tmp_path_factory.mktemp("ranged"))
+    seen = []
+    report = backfill(
+        context_of(ranged, spark, "backfill"), DAY0, DAY0 + dt.timedelta(days=DAYS - 1), seen.append
+    )
+    return one_by_one, ranged, report, seen
+
+
+@pytest.mark.parametrize("table", [EVENTS, LABELS, QUARANTINE, FEATURES, SILVER_LABELS])
+def test_a_range_writes_what_day_by_day_writes(both, table):
+    one_by_one, ranged, _, _ = both
+    expected = rows(one_by_one, table)
+    assert rows(ranged, table) == expected
+    if table in (EVENTS, FEATURES):
+        assert len(expected) == DAYS * 300
+
+
+def test_days_run_in_order_and_data_docs_are_built_once(both):
+    _, ranged, report, seen = both
+    assert [d["day"] for d in seen] == [str(DAY0 + dt.timedelta(days=i)) for i in range(DAYS)]
+    assert report.blocked is None and report.data_docs.endswith("index.html")
+    docs = ranged.resolve(ranged.reports_dir) + "/data_docs/index.html"
+    assert "bronze.events" in open(docs, encoding="utf-8").read()
+
+
+def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path):
+    settings = world(tmp_path)
+    ctx = context_of(settings, spark, "bad")
+    with pytest.raises(BackfillError, match="ends \\(2026-01-01\\) before it starts"):
+        backfill(ctx, DAY0 + dt.timedelta(days=1), DAY0)
+    hole = DAY0 + dt.timedelta(days=2)
+    shutil.rmtree(f"{settings.resolve(settings.landing.path)}/events/{hole}")
+    with pytest.raises(BackfillError, match=f"no landing files of events for {hole}"):
+        backfill(ctx, DAY0, DAY0 + dt.timedelta(days=DAYS - 1))
+    assert not lakehouse_of(settings).exists(EVENTS)  # nothing half-written
+    params = settings.resolve("params.yaml")
+    result = CliRunner().invoke(
+        app, ["backfill", "--from", "2026-01-01", "--to", "2026-01-04", "--params", params]
+    )
+    assert result.exit_code == 1 and f"no landing files of events for {hole}" in result.output
+    assert "Traceback" not in result.output
