@@ -32,6 +32,13 @@ Daily, with `catchup` for backfills. A run covers one whole UTC day, its logical
    partitions (nothing lost against bronze, keys, counts of earlier events never
    negative). Then the Asset `silver.features` is published: scoring runs on it.
 
+**Catch-up**: a manual run with `catch_up_from` and `catch_up_to` (typed params) skips the
+daily chain and runs `jobs/backfill.py` over the whole range in one Spark application (the
+same steps, day after day, each day's partitions as a daily run writes them; a missing
+landing day fails it before anything is written), then publishes `bronze.events` and
+`silver.features` with the range's days in the events' extra: a year of history is one
+run, not 365. Scheduled runs keep one run per day.
+
 Everything is configured in the `airflow` section of `params.yaml` (`$REGROW_PARAMS`).
 Rerunning a day gives the same tables.
 """
@@ -39,8 +46,9 @@ Rerunning a day gives the same tables.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from airflow.sdk import CronDataIntervalTimetable, PokeReturnValue, dag, task
+from airflow.sdk import CronDataIntervalTimetable, Param, PokeReturnValue, dag, task
 
 from regrow.orchestration import tasks
 from regrow.orchestration.dags import (
@@ -67,9 +75,43 @@ airflow_cfg = dag_settings().airflow
     catchup=airflow_cfg.catchup,
     max_active_runs=airflow_cfg.max_active_runs,
     tags=["regrow", "ingest", "bronze", "silver", "spark"],
+    params={
+        "catch_up_from": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Catch up from",
+            description="First day of a catch-up range, YYYY-MM-DD (with catch_up_to): the "
+            "whole range in one Spark application instead of the run's own day.",
+        ),
+        "catch_up_to": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            title="Catch up to",
+            description="Last day of the catch-up range, YYYY-MM-DD (inclusive).",
+        ),
+    },
     default_args=default_args(airflow_cfg),
 )
 def regrow_ingest():
+    @task.branch
+    def choose_path(params: dict[str, Any]) -> str:
+        """The day's chain, or the catch-up range when the run names one."""
+        return tasks.ingest_path(params)
+
+    backfill_range = spark_job(
+        "backfill_range",
+        "backfill.py",
+        ["--from", "{{ params.catch_up_from }}", "--to", "{{ params.catch_up_to }}",
+         "--run-id", "{{ run_id }}"],
+    )  # fmt: skip
+
+    @task(outlets=[BRONZE_EVENTS, SILVER_FEATURES])
+    def publish_range(params: dict[str, Any], *, outlet_events=None) -> list[str]:
+        """The range's days, in the extra of the Asset events (regrow_score scores them)."""
+        return tasks.publish_range(params, outlet_events, [BRONZE_EVENTS, SILVER_FEATURES])
+
     @task.sensor(
         poke_interval=airflow_cfg.sensor_poke_interval_seconds,
         timeout=airflow_cfg.sensor_timeout_seconds,
@@ -91,7 +133,10 @@ def regrow_ingest():
         outlets=[SILVER_FEATURES],
     )  # fmt: skip
 
-    wait_for_events() >> ingest_events >> validate_bronze
+    waiting = wait_for_events()
+    choose_path() >> [waiting, backfill_range]
+    backfill_range >> publish_range()
+    waiting >> ingest_events >> validate_bronze
     validate_bronze >> [build_features, build_labels] >> validate_silver
 
 

@@ -164,3 +164,13 @@ def test_select_days_with_nothing_to_score_fails_without_retries(score_dag):
     select_days = score_dag.get_task("select_days").python_callable
     with pytest.raises(AirflowFailException, match="Pass dates"):
         select_days(params={"dates": None}, run_id="manual__x", triggering_asset_events={})
+
+
+def test_a_catch_up_range_event_names_its_days():
+    """regrow_ingest's catch-up run publishes silver.features once for the whole range,
+    the days in the event's extra: each is scored, not the run's own day."""
+    ranged = ingest_event(dt.date(2026, 3, 1))
+    ranged.extra = {"days": ["2026-01-02", "2026-01-01"]}
+    daily = ingest_event(dt.date(2026, 1, 3))
+    days = asset_event_days({SILVER_FEATURES: [ranged, daily]}, SILVER_FEATURES)
+    assert days_to_score(None, days) == ["2026-01-01", "2026-01-02", "2026-01-03"]

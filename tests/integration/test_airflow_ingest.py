@@ -10,7 +10,9 @@ makes the sensor poke, time out and fail the run with the missing path in the lo
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import sqlite3
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -59,7 +61,9 @@ TASKS = (
     "wait_for_events", "ingest_events", "validate_bronze",
     "build_features", "build_labels", "validate_silver",
 )  # fmt: skip
-TASKS_OK = dict.fromkeys(TASKS, "success")
+# The daily chain, chosen: the catch-up range's tasks are skipped.
+BRANCH = {"choose_path": "success", "backfill_range": "skipped", "publish_range": "skipped"}
+TASKS_OK = {**BRANCH, **dict.fromkeys(TASKS, "success")}
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +172,7 @@ def test_sensor_fails_when_the_landing_file_is_missing(workspace):
 
     assert result.returncode != 0, log[-5000:]
     assert task_states(DAG_ID, MISSING_DAY, workspace.env) == {
+        **BRANCH,
         "wait_for_events": "failed",
         **dict.fromkeys(TASKS[1:], "upstream_failed"),
     }
@@ -198,6 +203,7 @@ def test_a_day_failing_a_critical_expectation_is_blocked(workspace, backfilled):
     log = backfilled[BLOCKED_DAY].stdout
 
     assert task_states(DAG_ID, BLOCKED_DAY, workspace.env) == {
+        **BRANCH,
         "wait_for_events": "success",
         "ingest_events": "success",
         "validate_bronze": "failed",
@@ -214,3 +220,35 @@ def test_a_day_failing_a_critical_expectation_is_blocked(workspace, backfilled):
     ).to_pylist()
     assert {"expect_table_row_count_to_be_between"} <= {r["expectation_type"] for r in failed}
     assert _rows(workspace, FEATURES, **{EVENT_DATE: BLOCKED_DAY}) == 0
+
+
+def test_a_catch_up_range_is_one_run_of_one_spark_application(workspace, backfilled):
+    """A manual run naming a range runs jobs/backfill.py instead of the daily chain and
+    publishes the range's days to regrow_score; a reversed range fails at once."""
+    run_day = GOOD_DAY + dt.timedelta(days=10)  # the run's own day never landed: not read
+    conf = {"catch_up_from": str(GOOD_DAY), "catch_up_to": str(GOOD_DAY)}
+    result = dags_test(DAG_ID, run_day, workspace.env, conf=conf)
+    assert result.returncode == 0, result.stdout[-5000:]
+    assert task_states(DAG_ID, run_day, workspace.env) == {
+        "choose_path": "success", "backfill_range": "success", "publish_range": "success",
+        **dict.fromkeys(TASKS, "skipped"),
+    }  # fmt: skip
+    db = workspace.env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].removeprefix("sqlite:///")
+    with sqlite3.connect(db) as conn:
+        extras = conn.execute(
+            "SELECT a.name, e.extra FROM asset_event e JOIN asset a ON a.id = e.asset_id "
+            "WHERE e.source_task_id = 'publish_range'"
+        ).fetchall()
+    assert {name: json.loads(extra) for name, extra in extras} == {
+        "bronze.events": {"days": [str(GOOD_DAY)]},
+        "silver.features": {"days": [str(GOOD_DAY)]},
+    }
+    assert _rows(workspace, FEATURES, **{EVENT_DATE: GOOD_DAY}) == _rows(
+        workspace, EVENTS, **{EVENT_DATE: GOOD_DAY}
+    )
+    reversed_day = run_day + dt.timedelta(days=1)
+    conf = {"catch_up_from": str(GOOD_DAY), "catch_up_to": str(GOOD_DAY - dt.timedelta(days=1))}
+    result = dags_test(DAG_ID, reversed_day, workspace.env, conf=conf)
+    assert result.returncode != 0
+    assert "catch_up_to 2025-12-31 is before catch_up_from 2026-01-01" in result.stdout
+    assert task_states(DAG_ID, reversed_day, workspace.env)["choose_path"] == "failed"

@@ -53,12 +53,41 @@ def poke_landing(ds: str, kind: str = "events") -> PokeReturnValue:
     return PokeReturnValue(is_done=bool(files), xcom_value=files)
 
 
+def ingest_path(params: Mapping[str, Any]) -> str:
+    """regrow_ingest's branch: ``backfill_range`` when the run names a catch-up range (both
+    ``catch_up_from`` and ``catch_up_to``), else the daily ``wait_for_events``."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    first, last = params.get("catch_up_from"), params.get("catch_up_to")
+    if not first and not last:
+        return "wait_for_events"
+    if not (first and last):
+        raise AirflowFailException(
+            f"a catch-up range needs both catch_up_from and catch_up_to (got {first!r}, {last!r})"
+        )
+    if _as_day(last) < _as_day(first):
+        raise AirflowFailException(f"catch_up_to {last} is before catch_up_from {first}")
+    logger.info("catch-up range %s..%s in one Spark application", first, last)
+    return "backfill_range"
+
+
+def publish_range(params: Mapping[str, Any], outlet_events, assets: Sequence[Asset]) -> list[str]:
+    """The days a catch-up range built, in the extra of each Asset event it publishes
+    (regrow_score scores each of them)."""
+    first, last = _as_day(params["catch_up_from"]), _as_day(params["catch_up_to"])
+    days = [(first + dt.timedelta(days=k)).isoformat() for k in range((last - first).days + 1)]
+    for published in assets:
+        outlet_events[published].extra = {"days": days}
+    return days
+
+
 # ------------------------------------------------------------------------- score
 def asset_event_days(triggering_asset_events: Mapping[Any, Any] | None, of: Asset) -> list[dt.date]:
     """The days of the DAG runs that published the ``of`` events a run was triggered by.
 
     A regrow_ingest run covers its logical date (``ds``), so an event's day is its source
-    DAG run's logical date (its data interval start if it has none), in UTC. An event with
+    DAG run's logical date (its data interval start if it has none), in UTC; a catch-up
+    range names its days in the event's extra (``{"days": [...]}``). An event with
     no source DAG run (posted through the REST API) names no day: it is logged and left out.
 
     Args:
@@ -66,6 +95,10 @@ def asset_event_days(triggering_asset_events: Mapping[Any, Any] | None, of: Asse
     """
     days = []
     for event in (triggering_asset_events or {}).get(of, ()):
+        named = (getattr(event, "extra", None) or {}).get("days")
+        if named:  # a catch-up range names its days
+            days += [_as_day(d) for d in named]
+            continue
         run = event.source_dag_run
         when = run and (run.logical_date or run.data_interval_start)
         if when is None:
