@@ -30,7 +30,8 @@ from regrow.data.labels import build_labels
 from regrow.validation import validate_day
 from tests.conftest import context_of, lakehouse_of, write_params
 
-DAY0, DAYS = dt.date(2026, 1, 1), 4
+# Two days: the second reads the first (feature windows, labels of earlier events).
+DAY0, DAYS = dt.date(2026, 1, 1), 2
 SECTIONS = {
     "simulator": {"days": DAYS, "events_per_day": 300, "n_entities": 120,
                   "mean_label_delay_days": 1.0},
@@ -98,14 +99,14 @@ def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path)
     ctx = context_of(settings, spark, "bad")
     with pytest.raises(BackfillError, match="ends \\(2026-01-01\\) before it starts"):
         backfill(ctx, DAY0 + dt.timedelta(days=1), DAY0)
-    hole = DAY0 + dt.timedelta(days=2)
+    hole = DAY0 + dt.timedelta(days=1)
     shutil.rmtree(f"{settings.resolve(settings.landing.path)}/events/{hole}")
     with pytest.raises(BackfillError, match=f"no landing files of events for {hole}"):
         backfill(ctx, DAY0, DAY0 + dt.timedelta(days=DAYS - 1))
     assert not lakehouse_of(settings).exists(EVENTS)  # nothing half-written
     params = settings.resolve("params.yaml")
     result = CliRunner().invoke(
-        app, ["backfill", "--from", "2026-01-01", "--to", "2026-01-04", "--params", params]
+        app, ["backfill", "--from", "2026-01-01", "--to", str(hole), "--params", params]
     )
     assert result.exit_code == 1 and f"no landing files of events for {hole}" in result.output
     assert "Traceback" not in result.output

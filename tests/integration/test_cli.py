@@ -29,7 +29,10 @@ def test_help_explains_every_command():
 
 def test_simulate_ingest_tables_query(spark, tmp_path):
     params = str(
-        write_params(tmp_path, simulator={"days": 2, "events_per_day": 120, "n_entities": 30})
+        write_params(
+            tmp_path,
+            simulator={"days": 2, "events_per_day": 120, "n_entities": 30, "scenario": "stable"},
+        )
     )
 
     simulated = invoke("simulate", "--params", params)
