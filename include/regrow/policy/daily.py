@@ -124,8 +124,7 @@ def decide_day(ctx: StageContext, day: dt.date) -> PolicyReport:
         trigger=f"policy:{trigger}",
         mode=outcome.mode,
         primary_metric=metric,
-        champion_value=today.metric,
-        challenger_value=facts.gate_value,
+        champion_value=today.metric,  # the gate figure it is compared with is in checks
         checks=[t.as_dict() for t in outcome.triggers],
         actor=ctx.actor,
         run_id=ctx.run_id,
