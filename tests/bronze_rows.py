@@ -3,6 +3,7 @@
 Rows follow the default contract of params.yaml (card transactions) and go straight to
 ``bronze.events`` / ``bronze.labels`` through the lakehouse, partitioned by the UTC day
 of their time, as ingest leaves them: the silver jobs read nothing else.
+``land_simulated`` does the same for whole simulated days.
 """
 
 from __future__ import annotations
@@ -10,7 +11,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pandas as pd
+
 from regrow.catalog import EVENT_DATE, EVENTS, LABEL_DATE, LABELS
+from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 
 UTC = dt.UTC
 
@@ -67,3 +71,35 @@ def _frame(spark, columns: dict[str, str], rows: list[dict], time_column: str, d
         (*(r[c] for c in columns), r[time_column].astimezone(UTC).date()) for r in rows
     ]
     return spark.createDataFrame(values, ddl)
+
+
+def land_simulated(spark, lakehouse, settings, days: int, end: dt.date | None = None) -> None:
+    """Simulated days ``0..days-1`` as ingest leaves them: bronze.events, and in
+    bronze.labels the labels that arrived within the label window (and before ``end``)."""
+    dataset = settings.dataset
+    events = pd.concat(
+        [simulate_day(dataset, settings.simulator, i) for i in range(days)], ignore_index=True
+    )
+    arrived = events[TRUTH_LABEL_TIME]
+    # ingest takes a label whose event is at most label_delay_days days older than it
+    age = arrived.dt.normalize() - events[dataset.event_timestamp].dt.normalize()
+    known = arrived.notna() & (age.dt.days <= dataset.label_delay_days)
+    if end is not None:
+        known &= arrived < pd.Timestamp(end, tz="UTC")
+    labels = pd.DataFrame({
+        dataset.event_id: events.loc[known, dataset.event_id],
+        dataset.entity_id: events.loc[known, dataset.entity_id],
+        dataset.label: events.loc[known, TRUTH_LABEL].astype(int),
+        dataset.label_timestamp: arrived[known],
+    })  # fmt: skip
+    columns = list(dataset.event_columns())
+    write_events(spark, lakehouse, dataset, records(events[columns], dataset.event_timestamp))
+    write_labels(spark, lakehouse, dataset, records(labels, dataset.label_timestamp))
+
+
+def records(frame: pd.DataFrame, time_column: str) -> list[dict]:
+    """Rows as dicts of Python values (Spark takes datetimes, not pandas Timestamps)."""
+    rows = frame.to_dict("records")
+    for row in rows:
+        row[time_column] = row[time_column].to_pydatetime()
+    return rows

@@ -19,13 +19,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 
 from regrow.catalog import CHAMPION, DECISIONS, EVENT_DATE, FEATURES, RUN_ID
 from regrow.data.features import build_features
 from regrow.data.labels import build_labels
-from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 from regrow.data.trainset import MANIFEST, TrainsetError
 from regrow.model.registry import Registry
 from regrow.model.scoring import read_predictions
@@ -37,7 +35,7 @@ from regrow.orchestration.airflow_local import (
     task_states,
 )
 from regrow.settings import Settings, load_settings
-from tests.bronze_rows import write_events, write_labels
+from tests.bronze_rows import land_simulated
 from tests.conftest import REPO, context_of, lakehouse_of, write_params
 
 logger = logging.getLogger(__name__)
@@ -78,33 +76,7 @@ SECTIONS = {
 def land_bronze(spark, settings: Settings) -> None:
     """The simulated days as ingest leaves them: bronze.events, and in bronze.labels the
     frauds whose chargeback arrived before the data ends, within the label window."""
-    dataset = settings.dataset
-    events = pd.concat(
-        [simulate_day(dataset, settings.simulator, i) for i in range(DAYS)], ignore_index=True
-    )
-    end = pd.Timestamp(START + dt.timedelta(days=DAYS), tz="UTC")
-    arrived = events[TRUTH_LABEL_TIME]
-    # ingest takes a label whose event is at most label_delay_days days older than it
-    age = arrived.dt.normalize() - events[dataset.event_timestamp].dt.normalize()
-    known = arrived.notna() & (arrived < end) & (age.dt.days <= dataset.label_delay_days)
-    labels = pd.DataFrame({
-        dataset.event_id: events.loc[known, dataset.event_id],
-        dataset.entity_id: events.loc[known, dataset.entity_id],
-        dataset.label: events.loc[known, TRUTH_LABEL].astype(int),
-        dataset.label_timestamp: arrived[known],
-    })  # fmt: skip
-    lakehouse = lakehouse_of(settings)
-    columns = list(dataset.event_columns())
-    write_events(spark, lakehouse, dataset, records(events[columns], dataset.event_timestamp))
-    write_labels(spark, lakehouse, dataset, records(labels, dataset.label_timestamp))
-
-
-def records(frame: pd.DataFrame, time_column: str) -> list[dict]:
-    """Rows as dicts of Python values (Spark takes datetimes, not pandas Timestamps)."""
-    rows = frame.to_dict("records")
-    for row in rows:
-        row[time_column] = row[time_column].to_pydatetime()
-    return rows
+    land_simulated(spark, lakehouse_of(settings), settings, DAYS, end=CUTOFF)
 
 
 def build_silver(spark, settings: Settings) -> None:

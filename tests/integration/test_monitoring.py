@@ -16,7 +16,6 @@ import json
 import sqlite3
 from pathlib import Path
 
-import pandas as pd
 import pyarrow.compute as pc
 import pytest
 from typer.testing import CliRunner
@@ -25,7 +24,6 @@ from regrow.catalog import CHAMPION, DECISIONS, EVENT_DATE, FEATURES, MONITORING
 from regrow.cli import app
 from regrow.data.features import build_features
 from regrow.data.labels import build_labels
-from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 from regrow.data.trainset import build_trainset
 from regrow.model.decisions import NONE, RETRAIN_ACTIONS
 from regrow.model.retrain import train_and_gate
@@ -45,7 +43,7 @@ from regrow.monitoring.results import (
 from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db, task_states
 from regrow.policy.daily import PolicyError, decide_day
 from regrow.settings import load_settings
-from tests.bronze_rows import write_events, write_labels
+from tests.bronze_rows import land_simulated
 from tests.conftest import context_of, lakehouse_of, write_params
 
 # Minutes of Spark and an `airflow dags test`: started first (see pytest_collection_modifyitems).
@@ -68,13 +66,6 @@ SECTIONS = {
 }  # fmt: skip
 
 
-def records(frame: pd.DataFrame, time_column: str) -> list[dict]:
-    rows = frame.to_dict("records")
-    for row in rows:
-        row[time_column] = row[time_column].to_pydatetime()
-    return rows
-
-
 @pytest.fixture(scope="module")
 def world(spark, tmp_path_factory, mlflow_template):
     import shutil
@@ -82,22 +73,8 @@ def world(spark, tmp_path_factory, mlflow_template):
     root = tmp_path_factory.mktemp("monitoring")
     shutil.copyfile(mlflow_template, root / "mlflow.db")
     settings = load_settings(write_params(root, **SECTIONS))
-    dataset, lakehouse = settings.dataset, lakehouse_of(settings)
-    events = pd.concat(
-        [simulate_day(dataset, settings.simulator, i) for i in range(DAYS)], ignore_index=True
-    )
-    arrived = events[TRUTH_LABEL_TIME]
-    age = arrived.dt.normalize() - events[dataset.event_timestamp].dt.normalize()
-    known = arrived.notna() & (age.dt.days <= dataset.label_delay_days)
-    labels = pd.DataFrame({
-        dataset.event_id: events.loc[known, dataset.event_id],
-        dataset.entity_id: events.loc[known, dataset.entity_id],
-        dataset.label: events.loc[known, TRUTH_LABEL].astype(int),
-        dataset.label_timestamp: arrived[known],
-    })  # fmt: skip
-    write_events(spark, lakehouse, dataset, records(events[list(dataset.event_columns())],
-                                                    dataset.event_timestamp))  # fmt: skip
-    write_labels(spark, lakehouse, dataset, records(labels, dataset.label_timestamp))
+    lakehouse = lakehouse_of(settings)
+    land_simulated(spark, lakehouse, settings, DAYS)
     ctx = context_of(settings, spark, "test-world", lakehouse)
     for i in range(DAYS):
         build_features(ctx, START + dt.timedelta(days=i))
