@@ -296,7 +296,7 @@ def request_retrain(decisions: Sequence[Mapping[str, Any]], outlet_events, reque
 
     from regrow.policy.daily import PolicyReport
 
-    wanted = [PolicyReport(**d) for d in decisions if PolicyReport(**d).retrain]
+    wanted = [r for r in (PolicyReport(**d) for d in decisions) if r.retrain]
     if not wanted:
         raise AirflowSkipException("no day asked for a retrain")
     request = wanted[-1].request()
