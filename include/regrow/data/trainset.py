@@ -165,6 +165,9 @@ def load_matured(
         for r in labelled.groupBy(LABEL_STATUS, "__eligible").agg(F.count("*").alias("n")).collect()
     }
     frame = _utc(labelled.where("__eligible").drop("__eligible").toPandas())
+    # A Spark Connect toPandas() puts its query metrics in .attrs, which pyarrow would try
+    # (and fail, with a warning) to store in the Parquet file's metadata.
+    frame.attrs.clear()
     labelled.unpersist()
     total = sum(counts.values())
     facts = {

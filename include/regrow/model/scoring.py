@@ -41,7 +41,7 @@ from regrow.data.transform import Transform
 from regrow.model.lineage import record_versions
 from regrow.model.training import Model
 from regrow.settings import DatasetSettings, ScoreSettings, Settings
-from regrow.storage.lakehouse import decode_dictionaries
+from regrow.storage import decode_dictionaries, is_connect
 from regrow.validation import validate_day
 
 if TYPE_CHECKING:
@@ -137,6 +137,13 @@ def _payload(scorers: Sequence[Scorer], nthread: int) -> list[dict[str, Any]]:
         }
         for s in scorers
     ]
+
+
+@dataclass(frozen=True)
+class _Inline:
+    """A value shipped inside a task's function, read like a Broadcast (``.value``)."""
+
+    value: Any
 
 
 # A Python worker keeps the models of the broadcasts it has seen: loaded once per worker
@@ -252,7 +259,10 @@ def scoring_pass(
     ]
     schema = StructType(fields)
     arrow_schema = to_arrow_schema(schema, timezone=spark.conf.get("spark.sql.session.timeZone"))
-    broadcast = spark.sparkContext.broadcast(_payload(scorers, cfg.nthread))
+    payload = _payload(scorers, cfg.nthread)
+    # Spark Connect has no broadcasts: there the models travel inside the function itself
+    # (pickled once per task, a few MB at most).
+    broadcast = _Inline(payload) if is_connect(spark) else spark.sparkContext.broadcast(payload)
     key = uuid.uuid4().hex
     threshold = float(cfg.threshold)
 

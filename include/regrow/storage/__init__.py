@@ -13,3 +13,5 @@ from regrow.storage.lakehouse import SchemaChangeError as SchemaChangeError
 from regrow.storage.lakehouse import TableInfo as TableInfo
 from regrow.storage.lakehouse import TableNotFoundError as TableNotFoundError
 from regrow.storage.lakehouse import decode_dictionaries as decode_dictionaries
+from regrow.storage.session import default_parallelism as default_parallelism
+from regrow.storage.session import is_connect as is_connect

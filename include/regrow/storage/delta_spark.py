@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from regrow.storage.commit import CommitInfo, WriteMode
 from regrow.storage.delta_log import PartitionSpec, TableLocation, partition_str
+from regrow.storage.session import is_connect
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -19,6 +20,8 @@ _SPARK_CODEC = {"lz4": "lz4_raw", "zstd": "zstd", "snappy": "snappy", "none": "n
 def spark_has_delta(spark: SparkSession) -> bool:
     from py4j.protocol import Py4JError
 
+    if is_connect(spark):  # no JVM handle to ask; Delta Connect is not wired yet
+        return False
     try:
         spark._jvm.java.lang.Class.forName("io.delta.tables.DeltaTable")  # type: ignore[union-attr]
         return True

@@ -19,6 +19,7 @@ from regrow.storage.delta_log import (
 )
 from regrow.storage.errors import LakehouseError
 from regrow.storage.options import arrow_fs
+from regrow.storage.session import default_parallelism
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -232,7 +233,7 @@ def _read_files_via_arrow(
     def read_files(tasks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         return read(i for task in tasks for i in task.column("id").to_pylist())
 
-    tasks = max(1, min(len(shares), spark.sparkContext.defaultParallelism * 2))
+    tasks = max(1, min(len(shares), default_parallelism(spark) * 2))
     # spark.range gives each task a run of ids, so every file is read exactly once.
     return spark.range(0, len(shares), 1, tasks).mapInArrow(read_files, from_arrow_schema(schema))
 
