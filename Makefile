@@ -10,7 +10,7 @@ export UV_PYTHON_DOWNLOADS := never
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
 
-.PHONY: help setup check-java demo demo-broken-feed test bench lint mlflow clean
+.PHONY: help setup check-java demo demo-broken-feed test bench lint mlflow clean spark-start spark-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ test: setup ## run the whole test suite (fails when no test is collected)
 bench: setup ## run the benchmarks; results go to bench/results/
 	$(RUN) python -m bench
 
+spark-start: setup ## start the local Spark Connect server (127.0.0.1:15002): one warm JVM for the DAG tasks and the CLI
+	$(RUN) regrow spark start
+
+spark-stop: ## stop the local Spark Connect server
+	$(RUN) regrow spark stop
+
 mlflow: setup ## the MLflow UI on the project's store (http://127.0.0.1:5000; MLFLOW_PORT=...)
 	$(RUN) regrow mlflow-ui --port $(or $(MLFLOW_PORT),5000)
 
@@ -54,4 +60,4 @@ lint: setup ## ruff (lint and format), and the import layers of pyproject.toml (
 	$(RUN) lint-imports
 
 clean: ## remove generated data, reports and the local Airflow home
-	rm -rf data reports .airflow airflow_home spark-warehouse mlflow.db mlartifacts
+	rm -rf data reports .airflow airflow_home spark-warehouse mlflow.db mlartifacts .spark-connect

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PARAMS_ENV = "REGROW_PARAMS"
 PARAMS_FILE = "params.yaml"
@@ -474,6 +474,22 @@ class SparkSettings(_Section):
     shuffle_partitions: int = Field(default=4, gt=0)
     driver_memory: str = "2g"
     conf: dict[str, str] = {}
+    # A Spark Connect server (sc://host:port) to run on instead of a Spark in this process;
+    # unset: $SPARK_REMOTE if set, else a local session.
+    remote: str | None = None
+    # The local Spark Connect server `regrow spark start` runs (on 127.0.0.1): its port,
+    # and the folder of its pid file and log.
+    connect_port: int = Field(default=15002, gt=0, lt=65536)
+    server_dir: str = ".spark-connect"
+
+    @field_validator("remote")
+    @classmethod
+    def _check_remote(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError(
+                f"spark.remote must be a Spark Connect URL sc://host:port, not {value!r}"
+            )
+        return value
 
 
 class AirflowSettings(_Section):
@@ -489,7 +505,12 @@ class AirflowSettings(_Section):
     sensor_poke_interval_seconds: int = Field(default=60, gt=0)
     # How long the sensor waits for a day's landing file before failing the run.
     sensor_timeout_seconds: int = Field(default=6 * 3600, gt=0)
+    # How DAG tasks run their Spark jobs: "connect" on the long-running Spark Connect
+    # server of the spark_connect_conn_id connection (no JVM start per task), or "submit"
+    # through spark-submit on the spark_conn_id connection (a cluster master in production).
+    spark_via: Literal["connect", "submit"] = "connect"
     spark_conn_id: str = "spark_default"
+    spark_connect_conn_id: str = "spark_connect_default"
     aws_conn_id: str = "aws_default"
 
 

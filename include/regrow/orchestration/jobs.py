@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from regrow.orchestration.context import setup_logging, stage_context
+from regrow.orchestration.spark import SparkServerError
 from regrow.settings import load_settings
 from regrow.stage import new_run_id
 
@@ -81,6 +82,12 @@ def job_parser(doc: str, options: Mapping[str, Mapping[str, Any]]) -> argparse.A
         "--params", default=None, help="params.yaml (default: $REGROW_PARAMS or ./params.yaml)"
     )
     parser.add_argument(
+        "--spark-remote",
+        default=None,
+        help="a Spark Connect server (sc://host:port) to run on (default: spark.remote of "
+        "params.yaml, else $SPARK_REMOTE, else Spark in this process)",
+    )
+    parser.add_argument(
         "--run-id",
         default=os.environ.get("AIRFLOW_CTX_DAG_RUN_ID") or new_run_id(),
         help="recorded on every row written (default: the Airflow run id, else manual__<now>)",
@@ -102,14 +109,19 @@ def run_job(
     error, e.g. a day blocked by its validation), else 0; anything else propagates.
     """
     args = vars(job_parser(doc, options).parse_args(argv))
-    params, run_id = args.pop("params"), args.pop("run_id")
+    params, run_id, remote = args.pop("params"), args.pop("run_id"), args.pop("spark_remote")
     setup_logging()
     if "to" in args:  # a daily job: one day, or a range in this application
         stage = each_day(stage)
-    ctx = stage_context(load_settings(params), run_id)
+    settings = load_settings(params)
+    if remote:
+        settings = settings.model_copy(
+            update={"spark": settings.spark.model_copy(update={"remote": remote})}
+        )
+    ctx = stage_context(settings, run_id)
     try:
         report = stage(ctx, **{k: v for k, v in args.items() if v is not None})
-    except (*expected, JobArgumentError) as err:
+    except (*expected, JobArgumentError, SparkServerError) as err:
         logger.error("%s", err)
         return 1
     print(json.dumps(report.as_dict(), indent=2, default=str))

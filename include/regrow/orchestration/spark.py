@@ -7,7 +7,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
-from regrow.settings import SparkSettings
+from regrow.settings import ConfigError, SparkSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -58,18 +58,101 @@ def has_delta_connector(spark_settings: SparkSettings) -> bool:
     return bool(delta_connector_jars()) or "delta-spark" in extra
 
 
+class SparkServerError(ConfigError):
+    """The Spark Connect server named by ``spark.remote`` / ``$SPARK_REMOTE`` is not there
+    (a ConfigError: every command reports it as one line naming the address)."""
+
+
+def remote_url(spark_settings: SparkSettings) -> str | None:
+    """The Spark Connect server to run on: ``spark.remote``, else ``$SPARK_REMOTE``; None
+    for a Spark in this process (and always under spark-submit, which made one)."""
+    if "PYSPARK_GATEWAY_PORT" in os.environ:
+        return None
+    return spark_settings.remote or os.environ.get("SPARK_REMOTE") or None
+
+
+def remote_address(url: str) -> tuple[str, int]:
+    """``(host, port)`` of a Spark Connect URL ``sc://host[:port][/;params]``."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme != "sc" or not parsed.hostname:
+        raise SparkServerError(f"{url!r} is not a Spark Connect URL (sc://host:port)")
+    return parsed.hostname, parsed.port or 15002
+
+
+def answers(url: str, timeout: float = 2.0) -> bool:
+    """Whether something listens at the Spark Connect URL's address."""
+    import socket
+
+    try:
+        with socket.create_connection(remote_address(url), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def check_server(url: str) -> None:
+    """Fail at once, naming the address, when no server listens at ``url`` (pyspark would
+    retry for minutes and end in a gRPC error)."""
+    host, port = remote_address(url)
+    if not answers(url):
+        raise SparkServerError(
+            f"no Spark Connect server answers at {host}:{port} ({url}): start it with "
+            "`regrow spark start`, or unset spark.remote and $SPARK_REMOTE to run Spark "
+            "in this process"
+        )
+
+
+def session_conf(spark_settings: SparkSettings) -> dict[str, str]:
+    """The Spark conf of every regrow session, in this process or on regrow's Connect
+    server: time is UTC everywhere, Arrow carries data to and from Python, and Python
+    workers run this interpreter (it has pyarrow, deltalake, xgboost and regrow)."""
+    conf = {
+        "spark.sql.shuffle.partitions": str(spark_settings.shuffle_partitions),
+        "spark.sql.session.timeZone": "UTC",
+        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+    }
+    if has_delta_connector(spark_settings):
+        conf |= {
+            "spark.sql.extensions": DELTA_EXTENSION,
+            "spark.sql.catalog.spark_catalog": DELTA_CATALOG,
+        }
+    return {**conf, **s3a_conf(), **spark_settings.conf}
+
+
+# What a Connect client may set on its own session (the rest is the server's).
+_CLIENT_CONF = ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone")
+
+
 def get_spark(
     spark_settings: SparkSettings, extra_conf: dict[str, str] | None = None
 ) -> SparkSession:
-    """Get or create the SparkSession described by the ``spark`` section.
+    """Get or create the SparkSession described by the ``spark`` section: a Spark Connect
+    session when :func:`remote_url` names a server, else a Spark in this process.
 
     Python workers must run this interpreter (it has pyarrow and regrow), so
     ``PYSPARK_PYTHON`` defaults to ``sys.executable``. Time is UTC everywhere.
+
+    Raises:
+        SparkServerError: the Spark Connect server does not answer (its address named).
     """
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    url = remote_url(spark_settings)
+    if url:
+        check_server(url)
+        builder = SparkSession.builder.remote(url)
+        for key in _CLIENT_CONF:
+            builder = builder.config(key, session_conf(spark_settings)[key])
+        return builder.getOrCreate()
+    # pyspark itself would make a Connect session when $SPARK_REMOTE is set.
+    os.environ.pop("SPARK_REMOTE", None)
     builder = SparkSession.builder.appName(spark_settings.app_name)
     # Under spark-submit the master and driver memory come from its command line (the
     # Airflow connection); a value set here would silently override them.
@@ -78,25 +161,13 @@ def get_spark(
         builder = builder.master(spark_settings.master).config(
             "spark.driver.memory", spark_settings.driver_memory
         )
-    builder = (
-        builder.config("spark.sql.shuffle.partitions", str(spark_settings.shuffle_partitions))
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.ui.showConsoleProgress", "false")
-    )
     if not submitted and spark_settings.master.startswith("local"):
         # A local session talks to itself only: bind to loopback, not the first interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", "127.0.0.1").config(
             "spark.driver.bindAddress", "127.0.0.1"
         )
-    if has_delta_connector(spark_settings):
-        builder = builder.config("spark.sql.extensions", DELTA_EXTENSION).config(
-            "spark.sql.catalog.spark_catalog", DELTA_CATALOG
-        )
-    for key, value in {**s3a_conf(), **spark_settings.conf, **(extra_conf or {})}.items():
+    for key, value in {**session_conf(spark_settings), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")

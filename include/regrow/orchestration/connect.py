@@ -1,0 +1,180 @@
+"""regrow's local Spark Connect server: one warm JVM that DAG tasks, the CLI, DVC stages,
+the demo and the tests run their Spark work on, instead of starting a JVM each.
+
+It is the server that ships in the pyspark wheel (``sbin/start-connect-server.sh``, run by
+Spark's own ``spark-daemon.sh``: pid file and log in ``spark.server_dir``), bound to
+127.0.0.1 on ``spark.connect_port``, with the conf of every regrow session
+(:func:`regrow.orchestration.spark.session_conf`). ``regrow spark start|stop|status`` and
+``make spark-start`` / ``make spark-stop`` drive it; a cluster keeps ``spark-submit``
+(``airflow.spark_via: submit``) or its own Connect server (``spark.remote``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from regrow.orchestration.spark import SparkServerError, answers, session_conf
+from regrow.settings import Settings
+
+HOST = "127.0.0.1"
+# The ident in the pid file's and log's names (spark-<ident>-<class>-1.pid), per port.
+_IDENT = "regrow-{port}"
+_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
+
+
+@dataclass(frozen=True)
+class Server:
+    url: str
+    run_dir: Path
+    port: int
+
+    @property
+    def pid_file(self) -> Path:
+        return self.run_dir / f"spark-{_IDENT.format(port=self.port)}-{_CLASS}-1.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return (
+            self.run_dir
+            / f"spark-{_IDENT.format(port=self.port)}-{_CLASS}-1-{os.uname().nodename}.out"
+        )
+
+    def pid(self) -> int | None:
+        """The server's process id, if its pid file names a live process."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+    def running(self) -> bool:
+        return answers(self.url)
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return f"(no log at {self.log_file})"
+
+
+def local_server(settings: Settings, port: int | None = None) -> Server:
+    """The local server the ``spark`` section describes (its port unless ``port``)."""
+    port = port or settings.spark.connect_port
+    run_dir = Path(settings.resolve(settings.spark.server_dir))
+    return Server(f"sc://{HOST}:{port}", run_dir, port)
+
+
+def _spark_home() -> Path:
+    import pyspark
+
+    return Path(pyspark.__file__).parent
+
+
+def _daemon_env(server: Server) -> dict[str, str]:
+    python = sys.executable
+    return {
+        **os.environ,
+        "SPARK_HOME": str(_spark_home()),
+        "SPARK_PID_DIR": str(server.run_dir),
+        "SPARK_LOG_DIR": str(server.run_dir),
+        "SPARK_IDENT_STRING": _IDENT.format(port=server.port),
+        "SPARK_LOCAL_IP": HOST,
+        "PYSPARK_PYTHON": python,
+        "PYSPARK_DRIVER_PYTHON": python,
+    }
+
+
+def start(settings: Settings, port: int | None = None, timeout: float = 120.0) -> Server:
+    """Start the local server (if nothing answers at its address yet) and wait until it
+    accepts sessions.
+
+    Raises:
+        SparkServerError: the server exited or did not answer within ``timeout`` seconds;
+            the message has the end of its log.
+    """
+    server = local_server(settings, port)
+    if server.running():
+        return server
+    server.run_dir.mkdir(parents=True, exist_ok=True)
+    spark = settings.spark
+    conf = {
+        **session_conf(spark),
+        "spark.connect.grpc.binding.address": HOST,
+        "spark.connect.grpc.binding.port": str(server.port),
+        "spark.driver.host": HOST,
+        "spark.driver.bindAddress": HOST,
+        # What regrow.storage.default_parallelism reads on a Connect session.
+        "spark.default.parallelism": str(os.cpu_count() or 1),
+        "spark.pyspark.python": sys.executable,
+    }
+    command = [
+        str(_spark_home() / "sbin" / "start-connect-server.sh"),
+        "--master", spark.master,
+        "--driver-memory", spark.driver_memory,
+        "--name", f"{spark.app_name}-connect",
+        *(arg for key, value in conf.items() for arg in ("--conf", f"{key}={value}")),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, env=_daemon_env(server), stdin=subprocess.DEVNULL, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise SparkServerError(
+            f"the Spark Connect server for {server.url} did not start: "
+            f"{(done.stdout + done.stderr).strip()}"
+        )
+    started = time.monotonic()
+    while not server.running():
+        waited = time.monotonic() - started
+        if server.pid() is None and waited > 5:  # spark-daemon writes the pid file at once
+            raise SparkServerError(
+                f"the Spark Connect server for {server.url} exited; its log "
+                f"({server.log_file}) ends:\n{server.log_tail()}"
+            )
+        if waited > timeout:
+            raise SparkServerError(
+                f"the Spark Connect server for {server.url} did not answer in {timeout:.0f} s; "
+                f"its log ({server.log_file}) ends:\n{server.log_tail()}"
+            )
+        time.sleep(0.5)
+    return server
+
+
+def stop(settings: Settings, port: int | None = None, timeout: float = 60.0) -> bool:
+    """Stop the local server; False if none was running (by its pid file)."""
+    server = local_server(settings, port)
+    pid = server.pid()
+    if pid is None:
+        return False
+    script = _spark_home() / "sbin" / "stop-connect-server.sh"
+    subprocess.run([str(script)], env=_daemon_env(server), capture_output=True, text=True)
+    deadline = time.monotonic() + timeout
+    while server.pid() is not None or server.running():
+        if time.monotonic() > deadline:
+            raise SparkServerError(
+                f"the Spark Connect server for {server.url} (pid {pid}) did not stop in "
+                f"{timeout:.0f} s"
+            )
+        time.sleep(0.3)
+    return True
+
+
+@contextlib.contextmanager
+def running(settings: Settings, port: int | None = None) -> Iterator[Server]:
+    """The local server for the duration of a ``with`` block: started if it was not
+    running, and then stopped again at the end (one already running is left running)."""
+    server = local_server(settings, port)
+    was_running = server.running()
+    server = start(settings, port)
+    try:
+        yield server
+    finally:
+        if not was_running:
+            stop(settings, port)

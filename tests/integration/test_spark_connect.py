@@ -1,0 +1,96 @@
+"""The local Spark Connect server (one warm JVM for every Spark job) and what happens when
+it is not there: each way in fails at once, naming the address, and writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from regrow.catalog import EVENTS
+from regrow.cli import app
+from regrow.data import simulate
+from regrow.orchestration.spark import SparkServerError, get_spark
+from regrow.settings import SparkSettings, load_settings
+from tests.conftest import REPO, _free_port, lakehouse_of, write_params
+
+DAY = "2026-01-01"
+
+
+@pytest.fixture
+def landed(tmp_path):
+    settings = load_settings(write_params(tmp_path, simulator={"days": 1, "events_per_day": 50}))
+    simulate.write_landing(settings.dataset, settings.simulator, settings.landing,
+                           settings.resolve(settings.landing.path), 1)  # fmt: skip
+    return settings
+
+
+def test_the_cli_starts_reports_and_stops_its_server(tmp_path):
+    port = _free_port()
+    params = str(write_params(tmp_path, spark={"connect_port": port}))
+    cli = CliRunner()
+    started = cli.invoke(app, ["spark", "start", "--params", params])
+    try:
+        assert started.exit_code == 0, started.output
+        assert "started (pid " in started.output and f"sc://127.0.0.1:{port}" in started.output
+        again = cli.invoke(app, ["spark", "start", "--params", params])
+        assert again.exit_code == 0 and "already running" in again.output
+        status = cli.invoke(app, ["spark", "status", "--params", params])
+        assert status.exit_code == 0 and f"running at sc://127.0.0.1:{port}" in status.output
+        # A client in its own process (this one holds the tests' classic session).
+        client = subprocess.run(
+            [sys.executable, "-c", "from pyspark.sql import SparkSession; "
+             f"print(SparkSession.builder.remote('sc://127.0.0.1:{port}').getOrCreate()"
+             ".range(7).count())"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert client.stdout.strip() == "7", client.stderr[-2000:]
+    finally:
+        stopped = cli.invoke(app, ["spark", "stop", "--params", params])
+    assert stopped.exit_code == 0 and "stopped" in stopped.output
+    status = cli.invoke(app, ["spark", "status", "--params", params])
+    assert status.exit_code == 1
+    assert f"no Spark Connect server answers at sc://127.0.0.1:{port}" in status.output
+    assert (tmp_path / ".spark-connect").is_dir()  # its pid file and log live there
+
+
+def test_no_server_fails_at_once_naming_the_address():
+    port = _free_port()
+    with pytest.raises(
+        SparkServerError, match=f"no Spark Connect server answers at 127.0.0.1:{port}"
+    ):
+        get_spark(SparkSettings(remote=f"sc://127.0.0.1:{port}"))
+
+
+def test_a_job_pointed_at_no_server_exits_1_naming_it_and_writes_nothing(landed):
+    port = _free_port()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "ingest.py"), "--date", DAY, "--params",
+         landed.resolve("params.yaml"), "--spark-remote", f"sc://127.0.0.1:{port}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert f"no Spark Connect server answers at 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not lakehouse_of(landed).exists(EVENTS)
+
+
+def test_the_cli_with_a_dead_spark_remote_says_so_in_one_line(landed, monkeypatch):
+    port = _free_port()
+    monkeypatch.setenv("SPARK_REMOTE", f"sc://127.0.0.1:{port}")
+    result = CliRunner().invoke(
+        app, ["ingest", "--date", DAY, "--params", landed.resolve("params.yaml")]
+    )
+    assert result.exit_code == 1, result.output
+    assert f"no Spark Connect server answers at 127.0.0.1:{port}" in result.output
+    assert "Traceback" not in result.output
+    assert not lakehouse_of(landed).exists(EVENTS)
+
+
+def test_a_spark_remote_that_is_no_connect_url_is_a_config_error(tmp_path):
+    from regrow.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="(?i)spark.remote must be a Spark Connect URL"):
+        load_settings(write_params(tmp_path, spark={"remote": "local[*]"}))
