@@ -78,13 +78,13 @@ def regrow_score():
     mapped_spark_job(
         "score_batch",
         "score.py",
+        select_days(),
         outlets=[GOLD_PREDICTIONS],
-        # One day after another: each day is a whole Spark application (the Spark cluster
-        # parallelizes within it), and days written at once would race to create the
-        # tables and to add the same model lineage rows.
+        # One day after another: each day is a whole Spark job (Spark parallelizes within
+        # it), and days written at once would race to create the tables and to add the
+        # same model lineage rows.
         max_active_tis_per_dagrun=1,
-        map_index_template="{{ task.application_args[1] }}",  # the task shows its day
-    ).expand(application_args=select_days())
+    )
 
 
 regrow_score()

@@ -38,6 +38,10 @@ def spark():
     from regrow.orchestration.spark import get_spark
     from regrow.settings import SparkSettings
 
+    # REGROW_TEST_SPARK_REMOTE=sc://127.0.0.1:<port>: the whole suite on a Spark Connect
+    # server (`regrow spark start`) instead of a Spark in this process, the CLI's too.
+    if os.environ.get("REGROW_TEST_SPARK_REMOTE"):
+        os.environ["SPARK_REMOTE"] = os.environ["REGROW_TEST_SPARK_REMOTE"]
     session = get_spark(
         SparkSettings(
             master="local[2]",
@@ -48,6 +52,33 @@ def spark():
     )
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_connect(tmp_path_factory: pytest.TempPathFactory):
+    """A real Spark Connect server (regrow's own, from the pyspark wheel) on a free port of
+    127.0.0.1, for the session; DAG tasks (``airflow.spark_via: connect``) and jobs run with
+    ``--spark-remote`` use it. Its ``port`` goes into a test's ``spark.connect_port``, from
+    which :func:`regrow.orchestration.airflow_local.airflow_env` makes the connection.
+
+    A Spark Connect session cannot live beside the session's classic one in one process:
+    whatever uses this server runs in a subprocess."""
+    from regrow.orchestration import connect
+
+    home = tmp_path_factory.mktemp("spark_connect")
+    settings = load_settings(write_params(home, spark={"connect_port": _free_port()}))
+    server = connect.start(settings)
+    yield server
+    connect.stop(settings)
+
+
+def connect_env(server) -> dict[str, str]:
+    """``airflow_env``'s ``extra`` that points the DAGs' Spark Connect connection at
+    ``server`` (the :func:`spark_connect` fixture)."""
+    from regrow.orchestration.airflow_local import spark_connect_connection
+
+    name, value = spark_connect_connection("spark_connect_default", server.port)
+    return {name: value}
 
 
 def write_params(directory: Path, **sections: dict) -> Path:

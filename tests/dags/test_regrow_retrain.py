@@ -62,8 +62,10 @@ def test_tasks_run_in_one_chain(retrain_dag):
         "decide_promotion",
     }
     assert set(retrain_dag.task_ids) == set(CHAIN)
-    assert type(retrain_dag.get_task("build_trainset")).__name__ == "SparkSubmitOperator"
-    assert retrain_dag.get_task("build_trainset").application.endswith("jobs/trainset.py")
+    # airflow.spark_via: connect (params.yaml): the job runs on the Spark Connect server.
+    build_trainset = retrain_dag.get_task("build_trainset")
+    assert type(build_trainset).__name__ == "PythonOperator"
+    assert build_trainset.op_kwargs == {"job": "trainset.py", "conn_id": "spark_connect_default"}
 
 
 @pytest.mark.parametrize(

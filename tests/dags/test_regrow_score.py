@@ -69,12 +69,11 @@ def test_one_mapped_spark_task_per_day_publishes_gold_predictions(score_dag):
     assert set(score_dag.task_ids) == {"select_days", "score_batch"}
     score_batch = score_dag.get_task("score_batch")
     assert type(score_batch).__name__ == "MappedOperator"
-    assert score_batch.operator_class.__name__ == "SparkSubmitOperator"
+    assert score_batch.operator_class.__name__ == "PythonOperator"  # on Spark Connect
     assert score_batch.upstream_task_ids == {"select_days"}
-    assert list(score_batch.expand_input.value) == ["application_args"]  # one task per day
+    assert list(score_batch.expand_input.value) == ["op_args"]  # one task per day
     kwargs = score_batch.partial_kwargs
-    assert kwargs["application"].endswith("jobs/score.py")
-    assert kwargs["conn_id"] == "spark_default"
+    assert kwargs["op_kwargs"] == {"job": "score.py", "conn_id": "spark_connect_default"}
     assert kwargs["outlets"] == [GOLD_PREDICTIONS]
     assert kwargs["max_active_tis_per_dagrun"] == 1
     assert (kwargs["retries"], kwargs["retry_exponential_backoff"]) == (2, 2.0)

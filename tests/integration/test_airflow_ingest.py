@@ -2,7 +2,7 @@
 
 Two days are backfilled (planned by ``airflow backfill create --dry-run``, run one
 ``dags test`` per day: see :func:`regrow.orchestration.airflow_local.backfill`): a simulated day (sensor,
-five spark-submit jobs), checked in the Delta tables, then a day whose events file has a
+five Spark jobs on a Spark Connect server), checked in the Delta tables, then a day whose events file has a
 header and no row, blocked by the bronze gate. A day whose landing file never arrives
 makes the sensor poke, time out and fail the run with the missing path in the log.
 """
@@ -44,6 +44,7 @@ from regrow.orchestration.airflow_local import (
 )
 from regrow.settings import load_settings
 from regrow.storage.lakehouse import Lakehouse
+from tests.conftest import connect_env
 
 logger = logging.getLogger(__name__)
 # Minutes of `airflow dags test` subprocesses: started first (see pytest_collection_modifyitems).
@@ -67,7 +68,7 @@ TASKS_OK = {**BRANCH, **dict.fromkeys(TASKS, "success")}
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+def workspace(tmp_path_factory: pytest.TempPathFactory, spark_connect) -> SimpleNamespace:
     """Params pointing at a temp landing zone and lakehouse, simulated days, a migrated DB."""
     tmp = tmp_path_factory.mktemp("airflow_ingest")
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -98,7 +99,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     header = ",".join(settings.dataset.event_columns())
     (folder / "part-00000.csv").write_text(header + "\n", encoding="utf-8")
 
-    env = airflow_env(tmp / "airflow_home", params=params)
+    # The Spark jobs run on the session's Spark Connect server (airflow.spark_via: connect).
+    env = airflow_env(tmp / "airflow_home", params=params, extra=connect_env(spark_connect))
     ensure_db(env)
     return SimpleNamespace(
         settings=settings,

@@ -95,7 +95,9 @@ def workspace(spark, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespac
     params = write_params(
         tmp,
         **SECTIONS,
-        airflow={"start_date": START, "retry_delay_seconds": 1},  # retries in seconds
+        # Retries in seconds; build_trainset through spark-submit (a JVM of its own, as on
+        # a cluster): the other DAG tests run their jobs on a Spark Connect server.
+        airflow={"start_date": START, "retry_delay_seconds": 1, "spark_via": "submit"},
     )
     settings = load_settings(params)
     started = time.monotonic()

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -30,6 +33,7 @@ from regrow.data.labels import build_labels
 from regrow.validation import validate_day
 from tests.conftest import context_of, lakehouse_of, write_params
 
+REPO = Path(__file__).resolve().parents[2]
 # Two days: the second reads the first (feature windows, labels of earlier events).
 DAY0, DAYS = dt.date(2026, 1, 1), 2
 SECTIONS = {
@@ -77,11 +81,28 @@ def both(spark, tmp_path_factory):
     return one_by_one, ranged, report, seen
 
 
+@pytest.fixture(scope="module")
+def connected(spark_connect, tmp_path_factory):
+    """The same range as ``jobs/backfill.py`` (as a DAG task runs it) on a Spark Connect
+    server: no RDD, no broadcast, GX on a Connect DataFrame."""
+    settings = world(tmp_path_factory.mktemp("connected"))
+    last = DAY0 + dt.timedelta(days=DAYS - 1)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "backfill.py"), "--from", str(DAY0), "--to",
+         str(last), "--params", settings.resolve("params.yaml"), "--run-id", "connect",
+         "--spark-remote", spark_connect.url],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-5000:]
+    return settings
+
+
 @pytest.mark.parametrize("table", [EVENTS, LABELS, QUARANTINE, FEATURES, SILVER_LABELS])
-def test_a_range_writes_what_day_by_day_writes(both, table):
+def test_a_range_writes_what_day_by_day_writes(both, connected, table):
     one_by_one, ranged, _, _ = both
     expected = rows(one_by_one, table)
     assert rows(ranged, table) == expected
+    assert rows(connected, table) == expected  # on the Spark Connect server
     if table in (EVENTS, FEATURES):
         assert len(expected) == DAYS * 300
 

@@ -44,7 +44,7 @@ from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db
 from regrow.policy.daily import PolicyError, decide_day
 from regrow.settings import load_settings
 from tests.bronze_rows import land_simulated
-from tests.conftest import context_of, lakehouse_of, write_params
+from tests.conftest import connect_env, context_of, lakehouse_of, write_params
 
 # Minutes of Spark and an `airflow dags test`: started first (see pytest_collection_modifyitems).
 pytestmark = pytest.mark.slow
@@ -280,12 +280,13 @@ def test_the_report_and_the_cli(world, spark):
     assert pc.max(monitored["monitor_date"]).as_py() >= SCORED[-1]
 
 
-def test_the_monitor_dag_runs_the_loop_and_publishes_the_request(world, tmp_path):
+def test_the_monitor_dag_runs_the_loop_and_publishes_the_request(world, tmp_path, spark_connect):
     """regrow_monitor under real Airflow (``airflow dags test``, SQLite): both Spark steps
-    through spark-submit, the decision forced to a full retrain by the run's params, the
+    on a Spark Connect server, the decision forced to a full retrain by the run's params, the
     Asset retrain.requested published with the mode and reason in its extra."""
     settings, lakehouse, _ = world
-    env = airflow_env(tmp_path / "airflow_home", params=Path(settings.resolve("params.yaml")))
+    params = Path(settings.resolve("params.yaml"))
+    env = airflow_env(tmp_path / "airflow_home", params=params, extra=connect_env(spark_connect))
     ensure_db(env)
     day = SCORED[-1]
     conf = {"dates": [str(day)], "force_decision": "retrain_full"}

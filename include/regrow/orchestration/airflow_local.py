@@ -28,8 +28,9 @@ from collections.abc import Mapping
 from importlib.metadata import version
 from pathlib import Path
 
+from regrow.orchestration.connect import HOST
 from regrow.orchestration.dags import DAGS_FOLDER, REPO_ROOT
-from regrow.settings import PARAMS_ENV
+from regrow.settings import PARAMS_ENV, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,8 @@ def airflow_env(
         A copy of ``os.environ`` with every ``AIRFLOW__*`` setting of the caller removed (so
         a developer's own Airflow config cannot leak in), and: the DAGs folder of this repo,
         no example DAGs, the ``spark_default`` connection as ``local[*]`` unless
-        ``AIRFLOW_CONN_SPARK_DEFAULT`` is already set, this interpreter for PySpark, and
+        ``AIRFLOW_CONN_SPARK_DEFAULT`` is already set, the Spark Connect connection as the
+        local server of the ``spark`` section (127.0.0.1) unless set, this interpreter for PySpark, and
         this interpreter's ``bin`` first on ``PATH`` (so ``spark-submit`` is the venv's).
     """
     home = Path(home).resolve()
@@ -83,8 +85,21 @@ def airflow_env(
     env.setdefault(SPARK_CONN_ENV, LOCAL_SPARK_CONNECTION)
     if params is not None:
         env[PARAMS_ENV] = str(Path(params).resolve())
+    settings = load_settings(params)
+    # The Spark Connect connection: regrow's local server (`regrow spark start`).
+    name, value = spark_connect_connection(
+        settings.airflow.spark_connect_conn_id, settings.spark.connect_port
+    )
+    env.setdefault(name, value)
     env |= dict(extra or {})
     return env
+
+
+def spark_connect_connection(conn_id: str, port: int, host: str = HOST) -> tuple[str, str]:
+    """The environment variable and value that define the Airflow connection ``conn_id``
+    (type ``spark_connect``) to a Spark Connect server at ``host:port``."""
+    value = json.dumps({"conn_type": "spark_connect", "host": host, "port": port})
+    return f"AIRFLOW_CONN_{conn_id.upper()}", value
 
 
 def ensure_db(env: Mapping[str, str]) -> None:

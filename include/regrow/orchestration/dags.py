@@ -21,8 +21,7 @@ from typing import TYPE_CHECKING, Any
 from regrow.settings import AirflowSettings, Settings, find_params, load_settings
 
 if TYPE_CHECKING:
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-    from airflow.sdk import Asset
+    from airflow.sdk import Asset, BaseOperator
 
 logger = logging.getLogger(__name__)
 
@@ -120,41 +119,75 @@ def spark_job(
     job: str,
     args: Sequence[str] = ("--date", "{{ ds }}", "--run-id", "{{ run_id }}"),
     **kwargs: Any,
-) -> SparkSubmitOperator:
-    """A task that runs ``jobs/<job>`` through ``SparkSubmitOperator`` on the configured
-    Spark connection (``airflow.spark_conn_id``), with the DAG's params.yaml.
+) -> BaseOperator:
+    """A task that runs ``jobs/<job>`` with the DAG's params.yaml, as ``airflow.spark_via``
+    says: on the Spark Connect server of ``airflow.spark_connect_conn_id`` (a warm JVM: the
+    task pays no Spark start), or through ``SparkSubmitOperator`` on ``airflow.spark_conn_id``
+    (a JVM per task, e.g. on a cluster master).
 
     Args:
         args: the job's own arguments (templated); by default the run's day and run id.
-        kwargs: more ``SparkSubmitOperator`` arguments (``outlets``, ...).
+        kwargs: more operator arguments (``outlets``, ...).
     """
+    cfg = dag_settings().airflow
+    args = [*args, "--params", params_file()]
+    if cfg.spark_via == "connect":
+        from airflow.providers.standard.operators.python import PythonOperator
+
+        return PythonOperator(
+            task_id=task_id,
+            python_callable=_run_connect_job,
+            op_args=args,
+            op_kwargs={"job": job, "conn_id": cfg.spark_connect_conn_id},
+            **kwargs,
+        )
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     daily = "{{ ds }}" in args  # a daily job's Spark application is named by its day
     return SparkSubmitOperator(
         task_id=task_id,
         application=str(JOBS_FOLDER / job),
-        conn_id=dag_settings().airflow.spark_conn_id,
-        application_args=[*args, "--params", params_file()],
+        conn_id=cfg.spark_conn_id,
+        application_args=args,
         name=f"regrow_{task_id}" + ("_{{ ds_nodash }}" if daily else ""),
         conf=spark_submit_conf(),
         **kwargs,
     )
 
 
-def mapped_spark_job(task_id: str, job: str, **kwargs: Any):
-    """:func:`spark_job` as a ``partial`` whose ``application_args`` are mapped (one task per
-    element); each element should come from :func:`job_args`."""
+def mapped_spark_job(task_id: str, job: str, arguments: Any, **kwargs: Any):
+    """:func:`spark_job` mapped over ``arguments`` (an XCom of argument lists, each from
+    :func:`job_args`): one task per element, which shows its day (the list's second item)."""
+    cfg = dag_settings().airflow
+    if cfg.spark_via == "connect":
+        from airflow.providers.standard.operators.python import PythonOperator
+
+        return PythonOperator.partial(
+            task_id=task_id,
+            python_callable=_run_connect_job,
+            op_kwargs={"job": job, "conn_id": cfg.spark_connect_conn_id},
+            map_index_template="{{ task.op_args[1] }}",
+            **kwargs,
+        ).expand(op_args=arguments)
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 
     return SparkSubmitOperator.partial(
         task_id=task_id,
         application=str(JOBS_FOLDER / job),
-        conn_id=dag_settings().airflow.spark_conn_id,
+        conn_id=cfg.spark_conn_id,
         name=f"regrow_{task_id}",
         conf=spark_submit_conf(),
+        map_index_template="{{ task.application_args[1] }}",
         **kwargs,
-    )
+    ).expand(application_args=arguments)
+
+
+def _run_connect_job(*args: str, job: str, conn_id: str) -> None:
+    """The body of a Spark Connect job task: ``jobs/<job>``'s ``main`` on the server of the
+    ``conn_id`` connection, in this process (:func:`regrow.orchestration.tasks.run_connect_job`)."""
+    from regrow.orchestration.tasks import run_connect_job
+
+    run_connect_job(job, list(args), conn_id)
 
 
 def job_args(day: str, run_id: str) -> list[str]:

@@ -34,6 +34,41 @@ def task_context(run_id: str | None, dag_id: str | None) -> StageContext:
     return stage_context(dag_settings(), run_id, actor=f"airflow:{dag_id}" if dag_id else None)
 
 
+# ------------------------------------------------------------------------ Spark jobs
+def run_connect_job(job: str, args: list[str], conn_id: str) -> None:
+    """Run ``jobs/<job>`` in this task's process on the Spark Connect server of the
+    ``conn_id`` connection (type ``spark_connect``): its ``main`` with ``args`` and the
+    server's URL. A dead server fails the task at once, naming its address.
+
+    Raises:
+        AirflowException: the job failed (exit code 1: its log says why, e.g. a day blocked
+            by its validation); a retry may help once the cause is fixed.
+    """
+    import importlib.util
+
+    from airflow.exceptions import AirflowException
+    from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
+
+    from regrow.orchestration.dags import JOBS_FOLDER
+    from regrow.orchestration.spark import SparkServerError, check_server
+
+    url = SparkConnectHook(conn_id).get_connection_url()
+    try:
+        check_server(url)
+    except SparkServerError as err:
+        raise AirflowException(f"{err} (Airflow connection {conn_id!r})") from None
+    path = JOBS_FOLDER / job
+    spec = importlib.util.spec_from_file_location(f"regrow_job_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise AirflowException(f"no Spark job at {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    logger.info("running jobs/%s %s on %s", job, " ".join(args), url)
+    code = module.main([*args, "--spark-remote", url])
+    if code:
+        raise AirflowException(f"jobs/{job} failed (exit code {code}); its log above says why")
+
+
 # ------------------------------------------------------------------------ ingest
 def poke_landing(ds: str, kind: str = "events") -> PokeReturnValue:
     """A landing sensor's poke: done when the day's ``kind`` files have landed (their

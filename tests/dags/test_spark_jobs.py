@@ -1,0 +1,37 @@
+"""The Spark job task factory: ``airflow.spark_via`` chooses a task on the Spark Connect
+server (no JVM start per task) or a ``SparkSubmitOperator`` (a JVM per task, a cluster)."""
+
+from __future__ import annotations
+
+import pytest
+
+from regrow.orchestration import dags
+from regrow.settings import PARAMS_ENV
+from tests.conftest import write_params
+
+
+@pytest.fixture
+def via(tmp_path, monkeypatch):
+    def use(mode: str) -> None:
+        params = write_params(tmp_path, airflow={"spark_via": mode})
+        monkeypatch.setenv(PARAMS_ENV, str(params))
+
+    return use
+
+
+def test_connect_runs_the_job_in_a_python_task_on_the_connect_connection(via):
+    via("connect")
+    task = dags.spark_job("ingest_events", "ingest.py")
+    assert type(task).__name__ == "PythonOperator"
+    assert task.op_kwargs == {"job": "ingest.py", "conn_id": "spark_connect_default"}
+    assert task.op_args[:2] == ["--date", "{{ ds }}"]
+    assert task.op_args[-2] == "--params" and task.op_args[-1].endswith("params.yaml")
+
+
+def test_submit_runs_the_job_through_spark_submit_on_the_spark_connection(via):
+    via("submit")
+    task = dags.spark_job("ingest_events", "ingest.py")
+    assert type(task).__name__ == "SparkSubmitOperator"
+    assert task.application.endswith("jobs/ingest.py")
+    assert task._conn_id == "spark_default"
+    assert task.application_args[:2] == ["--date", "{{ ds }}"]
