@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from regrow.validation import (
@@ -272,9 +273,9 @@ def test_a_failing_warning_is_recorded_but_does_not_raise(spark, dataset, report
         "element_count": 3,
         "unexpected_count": 2,
         "run_id": "run-1",
-        "validated_at": NOON.replace(tzinfo=None),
+        "validated_at": NOON.astimezone(dt.UTC),
     }
-    assert spark.createDataFrame(rows_out, OUTCOME_SCHEMA).count() == len(outcome.results)
+    assert pa.Table.from_pylist(rows_out, OUTCOME_SCHEMA).num_rows == len(outcome.results)
 
 
 def test_a_row_count_spike_against_recent_days_is_a_warning(spark, dataset, reports):

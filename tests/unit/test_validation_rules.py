@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from regrow.validation import (
@@ -141,10 +142,11 @@ def test_only_a_critical_failure_fails_a_partition():
     )
 
 
-def test_outcome_rows_follow_the_schema_with_a_naive_utc_time():
+def test_outcome_rows_follow_the_schema_with_a_utc_time():
     rows = outcome_rows(outcome(result(True), result(False, "warning", column="amount")))
-    columns = [part.split()[0] for part in OUTCOME_SCHEMA.split(", ")]
+    columns = OUTCOME_SCHEMA.names
     assert [list(r) for r in rows] == [columns, columns]
+    assert pa.Table.from_pylist(rows, OUTCOME_SCHEMA).num_rows == 2
     assert rows[1] == {
         "table": "bronze.events",
         "partition": "event_date=2026-01-03",
@@ -156,7 +158,7 @@ def test_outcome_rows_follow_the_schema_with_a_naive_utc_time():
         "element_count": 10,
         "unexpected_count": 2,
         "run_id": "run-1",
-        "validated_at": dt.datetime(2026, 1, 3, 12, 30),
+        "validated_at": dt.datetime(2026, 1, 3, 12, 30, tzinfo=dt.UTC),
     }
 
 

@@ -85,8 +85,9 @@ def split_rows(
     checks: list[tuple[Callable[[], Column], Callable[[], Column]]],
     dedupe_key: str,
     latest_by: str | None = None,
-) -> tuple[DataFrame, DataFrame]:
-    """Type the raw string columns and split rows into (good, rejected-with-reason).
+) -> tuple[DataFrame, DataFrame, int]:
+    """Type the raw string columns and split rows into (good, rejected-with-reason, and
+    the number of rows in).
 
     A row is rejected when it is malformed, its file lacks a column, a required value is
     missing, a value does not parse as its type or is not valid UTF-8, a ``checks`` rule
@@ -183,8 +184,10 @@ def split_rows(
             ),
         ).otherwise(F.col("__reasons")),
     ).drop("__first")
-    # Computed once: bronze and quarantine are both cheap filters of it.
+    # Computed once: bronze and quarantine are both cheap filters of it, and its count is
+    # the rows in (counting the landed files instead would parse them once more).
     flagged = flagged.where(~is_valid).unionByName(valid).localCheckpoint(eager=True)
+    rows_in = flagged.count()
     good = flagged.where(F.size("__reasons") == 0).select(*types, EXTRA_COLUMNS, SOURCE_FILE)
     record = F.coalesce(
         F.col(CORRUPT),
@@ -196,7 +199,7 @@ def split_rows(
         F.array_join("__reasons", "; ").alias("reason"),
         record.alias("record"),
     )
-    return good, rejected
+    return good, rejected, rows_in
 
 
 def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
@@ -368,8 +371,7 @@ def _ingest_kind(
         plan.files,
         plan.types,
     )
-    rows_in = raw.count()
-    good, rejected = split_rows(
+    good, rejected, rows_in = split_rows(
         raw, types, plan.required, plan.rules, dedupe_key=dedupe_key, latest_by=plan.latest_by
     )
     # Row-level expectations of the suite (kept in git, editable) isolate bad rows the

@@ -11,6 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+
 from regrow.catalog import (
     BRONZE_TABLES,
     DAY,
@@ -101,8 +103,6 @@ def validate_day(
     result in ``gold.validation`` and build Data Docs (unless ``data_docs`` is False: a
     range builds them once at its end); then raise :class:`ValidationError` naming each
     critical failure (warnings are recorded and logged only)."""
-    from pyspark.sql import functions as F
-
     spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
     cfg = settings.validation
     reports_dir = settings.resolve(settings.reports_dir)
@@ -150,15 +150,13 @@ def validate_day(
         )
         outcomes.append(outcome)
     rows = [row | {DAY: day} for o in outcomes for row in outcome_rows(o)]
-    results = spark.createDataFrame(rows, f"{OUTCOME_SCHEMA}, day date")
-    for table in tables:
-        lakehouse.write(
-            results.where(F.col(TABLE) == table),
-            VALIDATION,
-            "overwrite",
-            partition_by=list(TABLES[VALIDATION].partition_by),
-            partition={DAY: day, TABLE: table},
-        )
+    # One small commit, without a Spark job: a rerun replaces the day's rows of the tables.
+    lakehouse.replace_records(
+        VALIDATION,
+        pa.Table.from_pylist(rows, OUTCOME_SCHEMA.append(pa.field(DAY, pa.date32()))),
+        {DAY: day, TABLE: list(tables)},
+        partition_by=list(TABLES[VALIDATION].partition_by),
+    )
     failed = [o for o in outcomes if o.critical_failures]
     if failed:
         message = "\n".join(o.message() for o in failed)

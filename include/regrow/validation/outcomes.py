@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from regrow.validation.suites import CRITICAL, WARNING, Severity
 
 # How many offending values a result (and an error message) carries.
@@ -119,16 +121,27 @@ class ValidationReport:
 
 
 # Schema of gold.validation rows (Spark DDL), one row per expectation per run.
-OUTCOME_SCHEMA = (
-    "table string, partition string, suite string, expectation_type string, column string, "
-    "severity string, success boolean, element_count long, unexpected_count long, "
-    "run_id string, validated_at timestamp"
+# gold.validation's columns besides its ``day``: one row per expectation and run.
+OUTCOME_SCHEMA = pa.schema(
+    [
+        ("table", pa.string()),
+        ("partition", pa.string()),
+        ("suite", pa.string()),
+        ("expectation_type", pa.string()),
+        ("column", pa.string()),
+        ("severity", pa.string()),
+        ("success", pa.bool_()),
+        ("element_count", pa.int64()),
+        ("unexpected_count", pa.int64()),
+        ("run_id", pa.string()),
+        ("validated_at", pa.timestamp("us", tz="UTC")),
+    ]
 )
 
 
 def outcome_rows(outcome: ValidationOutcome) -> list[dict[str, Any]]:
     """One ``gold.validation`` row per expectation (see :data:`OUTCOME_SCHEMA`)."""
-    validated_at = outcome.validated_at.astimezone(dt.UTC).replace(tzinfo=None)
+    validated_at = outcome.validated_at.astimezone(dt.UTC)
     return [
         {
             "table": outcome.table,
