@@ -22,6 +22,7 @@ import argparse
 import datetime as dt
 import json
 import logging
+import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from regrow.data import simulate
+from regrow.orchestration import connect
 from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db, run_state
 from regrow.orchestration.context import setup_logging, stage_context
 from regrow.settings import find_params, load_settings
@@ -107,15 +109,20 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(args.airflow_home).resolve() / (args.scenario or "default")
     days = list(summary.days)
     split = max(0, len(days) - max(0, args.airflow_days))
-    ctx = stage_context(settings, "demo")
-    failed = load_history(ctx, days[:split], args.rerun)
-    failed += run_days(days[split:], params, home, max(1, args.parallel), args.rerun)
-    trained = True
-    if not args.scenario:
-        trained = first_model(ctx, summary.days[-1]) and daily_loop(ctx) and lineage_of_top(ctx)
-    else:
-        training_set(ctx, required=False)
-    report(ctx)
+    # One warm JVM for everything: this process and every DAG task run their Spark work on
+    # the local Spark Connect server (stopped at the end unless it was already running).
+    with connect.running(settings) as server:
+        logger.info("    Spark Connect server at %s (log: %s)", server.url, server.log_file)
+        os.environ["SPARK_REMOTE"] = server.url
+        ctx = stage_context(settings, "demo")
+        failed = load_history(ctx, days[:split], args.rerun)
+        failed += run_days(days[split:], params, home, max(1, args.parallel), args.rerun)
+        trained = True
+        if not args.scenario:
+            trained = first_model(ctx, summary.days[-1]) and daily_loop(ctx) and lineage_of_top(ctx)
+        else:
+            training_set(ctx, required=False)
+        report(ctx)
     logger.info("done in %.0fs", time.monotonic() - started)
 
     truth = json.loads(Path(summary.truth_path).read_text()) if summary.truth_path else {}
