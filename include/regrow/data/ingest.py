@@ -155,48 +155,48 @@ def split_rows(
         )
     for condition, reason in checks:
         reasons.append(F.when(condition(), reason()))
-    flagged = typed.withColumn("__reasons", F.filter(F.array(*reasons), lambda r: r.isNotNull()))
+    # The reasons joined, "" when there is none: concat_ws skips nulls and compiles to Java
+    # with the rest of the projection (an array filtered by a lambda would not, and made
+    # each row's ~40 expressions interpreted: 8 s of a 200k-row day instead of 1).
+    flagged = typed.withColumn("__reason", F.concat_ws("; ", *reasons))
+    is_valid = F.col("__reason") == ""
     keys = [F.col(SOURCE_FILE), F.col("__pos")]
     if latest_by:
         keys.insert(0, F.col(latest_by).desc_nulls_last())
-    order = Window.partitionBy(dedupe_key).orderBy(*keys)
+    # Only rows that are otherwise valid take part in the duplicate check: the window
+    # groups valid and invalid rows apart, in one pass over the rows.
+    order = Window.partitionBy(F.col(dedupe_key), is_valid).orderBy(*keys)
     first = F.first(F.struct(F.col(SOURCE_FILE), F.col("__pos"))).over(order)
-    is_valid = F.size("__reasons") == 0
-    # Only rows that are otherwise valid take part in the duplicate check.
-    valid = flagged.where(is_valid).withColumn("__first", first)
-    duplicate = (F.col("__first.__pos") != F.col("__pos")) | (
-        F.col(f"__first.{SOURCE_FILE}") != F.col(SOURCE_FILE)
+    flagged = flagged.withColumn("__first", first)
+    duplicate = is_valid & (
+        (F.col("__first.__pos") != F.col("__pos"))
+        | (F.col(f"__first.{SOURCE_FILE}") != F.col(SOURCE_FILE))
     )
-    valid = valid.withColumn(
-        "__reasons",
-        F.when(
-            duplicate,
-            F.array(
-                F.concat(
-                    F.lit(
-                        f"duplicate {dedupe_key} (the one with the latest {latest_by} was kept, from "
-                        if latest_by
-                        else f"duplicate {dedupe_key} (first landed in "
-                    ),
-                    F.col(f"__first.{SOURCE_FILE}"),
-                    F.lit(")"),
-                )
-            ),
-        ).otherwise(F.col("__reasons")),
+    duplicate_reason = F.concat(
+        F.lit(
+            f"duplicate {dedupe_key} (the one with the latest {latest_by} was kept, from "
+            if latest_by
+            else f"duplicate {dedupe_key} (first landed in "
+        ),
+        F.col(f"__first.{SOURCE_FILE}"),
+        F.lit(")"),
+    )
+    flagged = flagged.withColumn(
+        "__reason", F.when(duplicate, duplicate_reason).otherwise(F.col("__reason"))
     ).drop("__first")
     # Computed once: bronze and quarantine are both cheap filters of it, and its count is
     # the rows in (counting the landed files instead would parse them once more).
-    flagged = flagged.where(~is_valid).unionByName(valid).localCheckpoint(eager=True)
+    flagged = flagged.localCheckpoint(eager=True)
     rows_in = flagged.count()
-    good = flagged.where(F.size("__reasons") == 0).select(*types, EXTRA_COLUMNS, SOURCE_FILE)
+    good = flagged.where(F.col("__reason") == "").select(*types, EXTRA_COLUMNS, SOURCE_FILE)
     record = F.coalesce(
         F.col(CORRUPT),
         F.when(F.col(MISSING_COLUMNS).isNotNull(), F.col(RAW)),
         F.to_json(F.struct(*[F.col(f"`__s_{c}`").alias(c) for c in types])),
     )
-    rejected = flagged.where(F.size("__reasons") > 0).select(
+    rejected = flagged.where(F.col("__reason") != "").select(
         F.col(SOURCE_FILE).alias("source_file"),
-        F.array_join("__reasons", "; ").alias("reason"),
+        F.col("__reason").alias("reason"),
         record.alias("record"),
     )
     return good, rejected, rows_in

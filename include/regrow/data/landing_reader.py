@@ -68,13 +68,14 @@ def read_landing(
             for c in columns
         ]
         corrupt = F.col(CORRUPT) if CORRUPT in raw.columns else F.lit(None).cast("string")
+        # The row as landed, kept for the quarantine of a file that lacks a column (its
+        # rows are all quarantined); other files' rows never need it.
+        whole = F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in present]))
         frames.append(
             raw.select(
                 *selected,
                 corrupt.alias(CORRUPT),
-                F.to_json(
-                    F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in present])
-                ).alias(RAW),
+                (whole if missing else F.lit(None).cast("string")).alias(RAW),
                 F.lit(",".join(missing) or None).cast("string").alias(MISSING_COLUMNS),
                 _as_json(extra).alias(EXTRA_COLUMNS),
                 F.lit(source).alias(SOURCE_FILE),
@@ -148,8 +149,19 @@ def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         # RFC 4180, as Python's csv module and spreadsheets write it: "" inside quotes is a
         # quote, and a quoted field may hold a newline (Spark's defaults: \ and one line).
         escape='"',
-        multiLine=True,
+        # Only a file with a quote can hold a newline inside a field. Spark parses a
+        # multi-line file in one task; a file of plain lines is split across the cores.
+        multiLine=_has_quote(path),
     )
+
+
+def _has_quote(path: str, chunk: int = 1 << 24) -> bool:
+    """Whether the file has a double quote anywhere (read in 16 MiB chunks)."""
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            if b'"' in block:
+                return True
+    return False
 
 
 def _csv_header(path: str) -> list[str] | None:
