@@ -35,6 +35,7 @@ MODULES = (
     "bench.warm_start",
     "bench.scoring",
     "bench.monitoring",
+    "bench.daily_cycle",
 )
 
 

@@ -92,7 +92,7 @@ def run(ctx: BenchContext) -> Measurement:
     from regrow.storage.reader import _BATCH_ROWS
 
     spark = ctx.spark
-    rss = PeakRss(jvm_pid=_jvm_pid(spark))
+    rss = PeakRss(jvm_pid=jvm_pid(spark))
     settings = load_settings(REPO / "params.yaml")
     dataset, cfg = settings.dataset, settings.score
     root = ctx.work_dir / "scoring"
@@ -487,7 +487,7 @@ def _layout(lakehouse: Lakehouse, table: str, column: str, day: dt.date) -> dict
     }
 
 
-def _jvm_pid(spark) -> int | None:
+def jvm_pid(spark) -> int | None:
     try:
         return int(spark._jvm.java.lang.ProcessHandle.current().pid())
     except Exception:  # noqa: BLE001  (py4j errors; Spark Connect has no JVM here)

@@ -178,14 +178,14 @@ def _land(root: Path, rows: int):
     from regrow.settings import load_settings
 
     root.mkdir(parents=True, exist_ok=True)
-    settings = load_settings(_write_params(root))
+    settings = load_settings(write_params(root))
     sim = settings.simulator.model_copy(update={"events_per_day": rows, "scenario": "stable"})
     landing = settings.landing
     write_landing(settings.dataset, sim, landing, settings.resolve(landing.path), days=1)
     return settings, sim.start_date
 
 
-def _write_params(directory: Path) -> Path:
+def write_params(directory: Path) -> Path:
     """The repo's params.yaml with landing, lakehouse and reports under ``directory`` and
     the suites of ``expectations/`` (as ``tests.conftest.write_params``)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
