@@ -36,6 +36,7 @@ MODULES = (
     "bench.scoring",
     "bench.monitoring",
     "bench.daily_cycle",
+    "bench.backfill_range",
 )
 
 

@@ -49,7 +49,8 @@ class BackfillBlocked(BackfillError):
 class BackfillReport:
     first: str
     last: str
-    days: list[dict[str, Any]] = field(default_factory=list)  # per day: rows and seconds
+    # per day: rows, seconds, and seconds per stage
+    days: list[dict[str, Any]] = field(default_factory=list)
     blocked: str | None = None  # the day a critical expectation stopped, and why
     data_docs: str | None = None
     seconds: float = 0.0
@@ -100,12 +101,14 @@ def backfill(
     report = BackfillReport(str(first), str(last))
     for day in days:
         t0 = time.perf_counter()
-        ingested = ingest_day(ctx, day)
+        stages: dict[str, float] = {}
+        ingested = _timed(stages, "ingest", ingest_day, ctx, day)
         try:
-            validate_day(ctx, day, data_docs=False)
-            build_features(ctx, day)
-            build_labels(ctx, day)
-            validate_day(ctx, day, tables=list(SILVER_TABLES), data_docs=False)
+            _timed(stages, "validate_bronze", validate_day, ctx, day, data_docs=False)
+            _timed(stages, "features", build_features, ctx, day)
+            _timed(stages, "labels", build_labels, ctx, day)
+            _timed(stages, "validate_silver", validate_day, ctx, day,
+                   tables=list(SILVER_TABLES), data_docs=False)  # fmt: skip
         except ValidationError as err:
             report.blocked = f"{day}: {err}"
             logger.error("backfill stopped at %s: %s", day, err)
@@ -116,6 +119,7 @@ def backfill(
             "labels": ingested.labels.bronze_rows,
             "quarantined": ingested.events.quarantined_rows + ingested.labels.quarantined_rows,
             "seconds": round(time.perf_counter() - t0, 2),
+            "stages": stages,
         }
         report.days.append(figures)
         if progress:
@@ -125,3 +129,11 @@ def backfill(
     if report.blocked:
         raise BackfillBlocked(report)
     return report
+
+
+def _timed(stages: dict[str, float], name: str, stage: Callable[..., Any], *args, **kwargs) -> Any:
+    """``stage(*args, **kwargs)``, its seconds recorded in ``stages[name]``."""
+    started = time.perf_counter()
+    result = stage(*args, **kwargs)
+    stages[name] = round(time.perf_counter() - started, 2)
+    return result
