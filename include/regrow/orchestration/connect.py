@@ -92,6 +92,18 @@ def _daemon_env(server: Server) -> dict[str, str]:
     }
 
 
+def _local_cores(master: str) -> int | None:
+    """The cores a ``local``, ``local[N]`` or ``local[*]`` master runs on; None otherwise."""
+    if master == "local":
+        return 1
+    if master.startswith("local[") and master.endswith("]"):
+        count = master[len("local[") : -1].split(",")[0]
+        if count == "*":
+            return os.cpu_count() or 1
+        return int(count) if count.isdigit() else None
+    return None
+
+
 def start(settings: Settings, port: int | None = None, timeout: float = 120.0) -> Server:
     """Start the local server (if nothing answers at its address yet) and wait until it
     accepts sessions.
@@ -111,10 +123,11 @@ def start(settings: Settings, port: int | None = None, timeout: float = 120.0) -
         "spark.connect.grpc.binding.port": str(server.port),
         "spark.driver.host": HOST,
         "spark.driver.bindAddress": HOST,
-        # What regrow.storage.default_parallelism reads on a Connect session.
-        "spark.default.parallelism": str(os.cpu_count() or 1),
         "spark.pyspark.python": sys.executable,
     }
+    cores = _local_cores(spark.master)
+    if cores:  # what regrow.storage.default_parallelism reads on a Connect session
+        conf["spark.default.parallelism"] = str(cores)
     command = [
         str(_spark_home() / "sbin" / "start-connect-server.sh"),
         "--master", spark.master,
