@@ -131,3 +131,30 @@ def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path)
     )
     assert result.exit_code == 1 and f"no landing files of events for {hole}" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_blocked_day_stops_the_range_there_naming_it(spark, tmp_path):
+    """The second of three days landed a header and no row: the bronze gate blocks it. The
+    first day is complete; the third was ingested ahead (its bronze, as the DAG's next run
+    would write it) and nothing after that."""
+    from regrow.data.backfill import BackfillBlocked
+    from regrow.settings import load_settings
+
+    sections = {**SECTIONS, "simulator": {**SECTIONS["simulator"], "days": 3}}
+    settings = load_settings(write_params(tmp_path, **sections))
+    root = settings.resolve(settings.landing.path)
+    simulate.write_landing(settings.dataset, settings.simulator, settings.landing, root, 3)
+    blocked, ahead = DAY0 + dt.timedelta(days=1), DAY0 + dt.timedelta(days=2)
+    folder = Path(root) / "events" / str(blocked)
+    shutil.rmtree(folder)
+    folder.mkdir()
+    (folder / "part-00000.csv").write_text(",".join(settings.dataset.event_columns()) + "\n")
+
+    with pytest.raises(BackfillBlocked) as caught:
+        backfill(context_of(settings, spark, "blocked"), DAY0, ahead)
+    report = caught.value.report
+    assert [d["day"] for d in report.days] == [str(DAY0)]
+    assert report.blocked.startswith(f"{blocked}: ") and f"bronze of {ahead}" in report.blocked
+    lakehouse = lakehouse_of(settings)
+    assert set(lakehouse.partition_rows(FEATURES)) == {str(DAY0)}
+    assert set(lakehouse.partition_rows(EVENTS)) == {str(DAY0), str(ahead)}
