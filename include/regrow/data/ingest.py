@@ -411,7 +411,8 @@ def _ingest_kind(
         rows_in=rows_in,
         bronze_rows=good_commit.rows_written,
         quarantined_rows=bad_commit.rows_written,
-        reasons=_reason_counts(rejected),
+        # A clean day quarantines nothing: no job to count its reasons.
+        reasons=_reason_counts(rejected) if bad_commit.rows_written else {},
     )
     if report.rows_in != report.bronze_rows + report.quarantined_rows:
         raise IngestError(
