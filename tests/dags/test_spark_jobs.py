@@ -35,3 +35,17 @@ def test_submit_runs_the_job_through_spark_submit_on_the_spark_connection(via):
     assert task.application.endswith("jobs/ingest.py")
     assert task._conn_id == "spark_default"
     assert task.application_args[:2] == ["--date", "{{ ds }}"]
+
+
+def test_a_task_whose_connect_server_is_down_fails_at_once_naming_it(monkeypatch):
+    from airflow.exceptions import AirflowException
+
+    from regrow.orchestration.airflow_local import spark_connect_connection
+    from regrow.orchestration.tasks import run_connect_job
+    from tests.conftest import _free_port
+
+    port = _free_port()
+    monkeypatch.setenv(*spark_connect_connection("regrow_down", port))
+    with pytest.raises(AirflowException, match=f"no Spark Connect server answers at 127.0.0.1:{port} "
+                       "\\(Airflow connection 'regrow_down'\\)"):  # fmt: skip
+        run_connect_job("ingest.py", ["--date", "2026-01-01"], "regrow_down")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 from pathlib import Path
 from typing import Annotated
@@ -28,19 +29,31 @@ def dags_test(
     ] = Path(".airflow"),
 ) -> None:
     """Run a DAG for one day or a range of days with `airflow dags test` (one run per day)."""
+    from regrow.orchestration import connect
     from regrow.orchestration.airflow_local import airflow_env, ensure_db
     from regrow.orchestration.airflow_local import dags_test as run_dag
 
     try:
-        settings_of(params)
+        settings = settings_of(params)
     except ConfigError as err:
         raise fail(str(err)) from None
     env = airflow_env(airflow_home.resolve(), params=find_params(params))
     ensure_db(env)
-    for day in days_of(date, to):
-        result = run_dag(dag_id, day, env)
-        status = "success" if result.returncode == 0 else f"FAILED (exit {result.returncode})"
-        typer.echo(f"{dag_id} {day}: {status}")
-        if result.returncode != 0:
-            typer.echo(result.stdout[-4000:] if result.stdout else "", err=True)
-            raise typer.Exit(code=1)
+    # The DAG's Spark jobs run on the local Spark Connect server: started for these runs
+    # unless it is already up (then left running), stopped after them.
+    server = (
+        connect.running(settings)
+        if settings.airflow.spark_via == "connect"
+        else contextlib.nullcontext()
+    )
+    try:
+        with server:
+            for day in days_of(date, to):
+                result = run_dag(dag_id, day, env)
+                code = result.returncode
+                typer.echo(f"{dag_id} {day}: {'success' if code == 0 else f'FAILED (exit {code})'}")
+                if code != 0:
+                    typer.echo(result.stdout[-4000:] if result.stdout else "", err=True)
+                    raise typer.Exit(code=1)
+    except ConfigError as err:  # the server did not start (its log's end is in the message)
+        raise fail(str(err)) from None

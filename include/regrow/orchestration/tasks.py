@@ -50,13 +50,16 @@ def run_connect_job(job: str, args: list[str], conn_id: str) -> None:
     from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
 
     from regrow.orchestration.dags import JOBS_FOLDER
-    from regrow.orchestration.spark import SparkServerError, check_server
+    from regrow.orchestration.spark import answers, remote_address
 
     url = SparkConnectHook(conn_id).get_connection_url()
-    try:
-        check_server(url)
-    except SparkServerError as err:
-        raise AirflowException(f"{err} (Airflow connection {conn_id!r})") from None
+    if not answers(url):
+        host, port = remote_address(url)
+        raise AirflowException(
+            f"no Spark Connect server answers at {host}:{port} (Airflow connection "
+            f"{conn_id!r}): start it with `regrow spark start` (make spark-start), or point "
+            "the connection at your server"
+        )
     path = JOBS_FOLDER / job
     spec = importlib.util.spec_from_file_location(f"regrow_job_{path.stem}", path)
     if spec is None or spec.loader is None:
