@@ -94,3 +94,28 @@ def test_a_spark_remote_that_is_no_connect_url_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="(?i)spark.remote must be a Spark Connect URL"):
         load_settings(write_params(tmp_path, spark={"remote": "local[*]"}))
+
+
+EXITS = """
+import sys
+from regrow.orchestration import connect
+from regrow.orchestration.spark import get_spark
+from regrow.settings import load_settings
+
+settings = load_settings(sys.argv[1])
+with connect.running(settings) as server:
+    spark = get_spark(settings.spark.model_copy(update={"remote": server.url}))
+    print(spark.range(3).count())
+print("done", flush=True)
+"""
+
+
+def test_a_process_that_ran_the_server_for_a_block_exits_when_done(tmp_path):
+    """The server stops at the end of the block; the process's session is closed first, or
+    pyspark's exit hook would call the stopped server and retry for minutes (the demo hung
+    so after its last line)."""
+    params = write_params(tmp_path, spark={"connect_port": _free_port()})
+    done = subprocess.run([sys.executable, "-c", EXITS, str(params)], capture_output=True,
+                          text=True, timeout=240)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["3", "done"]

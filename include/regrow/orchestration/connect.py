@@ -182,7 +182,8 @@ def stop(settings: Settings, port: int | None = None, timeout: float = 60.0) -> 
 @contextlib.contextmanager
 def running(settings: Settings, port: int | None = None) -> Iterator[Server]:
     """The local server for the duration of a ``with`` block: started if it was not
-    running, and then stopped again at the end (one already running is left running)."""
+    running, and then stopped again at the end (one already running is left running).
+    This process's Spark Connect session is closed first."""
     server = local_server(settings, port)
     was_running = server.running()
     server = start(settings, port)
@@ -190,4 +191,18 @@ def running(settings: Settings, port: int | None = None) -> Iterator[Server]:
         yield server
     finally:
         if not was_running:
+            close_sessions()
             stop(settings, port)
+
+
+def close_sessions() -> None:
+    """Close this process's Spark Connect session, if it has one. pyspark's exit hook
+    calls the server of a session left open (``SparkConnectClient._on_exit``) and, the
+    server gone, retries for minutes before the process may exit."""
+    if "pyspark.sql.connect.session" not in sys.modules:
+        return
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    for session in {ConnectSession.getActiveSession(), ConnectSession._get_default_session()}:
+        if session is not None:
+            session.stop()
