@@ -106,6 +106,8 @@ def backfill(
     # The next day is ingested while this one is validated and built: its ingest needs only
     # the earlier days' bronze, and a small day's stages wait mostly on Spark's job round
     # trips, which overlap. Reads name their partitions, so neither sees the other's days.
+    # Great Expectations runs in this thread only (it is not thread-safe); ingest applies
+    # its row rules without it.
     with ThreadPoolExecutor(1, thread_name_prefix="ingest-ahead") as ahead:
         pending = ahead.submit(_ingest_timed, ctx, days[0])
         t0 = time.perf_counter()
