@@ -135,7 +135,8 @@ def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path)
 
 def test_a_blocked_day_stops_the_range_there_naming_it(spark, tmp_path):
     """The second of three days landed a header and no row: the bronze gate blocks it. The
-    first day is complete; the third is not touched."""
+    first day is complete; the third was ingested ahead (its bronze, as the DAG's next run
+    would write it) and nothing after that."""
     from regrow.data.backfill import BackfillBlocked
     from regrow.settings import load_settings
 
@@ -153,7 +154,7 @@ def test_a_blocked_day_stops_the_range_there_naming_it(spark, tmp_path):
         backfill(context_of(settings, spark, "blocked"), DAY0, ahead)
     report = caught.value.report
     assert [d["day"] for d in report.days] == [str(DAY0)]
-    assert report.blocked.startswith(f"{blocked}: ") and "events" in report.blocked
+    assert report.blocked.startswith(f"{blocked}: ") and f"bronze of {ahead}" in report.blocked
     lakehouse = lakehouse_of(settings)
     assert set(lakehouse.partition_rows(FEATURES)) == {str(DAY0)}
-    assert set(lakehouse.partition_rows(EVENTS)) == {str(DAY0)}
+    assert set(lakehouse.partition_rows(EVENTS)) == {str(DAY0), str(ahead)}
