@@ -5,7 +5,7 @@
 #   docker build -t regrow .
 #   docker run --rm -e _AIRFLOW_DB_MIGRATE=true regrow airflow dags list
 #
-# The Delta Lake JVM connector and hadoop-aws (s3a://) are baked into Spark's jars, so
+# The Delta Lake JVM connector and hadoop-aws (s3a://) are baked into $REGROW_JARS_DIR, so
 # `lakehouse.engine: auto` picks delta-spark in this image.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -46,47 +46,15 @@ COPY pyproject.toml uv.lock README.md ./
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-project
 
-# Spark's JVM side: Delta Lake (must match the delta-spark wheel in uv.lock) and hadoop-aws
-# (must match Hadoop in pyspark's jars) with the AWS SDK bundle that hadoop-aws was built
-# against (read from Hadoop's own POM unless given). Each jar is checked against the SHA-1
-# Maven Central publishes next to it, and against a pinned SHA-256 when one is passed:
-#   --build-arg DELTA_SPARK_SHA256=... (recommended for release builds).
-ARG MAVEN_REPO=https://repo1.maven.org/maven2
-ARG SCALA_BINARY_VERSION=2.13
-ARG DELTA_VERSION=4.1.0
-ARG HADOOP_VERSION=3.5.0
-ARG AWS_SDK_VERSION=""
-ARG DELTA_SPARK_SHA256=""
-ARG DELTA_STORAGE_SHA256=""
-ARG HADOOP_AWS_SHA256=""
-ARG AWS_SDK_BUNDLE_SHA256=""
-RUN set -eu; \
-    jars="${SPARK_HOME}/jars"; \
-    test -d "${jars}"; \
-    wheel_delta="$(python -c 'import importlib.metadata as m; print(m.version("delta-spark"))')"; \
-    if [ "${wheel_delta}" != "${DELTA_VERSION}" ]; then \
-        echo "DELTA_VERSION=${DELTA_VERSION} but uv.lock has delta-spark ${wheel_delta}" >&2; exit 1; \
-    fi; \
-    if [ ! -f "${jars}/hadoop-client-api-${HADOOP_VERSION}.jar" ]; then \
-        echo "HADOOP_VERSION=${HADOOP_VERSION} does not match pyspark's jars:" >&2; \
-        printf '%s\n' "${jars}"/hadoop-client-api-*.jar >&2; exit 1; \
-    fi; \
-    sdk="${AWS_SDK_VERSION}"; \
-    if [ -z "${sdk}" ]; then \
-        sdk="$(curl -fsSL "${MAVEN_REPO}/org/apache/hadoop/hadoop-project/${HADOOP_VERSION}/hadoop-project-${HADOOP_VERSION}.pom" \
-            | sed -n 's:.*<aws-java-sdk-v2.version>\(.*\)</aws-java-sdk-v2.version>.*:\1:p' | head -n 1)"; \
-        test -n "${sdk}"; \
-    fi; \
-    fetch() { \
-        path="$1"; sha256="$2"; dest="${jars}/$(basename "${path}")"; \
-        curl -fsSL --retry 3 -o "${dest}" "${MAVEN_REPO}/${path}"; \
-        echo "$(curl -fsSL --retry 3 "${MAVEN_REPO}/${path}.sha1" | cut -d ' ' -f 1)  ${dest}" | sha1sum -c -; \
-        if [ -n "${sha256}" ]; then echo "${sha256}  ${dest}" | sha256sum -c -; fi; \
-    }; \
-    fetch "io/delta/delta-spark_${SCALA_BINARY_VERSION}/${DELTA_VERSION}/delta-spark_${SCALA_BINARY_VERSION}-${DELTA_VERSION}.jar" "${DELTA_SPARK_SHA256}"; \
-    fetch "io/delta/delta-storage/${DELTA_VERSION}/delta-storage-${DELTA_VERSION}.jar" "${DELTA_STORAGE_SHA256}"; \
-    fetch "org/apache/hadoop/hadoop-aws/${HADOOP_VERSION}/hadoop-aws-${HADOOP_VERSION}.jar" "${HADOOP_AWS_SHA256}"; \
-    fetch "software/amazon/awssdk/bundle/${sdk}/bundle-${sdk}.jar" "${AWS_SDK_BUNDLE_SHA256}"
+# Spark's JVM side, baked in (no download at container start): the jars regrow pins for the
+# locked pyspark (Delta Lake's connector and its Kernel modules, hadoop-aws and the AWS SDK
+# it was built against), each checked against its pinned SHA-1. The same stdlib-only script
+# `make setup` runs, before the project is installed so that this layer outlives code changes.
+ARG REGROW_MAVEN_REPO=https://repo1.maven.org/maven2
+ENV REGROW_JARS_DIR=${REGROW_HOME}/jars
+COPY include/regrow/orchestration/jars.py /tmp/regrow-jars.py
+RUN REGROW_MAVEN_REPO="${REGROW_MAVEN_REPO}" python /tmp/regrow-jars.py fetch \
+    && rm /tmp/regrow-jars.py
 
 # The project itself (editable, so dags/ and jobs/ import the same regrow package).
 COPY include/ include/
@@ -96,7 +64,7 @@ COPY params.yaml ./
 COPY docker/entrypoint.sh /usr/local/bin/regrow-entrypoint
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev \
-    && python -c "from regrow.orchestration.spark import delta_connector_jars; assert delta_connector_jars()"
+    && python -c "from regrow.orchestration import jars; assert jars.present(jars.DELTA) and jars.present(jars.S3A)"
 
 # Airflow's convention: uid 50000, group 0, so that any uid an orchestrator picks can write.
 RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home airflow \

@@ -9,13 +9,22 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 RUN := $(UV) run --frozen
 PYTEST_ARGS ?=
+# JARS=skip: no JVM jars (no Maven here): the delta-rs engine only, and the delta-spark tests fail.
+JARS ?= fetch
 
-.PHONY: help setup check-java demo demo-broken-feed test bench lint mlflow clean spark-start spark-stop
+.PHONY: help setup jars check-java demo demo-broken-feed test bench lint mlflow clean spark-start spark-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: check-java .venv/.synced ## install uv if missing, then the locked environment (uv sync --frozen)
+setup: check-java .venv/.synced jars ## install uv if missing, the locked environment (uv sync --frozen), the JVM jars
+
+jars: .venv/.synced ## fetch the pinned Delta Lake and hadoop-aws jars once (~/.cache/regrow/jars; JARS=skip: none)
+ifeq ($(JARS),skip)
+	@echo "JARS=skip: no Delta Lake JVM connector; lakehouse.engine auto uses delta-rs"
+else
+	@$(RUN) regrow jars fetch || { echo "make setup JARS=skip goes on without them (the delta-rs engine only)"; exit 1; }
+endif
 
 .venv/.synced: pyproject.toml uv.lock
 	@command -v $(UV) >/dev/null 2>&1 || { \

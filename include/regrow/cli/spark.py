@@ -3,6 +3,7 @@ CLI, DVC stages and the demo run their Spark work on (one warm JVM)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -66,3 +67,51 @@ def status(params: ParamsOption = None, port: PortOption = None) -> None:
         raise fail(f"no Spark Connect server answers at {server.url}: run `regrow spark start`")
     pid = server.pid()
     typer.echo(f"Spark Connect server running at {server.url}" + (f" (pid {pid})" if pid else ""))
+
+
+jars_app = typer.Typer(
+    help="The pinned JVM jars regrow adds to Spark: Delta Lake's connector (the delta-spark "
+    "engine) and hadoop-aws (s3a://). `make setup` fetches them.",
+    no_args_is_help=True,
+)
+app.add_typer(jars_app, name="jars")
+
+
+@jars_app.command("fetch")
+def jars_fetch(
+    directory: Annotated[
+        Path | None,
+        typer.Option("--dir", help="Where to put them (default: $REGROW_JARS_DIR, else "
+                     "~/.cache/regrow/jars/spark-<line>).", show_default=False),
+    ] = None,
+) -> None:  # fmt: skip
+    """Download the jars not yet there (each checked against its pinned SHA-1)."""
+    from regrow.orchestration import jars
+
+    fetched: list[str] = []
+
+    def echo(message: str) -> None:
+        fetched.append(message)
+        typer.echo(message)
+
+    try:
+        paths = jars.fetch(directory, echo=echo)
+    except jars.JarsError as err:
+        raise fail(str(err)) from None
+    typer.echo(f"{len(paths)} jars for Spark {jars.SPARK_LINE} in {paths[0].parent}: "
+               "lakehouse.engine auto picks delta-spark")  # fmt: skip
+    if fetched:
+        typer.echo("a Spark Connect server started before this has none: regrow spark stop")
+
+
+@jars_app.command("status")
+def jars_status() -> None:
+    """Which jars are there, and the engine ``lakehouse.engine: auto`` picks with them."""
+    from regrow.orchestration import jars
+
+    directory = jars.jars_dir()
+    for artifact in jars.ARTIFACTS:
+        state = "ok" if jars.is_fetched(artifact, directory) else "missing"
+        typer.echo(f"{state:8} {artifact.role:6} {artifact.coordinate}")
+    engine = "delta-spark" if jars.present(jars.DELTA, directory) else "delta-rs"
+    typer.echo(f"in {directory}: lakehouse.engine auto picks {engine}")

@@ -1,8 +1,10 @@
 """regrow's local Spark Connect server: one warm JVM that DAG tasks, the CLI, DVC stages,
 the demo and the tests run their Spark work on, instead of starting a JVM each.
 
-It is the server that ships in the pyspark wheel (``sbin/start-connect-server.sh``, run by
-Spark's own ``spark-daemon.sh``: pid file and log in ``spark.server_dir``), bound to
+It is the server that ships in the pyspark wheel (its Connect jar, run by Spark's own
+``spark-daemon.sh`` as ``sbin/start-connect-server.sh`` would: pid file and log in
+``spark.server_dir``), with regrow's JVM jars (Delta Lake: ``format("delta")`` works
+through it), bound to
 127.0.0.1 on ``spark.connect_port``, with the conf of every regrow session
 (:func:`regrow.orchestration.spark.session_conf`). ``regrow spark start|stop|status`` and
 ``make spark-start`` / ``make spark-stop`` drive it; a cluster keeps ``spark-submit``
@@ -72,6 +74,13 @@ def local_server(settings: Settings, port: int | None = None) -> Server:
     return Server(f"sc://{HOST}:{port}", run_dir, port)
 
 
+def _daemon(action: str) -> list[str]:
+    """What Spark's ``sbin/start-connect-server.sh`` / ``stop-connect-server.sh`` run:
+    pyspark 4.2's wheel ships ``spark-daemon.sh`` and the Connect server's jar but not
+    those two scripts (4.3's has them)."""
+    return [str(_spark_home() / "sbin" / "spark-daemon.sh"), action, _CLASS, "1"]
+
+
 def _spark_home() -> Path:
     import pyspark
 
@@ -129,7 +138,7 @@ def start(settings: Settings, port: int | None = None, timeout: float = 120.0) -
     if cores:  # what regrow.storage.default_parallelism reads on a Connect session
         conf["spark.default.parallelism"] = str(cores)
     command = [
-        str(_spark_home() / "sbin" / "start-connect-server.sh"),
+        *_daemon("submit"),
         "--master", spark.master,
         "--driver-memory", spark.driver_memory,
         "--name", f"{spark.app_name}-connect",
@@ -166,8 +175,7 @@ def stop(settings: Settings, port: int | None = None, timeout: float = 60.0) -> 
     pid = server.pid()
     if pid is None:
         return False
-    script = _spark_home() / "sbin" / "stop-connect-server.sh"
-    subprocess.run([str(script)], env=_daemon_env(server), capture_output=True, text=True)
+    subprocess.run(_daemon("stop"), env=_daemon_env(server), capture_output=True, text=True)
     deadline = time.monotonic() + timeout
     while server.pid() is not None or server.running():
         if time.monotonic() > deadline:
