@@ -87,6 +87,9 @@ def write_params(directory: Path, **sections: dict) -> Path:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["landing"]["path"] = str(directory / "landing")
     raw["lakehouse"]["root"] = str(directory / "lakehouse")
+    # delta-rs unless a test says otherwise: the engine-parametrized files run on both
+    # (tests/engines/), and tests/engines/test_engine_choice.py covers `auto`.
+    raw["lakehouse"]["engine"] = "delta-rs"
     raw["reports_dir"] = str(directory / "reports")
     # The suites in git are the ones under test.
     raw["validation"]["expectations_dir"] = str(REPO / "expectations")
@@ -122,12 +125,23 @@ def quarantined(lakehouse, kind: str, day) -> list[dict]:
     ).to_pylist()
 
 
+@pytest.fixture(scope="module")
+def engine() -> str:
+    """The ``lakehouse.engine`` of :func:`make_settings`' params: delta-rs here. The files
+    of ``tests/engines/`` collect the engine-parametrized test files again and override
+    this fixture with ``delta-spark``, so each file runs on both engines (on two xdist
+    workers). Params written by :func:`write_params` alone are on delta-rs."""
+    return "delta-rs"
+
+
 @pytest.fixture
-def make_settings(tmp_path: Path):
-    """``make_settings(simulator={"days": 3})`` -> Settings rooted in tmp_path."""
+def make_settings(tmp_path: Path, engine: str):
+    """``make_settings(simulator={"days": 3})`` -> Settings rooted in tmp_path, on
+    :func:`engine`."""
 
     def make(**sections: dict) -> Settings:
-        return load_settings(write_params(tmp_path, **sections))
+        lakehouse = {"engine": engine, **sections.pop("lakehouse", {})}
+        return load_settings(write_params(tmp_path, lakehouse=lakehouse, **sections))
 
     return make
 

@@ -68,11 +68,11 @@ def day_rows(settings, day: dt.date, table: str = PREDICTIONS) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory, mlflow_template, spark):
+def world(tmp_path_factory, mlflow_template, spark, engine):
     """A champion (v1, stateless on days 0..13) and a day of features to score."""
     root = tmp_path_factory.mktemp("scoring")
     shutil.copyfile(mlflow_template, root / "mlflow.db")
-    settings = load_settings(write_params(root, simulator=STABLE))
+    settings = load_settings(write_params(root, simulator=STABLE, lakehouse={"engine": engine}))
     snapshot = write_snapshot(settings, root / "trainset-1", (0, 13))
     outcome = train_and_gate(context_of(settings), snapshot, "test", None).outcome
     assert outcome.promoted, outcome

@@ -23,7 +23,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from regrow.storage.commit import Commit, _task_error, commit_adds, plan_write
+from regrow.storage.commit import Commit, commit_adds, plan_write, task_error
 from regrow.storage.delta_log import TableLocation, nullable
 from regrow.storage.errors import LakehouseError, SchemaChangeError
 from regrow.storage.writer import file_writer
@@ -215,7 +215,7 @@ def test_an_int_column_written_as_int_is_no_type_change(location):
 
 
 # ---------------------------------------------------------------------------- task errors
-def test_a_task_error_names_the_python_exception_not_the_jvm_wrapper():
+def test_atask_error_names_the_python_exception_not_the_jvm_wrapper():
     jvm = Exception(
         "An error occurred while calling o123.collectToPython.\n"
         "org.apache.spark.SparkException: Job aborted due to stage failure\n"
@@ -229,9 +229,9 @@ def test_a_task_error_names_the_python_exception_not_the_jvm_wrapper():
         "  at org.apache.spark..."
     )
 
-    assert str(_task_error(jvm, TABLE)) == (
+    assert str(task_error(jvm, TABLE)) == (
         "writing files of silver.events failed: "
         "pyarrow.lib.ArrowTypeError: Expected bytes, got a float"
     )
-    assert str(_task_error(ours, TABLE)) == "overwrite of silver.events partition x"
-    assert isinstance(_task_error(ours, TABLE), LakehouseError)
+    assert str(task_error(ours, TABLE)) == "overwrite of silver.events partition x"
+    assert isinstance(task_error(ours, TABLE), LakehouseError)

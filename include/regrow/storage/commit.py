@@ -134,7 +134,7 @@ def commit_written(written: DataFrame | RDD, commit: Commit) -> CommitInfo:
     try:
         rows = written.collect()
     except Exception as err:
-        raise _task_error(err, commit.location.table) from err
+        raise task_error(err, commit.location.table) from err
     return commit_adds(rows, commit, started)
 
 
@@ -423,7 +423,7 @@ def _files_of(dt_: DeltaTable, partition: PartitionSpec | None) -> list[dict[str
     return found
 
 
-def _task_error(err: Exception, table: str) -> Exception:
+def task_error(err: Exception, table: str) -> Exception:
     """A LakehouseError raised inside a Spark task, unwrapped from the worker's traceback."""
     marker = "LakehouseError: "
     text = str(err)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,8 +61,9 @@ from regrow.storage.errors import (
     SchemaChangeError,
     TableNotFoundError,
 )
-from regrow.storage.options import fsspec_fs, storage_options, task_storage_options
+from regrow.storage.options import fsspec_fs, s3a_conf, storage_options, task_storage_options
 from regrow.storage.reader import (
+    check_columns,
     count_rows,
     decode_dictionaries,
     file_specs,
@@ -106,12 +108,33 @@ class TableInfo:
     partition_by: list[str]
 
 
+def _with_operation(commit: dict[str, Any]) -> dict[str, Any]:
+    """A commit of the history with ``regrow.operation`` (delta-rs commits by regrow carry
+    it; Spark's are named from their operation and mode)."""
+    if "regrow.operation" not in commit:
+        operation = str(commit.get("operation", ""))
+        mode = str((commit.get("operationParameters") or {}).get("mode", ""))
+        commit = {**commit, "regrow.operation": "OVERWRITE"
+                  if operation in ("WRITE", "CREATE OR REPLACE TABLE AS SELECT")
+                  and mode == "Overwrite" else operation}  # fmt: skip
+    return commit
+
+
+_AUTO_LOGGED: set[str] = set()
+_FALLBACK_LOGGED: set[str] = set()
+_SPARK_REFUSES = re.compile(
+    r"[ ,;{}()\n\t=]"
+)  # engines `auto` has chosen in this process (logged once)
+
+
 class Lakehouse:
     """Delta tables under one root; ``engine`` is resolved on first use when ``auto``."""
 
     def __init__(self, settings: LakehouseSettings, root: str | None = None) -> None:
         self.settings = settings
         self.root = (root or settings.root).rstrip("/")
+        if self.root.startswith("s3a://"):  # Spark's name for S3; delta-rs and pyarrow say s3
+            self.root = "s3://" + self.root.removeprefix("s3a://")
         self._engine: Engine | None = None if settings.engine == "auto" else settings.engine
 
     @classmethod
@@ -125,6 +148,17 @@ class Lakehouse:
         if len(parts) != 2 or not all(p.isidentifier() for p in parts):
             raise LakehouseError(f"table name {table!r} is not of the form layer.name")
         return f"{self.root}/{parts[0]}/{parts[1]}"
+
+    def spark_uri(self, spark: SparkSession, table: str) -> str:
+        """A table's URI for Spark's own reads and writes (the delta-spark engine): on S3
+        an ``s3a://`` URI, with the session's S3A settings taken from the lakehouse's storage
+        options (the endpoint, region and credentials delta-rs uses)."""
+        uri = self.uri(table)
+        if not uri.startswith("s3://"):
+            return uri
+        for key, value in s3a_conf(self.settings.storage_options).items():
+            spark.conf.set(key, value)  # session conf reaches the session's Hadoop conf
+        return "s3a://" + uri.removeprefix("s3://")
 
     @property
     def is_remote(self) -> bool:
@@ -144,19 +178,39 @@ class Lakehouse:
 
     def engine(self, spark: SparkSession | None = None) -> Engine:
         """The engine in use: the configured one, or for ``auto`` delta-spark if its
-        connector is loaded in this Spark session, else delta-rs."""
+        connector is loaded in this Spark session (``make setup`` fetches it), else
+        delta-rs. The choice of ``auto`` is logged once per process."""
         if self._engine is None:
             self._engine = (
                 "delta-spark" if spark is not None and spark_has_delta(spark) else "delta-rs"
             )
-            logger.info("lakehouse engine: %s (auto)", self._engine)
+            if self._engine not in _AUTO_LOGGED:
+                _AUTO_LOGGED.add(self._engine)
+                logger.info("lakehouse engine: %s (auto)", self._engine)
         if self._engine == "delta-spark" and spark is not None and not spark_has_delta(spark):
             raise LakehouseError(
-                "lakehouse.engine is delta-spark but the Delta Lake JVM connector is not on "
-                "Spark's classpath; add delta-spark jars (the Docker image has them) or set "
-                "lakehouse.engine: delta-rs"
+                "lakehouse.engine is delta-spark but this Spark session has no Delta Lake "
+                "connector: run `make setup` (or `regrow jars fetch`) to fetch its jars, "
+                "restart the Spark Connect server if one is used (`regrow spark stop`), or "
+                "set lakehouse.engine: delta-rs"
             )
         return self._engine
+
+    def _engine_for(self, spark: SparkSession, table: str, columns: Sequence[str]) -> Engine:
+        """The engine of one read or write: :meth:`engine`, except delta-rs for a table
+        with a column name Delta Spark refuses (a space, one of ``,;{}()=``, a tab or a
+        newline: its DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES). Column mapping would lift
+        that, but its files hold renamed columns that regrow's Arrow readers and writer
+        do not map; delta-rs writes such names as they are."""
+        engine = self.engine(spark)
+        if engine == "delta-spark" and any(_SPARK_REFUSES.search(c) for c in columns):
+            if table not in _FALLBACK_LOGGED:
+                _FALLBACK_LOGGED.add(table)
+                bad = sorted(c for c in set(columns) if _SPARK_REFUSES.search(c))
+                logger.info("%s: columns %s need delta-rs (Delta Spark refuses the names)",
+                            table, bad)  # fmt: skip
+            return "delta-rs"
+        return engine
 
     # ------------------------------------------------------------------------ metadata
     def delta_table(self, table: str, version: int | None = None) -> DeltaTable:
@@ -169,8 +223,9 @@ class Lakehouse:
         return self.delta_table(table).version()
 
     def history(self, table: str, limit: int | None = None) -> list[dict[str, Any]]:
-        """Commits of a table, newest first (version, timestamp, operation, parameters)."""
-        return self.delta_table(table).history(limit)
+        """Commits of a table, newest first (version, timestamp, operation, parameters),
+        each with ``regrow.operation`` (WRITE, OVERWRITE or MERGE) whichever engine wrote it."""
+        return [_with_operation(c) for c in self.delta_table(table).history(limit)]
 
     def spark_schema(self, table: str, version: int | None = None) -> StructType:
         """The Spark schema of ``table`` (at ``version``) from its Delta log, without making
@@ -322,8 +377,12 @@ class Lakehouse:
             where: a Spark SQL predicate applied after loading (pushed down to Parquet).
             partitions: ``{column: value or [values]}``; only those partitions' files are read.
         """
-        if self.engine(spark) == "delta-spark":
-            df = read_with_spark(spark, self.uri(table), version, partitions)
+        engine = self.engine(spark)
+        if engine == "delta-spark":
+            dt_ = self.delta_table(table, version)  # a missing table or version: one error
+            engine = self._engine_for(spark, table, table_schema(dt_).names)
+        if engine == "delta-spark":
+            df = read_with_spark(spark, self.spark_uri(spark, table), version, partitions)
         else:
             df = read_dataframe(
                 spark,
@@ -364,10 +423,11 @@ class Lakehouse:
         )
         if lacking:
             df = df.select("*", *(F.lit(None).cast(f.dataType).alias(f.name) for f in lacking))
-        engine = self.engine(df.sparkSession)
-        if engine == "delta-spark":
+        names = [*df.columns, *(self.spark_schema(table).names if exists else [])]
+        if self._engine_for(df.sparkSession, table, names) == "delta-spark":
             return write_with_spark(
                 df,
+                self.spark_uri(df.sparkSession, table),
                 self._location(table),
                 mode,
                 partition_by,
@@ -417,8 +477,11 @@ class Lakehouse:
         """
         if mode == "merge":
             raise LakehouseError(f"derive into {target}: merge is not supported; use write")
-        if self.engine(spark) == "delta-spark":
-            rows = self.read(spark, source, version, partitions=partitions).select(*columns)
+        names = [*columns, *schema.names]
+        if self._engine_for(spark, target, names) == "delta-spark":
+            rows = self.read(spark, source, version, partitions=partitions)
+            check_columns(source, rows.columns, columns)
+            rows = rows.select(*columns)
             mapped = rows.mapInArrow(lambda b: decode_dictionaries(function(b)), schema)
             return self.write(mapped, target, mode, partition_by, partition)
         from pyspark.sql.types import StructType

@@ -46,6 +46,31 @@ def task_storage_options(configured: Mapping[str, str], root: str) -> dict[str, 
     return options
 
 
+def s3a_conf(options: Mapping[str, str]) -> dict[str, str]:
+    """Hadoop S3A settings (the delta-spark engine) from delta-rs storage options and the
+    environment: the same endpoint, region and credentials reach both engines."""
+    resolved = s3_options(options)
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        if os.environ.get(key):
+            resolved.setdefault(key, os.environ[key])
+    conf: dict[str, str] = {}
+    if endpoint := resolved.get("AWS_ENDPOINT_URL"):
+        conf["fs.s3a.endpoint"] = endpoint
+        conf["fs.s3a.path.style.access"] = "true"  # a local server has no bucket subdomains
+        conf["fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+    if region := resolved.get("AWS_REGION"):
+        conf["fs.s3a.endpoint.region"] = region
+    if resolved.get("AWS_ACCESS_KEY_ID"):
+        conf["fs.s3a.access.key"] = resolved["AWS_ACCESS_KEY_ID"]
+        conf["fs.s3a.secret.key"] = resolved.get("AWS_SECRET_ACCESS_KEY", "")
+        provider = "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+        if resolved.get("AWS_SESSION_TOKEN"):
+            conf["fs.s3a.session.token"] = resolved["AWS_SESSION_TOKEN"]
+            provider = "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+        conf["fs.s3a.aws.credentials.provider"] = provider
+    return conf
+
+
 def arrow_fs(uri: str, storage_options: Mapping[str, str]):
     """A pyarrow filesystem and the path inside it (local or S3)."""
     from pyarrow import fs as pafs

@@ -130,6 +130,10 @@ def _complete(data, values: Mapping[str, str | None], target: pa.Schema):
     partition ``values`` added, columns the file predates filled with nulls."""
     for field in target:
         if field.name in values:
+            if field.name in data.schema.names:
+                # Writers may keep partition columns in the files too (Delta Spark 4.4
+                # does); the log's partition values are the ones that count.
+                data = data.drop_columns([field.name])
             value = pa.array([values[field.name]], pa.string()).cast(field.type)[0]
             data = data.append_column(field.name, pa.repeat(value, data.num_rows))
         elif field.name not in data.schema.names:
@@ -182,6 +186,13 @@ def share_row_groups(units: list[dict[str, Any]], tasks: int) -> list[list[dict[
     return [list(files.values()) for _, files in shares if files]
 
 
+def check_columns(table: str, names: Sequence[str], columns: Sequence[str]) -> None:
+    """Raise LakehouseError naming the ``columns`` that are not among ``table``'s."""
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise LakehouseError(f"columns {unknown} are not in {table} (it has {list(names)})")
+
+
 def unit_reader(
     table: str,
     target: pa.Schema,
@@ -192,9 +203,7 @@ def unit_reader(
     """The function a task runs on its shares: given share numbers, the shares' row groups
     (all of a file's when ``row_groups`` is None) as Arrow batches of ``columns``, in the
     table's types (``target``)."""
-    unknown = [c for c in columns if c not in target.names]
-    if unknown:
-        raise LakehouseError(f"columns {unknown} are not in {table} (it has {target.names})")
+    check_columns(table, target.names, columns)
     wanted = pa.schema([target.field(c) for c in columns])
 
     def read(share_ids: Iterable[int]) -> Iterator[pa.RecordBatch]:
