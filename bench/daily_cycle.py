@@ -75,6 +75,7 @@ if TYPE_CHECKING:
 
 REPO = BENCH_DIR.parent
 SIZES_ENV = "REGROW_BENCH_CYCLE_SIZES"
+ENGINES_ENV = "REGROW_BENCH_ENGINES"
 # Each look-back day's events, as a share of the measured day's (see the module docstring).
 LOOKBACK_SHARE = 0.1
 MAX_REGROW_OVER_PANDAS = 1.5
@@ -140,11 +141,16 @@ def run(ctx: BenchContext) -> Measurement:
             "share pages; the targets use it",
         ],
     )
-    cycles = {rows: _measure_size(ctx, spark, scorer, rows) for rows in sizes}
-    for rows, cycle in cycles.items():
-        _record(measurement, cycle, _suffix(rows, len(sizes) > 1))
-    if len(sizes) > 1:
-        _record_scaling(measurement, cycles[min(sizes)], cycles[max(sizes)])
+    engines = cycle_engines(spark)
+    measurement.parameters["engines"] = engines
+    for engine in engines:
+        cycles = {rows: _measure_size(ctx, spark, scorer, rows, engine) for rows in sizes}
+        # delta-rs's figures keep their names (the earlier results'); delta-spark's end in it.
+        tail = "" if engine == "delta-rs" else "_delta_spark"
+        for rows, cycle in cycles.items():
+            _record(measurement, cycle, _suffix(rows, len(sizes) > 1) + tail)
+        if len(sizes) > 1:
+            _record_scaling(measurement, cycles[min(sizes)], cycles[max(sizes)], tail)
     # Another tenant's load slows both sides, but not alike (regrow uses both cores).
     measurement.parameters["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return measurement
@@ -165,8 +171,24 @@ def cycle_sizes(rows: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- one size
-def _measure_size(ctx: BenchContext, spark, scorer: Scorer, rows: int) -> dict:
-    """Land a day of ``rows`` events, build its look-back, then time both sides."""
+def cycle_engines(spark) -> list[str]:
+    """The lakehouse engines to run the day on: ``$REGROW_BENCH_ENGINES`` (comma-separated),
+    else delta-rs and, when this session has the Delta jars (`make setup`), delta-spark."""
+    from regrow.storage.delta_spark import spark_has_delta
+
+    raw = os.environ.get(ENGINES_ENV)
+    if raw:
+        engines = [e.strip() for e in raw.split(",") if e.strip()]
+        unknown = sorted(set(engines) - {"delta-rs", "delta-spark"})
+        if unknown or not engines:
+            raise ValueError(f"${ENGINES_ENV}={raw!r}: expected delta-rs and/or delta-spark")
+        return engines
+    return ["delta-rs", *(["delta-spark"] if spark_has_delta(spark) else [])]
+
+
+def _measure_size(ctx: BenchContext, spark, scorer: Scorer, rows: int, engine: str) -> dict:
+    """Land a day of ``rows`` events, build its look-back, then time both sides, regrow's
+    on the lakehouse ``engine``."""
     from bench.pandas_cycle import BOOSTER_FILE, TRANSFORM_FILE
     from regrow.catalog import EVENTS
     from regrow.data.backfill import backfill
@@ -175,9 +197,9 @@ def _measure_size(ctx: BenchContext, spark, scorer: Scorer, rows: int) -> dict:
     from regrow.settings import load_settings
     from regrow.storage.lakehouse import Lakehouse
 
-    root = ctx.work_dir / f"daily_cycle-{rows}"
+    root = ctx.work_dir / f"daily_cycle-{rows}-{engine}"
     root.mkdir(parents=True, exist_ok=True)
-    params = write_params(root)
+    params = write_params(root, engine)
     settings = load_settings(params)
     lakehouse = Lakehouse.from_settings(settings)
     registry = InMemoryRegistry(scorer)
@@ -186,7 +208,7 @@ def _measure_size(ctx: BenchContext, spark, scorer: Scorer, rows: int) -> dict:
     scorer.model.booster.save_model(str(model_dir / BOOSTER_FILE))
     (model_dir / TRANSFORM_FILE).write_text(json.dumps(scorer.model.transform.to_dict()))
 
-    print(f"   {rows:,} rows: landing", flush=True)
+    print(f"   {rows:,} rows on {engine}: landing", flush=True)
     prepare: dict[str, float] = {}
     started = time.perf_counter()
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as child:
@@ -539,18 +561,20 @@ def _record(measurement: Measurement, cycle: dict, suffix: str) -> None:
         )
 
 
-def _record_scaling(measurement: Measurement, small: dict, large: dict) -> None:
-    """The largest size's time over the smallest's, against the size ratio."""
+def _record_scaling(measurement: Measurement, small: dict, large: dict, tail: str = "") -> None:
+    """The largest size's time over the smallest's, against the size ratio (names end in
+    ``tail``)."""
     size_ratio = large["rows"] / small["rows"]
     allowed = MAX_TIME_OVER_SIZE_RATIO * size_ratio
     for side in ("regrow", "pandas"):
         t_small = statistics.median(small["timings"][f"{side}_cycle"])
         t_large = statistics.median(large["timings"][f"{side}_cycle"])
-        measurement.derived[f"{side}_time_{large['rows']}_over_{small['rows']}"] = t_large / t_small
-    ratio = measurement.derived[f"regrow_time_{large['rows']}_over_{small['rows']}"]
+        name = f"{side}_time_{large['rows']}_over_{small['rows']}{tail}"
+        measurement.derived[name] = t_large / t_small
+    ratio = measurement.derived[f"regrow_time_{large['rows']}_over_{small['rows']}{tail}"]
     measurement.targets.append(
         Target(
-            f"regrow_time_{small['rows']}_over_{large['rows']}",
+            f"regrow_time_{small['rows']}_over_{large['rows']}{tail}",
             1 / ratio,
             round(1 / allowed, 4),
             f"regrow_cycle at {large['rows']:,} rows at most {allowed:g}x its time at "

@@ -50,7 +50,7 @@ READ_TARGET = 0.7  # lakehouse read throughput / pyarrow's
 )
 def run(ctx: BenchContext) -> Measurement:
     from regrow.settings import LakehouseSettings
-    from regrow.storage.delta_spark import _SPARK_CODEC
+    from regrow.storage.delta_spark import _SPARK_CODEC, spark_has_delta
     from regrow.storage.lakehouse import Lakehouse
 
     spark = ctx.spark
@@ -67,8 +67,16 @@ def run(ctx: BenchContext) -> Measurement:
     if cached_rows != events.num_rows:
         raise RuntimeError(f"cached {cached_rows} rows, expected {events.num_rows}")
 
-    root = ctx.work_dir / "lakehouse"
-    lakehouse = Lakehouse(LakehouseSettings(root=str(root), engine="auto"), str(root))
+    # Each engine on its own root; delta-rs's figures keep their names (the earlier
+    # results'), delta-spark's (when `make setup` fetched its jars) start with delta_spark_.
+    engines = {"lakehouse": "delta-rs"}
+    if spark_has_delta(spark):
+        engines["delta_spark"] = "delta-spark"
+    houses = {
+        prefix: Lakehouse(LakehouseSettings(engine=engine), str(ctx.work_dir / engine))
+        for prefix, engine in engines.items()
+    }
+    lakehouse = houses["lakehouse"]
     codec = lakehouse.settings.compression  # the same on every side
     table_dir = Path(lakehouse.uri(TABLE))
     arrow_dir = ctx.work_dir / "pyarrow_dataset"
@@ -77,24 +85,31 @@ def run(ctx: BenchContext) -> Measurement:
 
     timings: dict[str, list[float]] = {}
 
-    def write_lakehouse() -> None:
-        lakehouse.write(df, TABLE, "overwrite", partition_by=[DATE_COLUMN])
-
-    def read_lakehouse() -> None:
-        lakehouse.read(spark, TABLE).write.format("noop").mode("overwrite").save()
-
     def write_arrow() -> None:
         pq.write_to_dataset(events, str(arrow_dir), partition_cols=[DATE_COLUMN], compression=codec)
 
     def read_arrow() -> None:
         pq.read_table(str(arrow_dir))
 
-    rss.start()
-    timings["lakehouse_write"] = repeat(write_lakehouse, reps, setup=lambda: _remove(table_dir))
-    rss.stop("lakehouse_write")
-    rss.start()
-    timings["lakehouse_read"] = repeat(read_lakehouse, reps)
-    rss.stop("lakehouse_read")
+    for prefix, house in houses.items():
+
+        def write_lakehouse(house=house) -> None:
+            house.write(df, TABLE, "overwrite", partition_by=[DATE_COLUMN])
+
+        def read_lakehouse(house=house) -> None:
+            house.read(spark, TABLE).write.format("noop").mode("overwrite").save()
+
+        folder = Path(house.uri(TABLE))
+        rss.start()
+        timings[f"{prefix}_write"] = repeat(
+            write_lakehouse, reps, setup=lambda f=folder: _remove(f)
+        )
+        rss.stop(f"{prefix}_write")
+        rss.start()
+        timings[f"{prefix}_read"] = repeat(read_lakehouse, reps)
+        rss.stop(f"{prefix}_read")
+        if house.read(spark, TABLE).count() != events.num_rows:
+            raise RuntimeError(f"{engines[prefix]} read back a different number of rows")
     rss.start()
     timings["pyarrow_write"] = repeat(write_arrow, reps, setup=lambda: _remove(arrow_dir))
     rss.stop("pyarrow_write")
@@ -159,9 +174,21 @@ def run(ctx: BenchContext) -> Measurement:
     rows = events.num_rows
     megabytes = events.nbytes / 1e6
     derived: dict[str, float] = {}
-    for step in ("lakehouse_write", "lakehouse_read", "pyarrow_write", "pyarrow_read"):
+    steps = [f"{p}_{s}" for p in houses for s in ("write", "read")]
+    for step in (*steps, "pyarrow_write", "pyarrow_read"):
         derived[f"{step}_rows_per_s"] = rows / medians[step]
         derived[f"{step}_mb_per_s"] = megabytes / medians[step]
+    if "delta_spark" in houses:
+        for step in ("write", "read"):  # above 1: delta-spark is faster
+            derived[f"delta_spark_{step}_vs_delta_rs"] = (
+                medians[f"lakehouse_{step}"] / medians[f"delta_spark_{step}"]
+            )
+            spark_ref = (
+                "ref_spark_parquet_write" if step == "write" else "ref_spark_read_pyarrow_files"
+            )
+            derived[f"delta_spark_{step}_vs_spark_parquet"] = (
+                medians[spark_ref] / medians[f"delta_spark_{step}"]
+            )
     write_ratio = medians["pyarrow_write"] / medians["lakehouse_write"]
     read_ratio = medians["pyarrow_read"] / medians["lakehouse_read"]
     derived["write_throughput_ratio"] = write_ratio
@@ -197,7 +224,7 @@ def run(ctx: BenchContext) -> Measurement:
             "spark_partitions": df.rdd.getNumPartitions(),
             "spark_partitions_many_slices": many_slices,
             "spark_default_parallelism": spark.sparkContext.defaultParallelism,
-            "lakehouse_engine": lakehouse.engine(spark),
+            "engines": {f"{p}_*": e for p, e in engines.items()},
             "compression": codec,
             "repetitions": reps,
             "warmup": 1,

@@ -185,13 +185,16 @@ def _land(root: Path, rows: int):
     return settings, sim.start_date
 
 
-def write_params(directory: Path) -> Path:
-    """The repo's params.yaml with landing, lakehouse and reports under ``directory`` and
-    the suites of ``expectations/`` (as ``tests.conftest.write_params``)."""
+def write_params(directory: Path, engine: str = "delta-rs") -> Path:
+    """The repo's params.yaml with landing, lakehouse and reports under ``directory``, the
+    suites of ``expectations/`` (as ``tests.conftest.write_params``) and the lakehouse
+    ``engine`` (delta-rs unless a benchmark compares the engines: figures stay comparable
+    whether or not `make setup` fetched the Delta jars)."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["landing"]["path"] = str(directory / "landing")
     raw["landing"]["format"] = "csv"
     raw["lakehouse"]["root"] = str(directory / "lakehouse")
+    raw["lakehouse"]["engine"] = engine
     raw["reports_dir"] = str(directory / "reports")
     raw["validation"]["expectations_dir"] = str(REPO / "expectations")
     path = directory / "params.yaml"
