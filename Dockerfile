@@ -6,7 +6,7 @@
 #   docker run --rm -e _AIRFLOW_DB_MIGRATE=true regrow airflow dags list
 #
 # The Delta Lake JVM connector and hadoop-aws (s3a://) are baked into $REGROW_JARS_DIR, so
-# `lakehouse.engine: auto` picks delta-spark in this image.
+# `lakehouse.engine: auto` (or delta-spark) runs on Delta's own connector in this image.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG UV_VERSION=0.13.9

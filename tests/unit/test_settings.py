@@ -37,7 +37,7 @@ def test_the_repo_params_load_into_typed_settings():
         "card_present",
     ]
     assert settings.simulator.start_date.isoformat() == "2026-01-01"
-    assert settings.lakehouse.engine == "auto"
+    assert settings.lakehouse.engine == "delta-rs"  # params.yaml's choice; the model's is auto
     assert settings.base_dir == str(REPO)
 
 
