@@ -45,6 +45,16 @@ merged = lakehouse.write(spark.createDataFrame([("b", 20.0, day), ("c", 3.0, day
                          "bronze.events", mode="merge", keys=["event_id"])
 rows = sorted((r.event_id, r.amount) for r in lakehouse.read(spark, "bronze.events").collect())
 print("RESULT", lakehouse.engine(spark), merged.engine, merged.operation, rows)
+
+# A derive (mapInArrow on the server) with a schema made on the client, read by delta-rs.
+def same(batches):
+    yield from batches
+
+schema = lakehouse.spark_schema("bronze.events")
+lakehouse.derive(spark, "bronze.events", "silver.copy", same, schema, schema.names,
+                 partition_by=["event_date"])
+copied = Lakehouse(LakehouseSettings(engine="delta-rs"), sys.argv[1]).to_arrow("silver.copy")
+print("COPIED", sorted(copied["event_id"].to_pylist()))
 """
 
 
@@ -98,5 +108,6 @@ def test_the_connect_server_serves_delta_natively(tmp_path, spark_connect):
     assert line(done, "RESULT") == (
         "RESULT delta-spark delta-spark MERGE [('a', 1.0), ('b', 20.0), ('c', 3.0)]"
     )
+    assert line(done, "COPIED") == "COPIED ['a', 'b', 'c']"
     log = (tmp_path / "lake" / "bronze" / "events" / "_delta_log").glob("*.json")
     assert any("Delta-Lake/" in p.read_text() for p in log)  # written by Delta Spark

@@ -79,6 +79,8 @@ def write_with_spark(
 
     # Delta writes (merges too) through Spark's Parquet source, which reads its codec here.
     df.sparkSession.conf.set("spark.sql.parquet.compression.codec", _SPARK_CODEC[compression])
+    if is_connect(df.sparkSession):
+        df = _plain_strings(df)
     existed = location.exists()
     tag = f"regrow:{uuid.uuid4().hex}"  # finds our commit in the log (others may follow it)
     for attempt in range(1, _MAX_ATTEMPTS + 1):
@@ -117,6 +119,22 @@ def write_with_spark(
         int(metrics.get("numOutputRows", 0) or 0),
         "delta-spark",
     )
+
+
+def _plain_strings(df: DataFrame) -> DataFrame:
+    """``df`` with its string columns cast to Spark's default string type. A schema made
+    on a Spark Connect client (``mapInArrow``'s) reaches the server with each string's
+    collation spelt out, and Delta then records ``string collate UTF8_BINARY``, a type
+    delta-rs (and so regrow's readers) cannot load ("Unsupported Delta table type")."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType
+
+    fields = df.schema.fields
+    if not any(isinstance(f.dataType, StringType) for f in fields):
+        return df
+    return df.select(*(F.col(f"`{f.name}`").cast("string").alias(f.name)
+                       if isinstance(f.dataType, StringType) else F.col(f"`{f.name}`")
+                       for f in fields))  # fmt: skip
 
 
 def _merge(df: DataFrame, uri: str, keys: Sequence[str], tag: str) -> None:
