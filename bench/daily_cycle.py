@@ -402,7 +402,10 @@ def compare_rows(
     def rows(table: str) -> int:
         return lakehouse.partition_rows(table).get(str(day), 0)
 
-    aliases = pq.read_table(_day_files(lakehouse, PREDICTIONS, day), columns=[MODEL_ALIAS])
+    # partitioning=None: Delta Spark keeps the partition column inside its files too, and
+    # pyarrow would add it again from the folder names, as a clashing type.
+    aliases = pq.read_table(_day_files(lakehouse, PREDICTIONS, day), columns=[MODEL_ALIAS],
+                            partitioning=None)  # fmt: skip
     champion_rows = pc.sum(pc.equal(aliases.column(MODEL_ALIAS), CHAMPION)).as_py() or 0
 
     def written(name: str) -> int:
@@ -442,14 +445,18 @@ def compare_values(
 
     out: dict[str, Any] = {"events_compared": len(sample)}
     out["features"] = _differences(
-        pq.read_table(files(FEATURES), columns=[event_id, *derived], filters=among),
+        pq.read_table(
+            files(FEATURES), columns=[event_id, *derived], filters=among, partitioning=None
+        ),
         pq.read_table(out_dir / "features.parquet", columns=[event_id, *derived], filters=among),
         event_id,
         derived,
     )
     champion = among & (pc.field(MODEL_ALIAS) == CHAMPION)
     out["score"] = _differences(
-        pq.read_table(files(PREDICTIONS), columns=[event_id, SCORE], filters=champion),
+        pq.read_table(
+            files(PREDICTIONS), columns=[event_id, SCORE], filters=champion, partitioning=None
+        ),
         pq.read_table(out_dir / "predictions.parquet", columns=[event_id, SCORE], filters=among),
         event_id,
         [SCORE],
