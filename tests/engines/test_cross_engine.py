@@ -5,6 +5,7 @@ engine that wrote the files."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 
 import deltalake
 import pyarrow as pa
@@ -103,3 +104,21 @@ def test_a_table_of_one_engine_is_read_extended_and_time_travelled_by_the_other(
         assert [r.event_id for r in engine.read(spark, TABLE, where="amount > 25").collect()] == [
             "c"
         ]
+
+
+def test_column_names_delta_spark_refuses_keep_their_table_on_delta_rs(spark, tmp_path, caplog):
+    """A space or a parenthesis in a column name (a user's own data): Delta Spark refuses
+    it without column mapping, so that table is written and read by delta-rs."""
+    caplog.set_level(logging.INFO, logger="regrow.storage.lakehouse")
+    lakehouse = Lakehouse(LakehouseSettings(engine="delta-spark"), str(tmp_path))
+    df = spark.createDataFrame([("a", 1.0)], "`application id` string, `amount (eur)` double")
+
+    commit = lakehouse.write(df, "bronze.spaced_names")
+    again = lakehouse.write(df, "bronze.spaced_names", mode="overwrite")
+
+    assert (commit.engine, again.engine) == ("delta-rs", "delta-rs")
+    assert [tuple(r) for r in lakehouse.read(spark, "bronze.spaced_names").collect()] == [
+        ("a", 1.0)
+    ]
+    assert caplog.text.count("bronze.spaced_names: columns") == 1
+    assert "'amount (eur)', 'application id'" in caplog.text

@@ -120,11 +120,12 @@ def _with_operation(commit: dict[str, Any]) -> dict[str, Any]:
     return commit
 
 
+# The engines `auto` has chosen in this process, and the tables kept on delta-rs under
+# delta-spark: each logged once.
 _AUTO_LOGGED: set[str] = set()
 _FALLBACK_LOGGED: set[str] = set()
-_SPARK_REFUSES = re.compile(
-    r"[ ,;{}()\n\t=]"
-)  # engines `auto` has chosen in this process (logged once)
+# What Delta Spark refuses in a column name without column mapping.
+_SPARK_REFUSES = re.compile(r"[ ,;{}()\n\t=]")
 
 
 class Lakehouse:
@@ -196,17 +197,23 @@ class Lakehouse:
             )
         return self._engine
 
-    def _engine_for(self, spark: SparkSession, table: str, columns: Sequence[str]) -> Engine:
+    def _engine_for(
+        self, spark: SparkSession, table: str, columns: Callable[[], Sequence[str]]
+    ) -> Engine:
         """The engine of one read or write: :meth:`engine`, except delta-rs for a table
         with a column name Delta Spark refuses (a space, one of ``,;{}()=``, a tab or a
         newline: its DELTA_INVALID_CHARACTERS_IN_COLUMN_NAMES). Column mapping would lift
         that, but its files hold renamed columns that regrow's Arrow readers and writer
-        do not map; delta-rs writes such names as they are."""
+        do not map; delta-rs writes such names as they are. ``columns`` (the data's and the
+        table's) are asked for only under delta-spark."""
         engine = self.engine(spark)
-        if engine == "delta-spark" and any(_SPARK_REFUSES.search(c) for c in columns):
+        if engine != "delta-spark":
+            return engine
+        names = columns()
+        if any(_SPARK_REFUSES.search(c) for c in names):
             if table not in _FALLBACK_LOGGED:
                 _FALLBACK_LOGGED.add(table)
-                bad = sorted(c for c in set(columns) if _SPARK_REFUSES.search(c))
+                bad = sorted(c for c in set(names) if _SPARK_REFUSES.search(c))
                 logger.info("%s: columns %s need delta-rs (Delta Spark refuses the names)",
                             table, bad)  # fmt: skip
             return "delta-rs"
@@ -377,11 +384,12 @@ class Lakehouse:
             where: a Spark SQL predicate applied after loading (pushed down to Parquet).
             partitions: ``{column: value or [values]}``; only those partitions' files are read.
         """
-        engine = self.engine(spark)
-        if engine == "delta-spark":
+
+        def names() -> list[str]:
             dt_ = self.delta_table(table, version)  # a missing table or version: one error
-            engine = self._engine_for(spark, table, table_schema(dt_).names)
-        if engine == "delta-spark":
+            return table_schema(dt_).names
+
+        if self._engine_for(spark, table, names) == "delta-spark":
             df = read_with_spark(spark, self.spark_uri(spark, table), version, partitions)
         else:
             df = read_dataframe(
@@ -423,7 +431,10 @@ class Lakehouse:
         )
         if lacking:
             df = df.select("*", *(F.lit(None).cast(f.dataType).alias(f.name) for f in lacking))
-        names = [*df.columns, *(self.spark_schema(table).names if exists else [])]
+
+        def names() -> list[str]:
+            return [*df.columns, *(self.spark_schema(table).names if exists else [])]
+
         if self._engine_for(df.sparkSession, table, names) == "delta-spark":
             return write_with_spark(
                 df,
@@ -477,8 +488,7 @@ class Lakehouse:
         """
         if mode == "merge":
             raise LakehouseError(f"derive into {target}: merge is not supported; use write")
-        names = [*columns, *schema.names]
-        if self._engine_for(spark, target, names) == "delta-spark":
+        if self._engine_for(spark, target, lambda: [*columns, *schema.names]) == "delta-spark":
             rows = self.read(spark, source, version, partitions=partitions)
             check_columns(source, rows.columns, columns)
             rows = rows.select(*columns)
