@@ -18,16 +18,9 @@ import pytest
 from regrow.orchestration import jars
 from regrow.orchestration.spark import SparkJarsError, jvm_jars
 from regrow.settings import ConfigError, SparkSettings
+from tests.conftest import _free_port
 
 SCRIPT = Path(jars.__file__)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture
