@@ -19,6 +19,7 @@ EVENT_DATE = "event_date"  # bronze.events, silver.features, gold.predictions
 LABEL_DATE = "label_date"  # bronze.labels, silver.labels
 INGEST_DATE = "ingest_date"  # bronze.quarantine
 SOURCE_KIND = "source_kind"  # bronze.quarantine: events or labels
+SOURCE_LINE = "source_line"  # bronze.quarantine: the record's line in its file, when known
 DECISION_DATE = "decision_date"  # gold.decisions
 DAY, TABLE = "day", "table"  # gold.validation
 MONITOR_DATE = "monitor_date"  # gold.monitoring
@@ -28,6 +29,9 @@ RUN_ID = "_run_id"  # the run (Airflow run id, or manual__...) that wrote the ro
 SOURCE_FILE = "_source_file"  # bronze: the landing file the row came from
 INGESTED_AT = "_ingested_at"
 EXTRA_COLUMNS = "_extra_columns"  # bronze: columns the contract does not name, as JSON
+# bronze.labels: when and by which run a quarantined label was released (its event landed
+# after it); null for a label that went straight to bronze.
+RELEASED_AT, RELEASED_BY = "_released_at", "_released_by"
 SOURCE_VERSION = "_source_version"  # silver.features, gold.predictions: the input's version
 SOURCE_VERSIONS = "_source_versions"  # silver.labels: {"bronze.events": 12, ...}
 
@@ -138,13 +142,16 @@ SOURCES = {FEATURES: EVENTS, SILVER_LABELS: LABELS, PREDICTIONS: FEATURES}
 
 # ------------------------------------------------------ columns from the contract
 def key_columns(dataset: DatasetSettings) -> list[str]:
-    """The columns that identify an event (and a prediction row, with its alias)."""
-    return [dataset.event_id, dataset.entity_id, dataset.event_timestamp]
+    """The columns that identify an event (and a prediction row, with its alias): the
+    event id, the entity id when the contract has one, the event timestamp."""
+    return dataset.id_columns()
 
 
 def derived_columns(cfg: FeatureSettings) -> dict[str, str]:
     """Names and logical types of the features regrow computes, in column order."""
     windows = cfg.windows
+    if not windows:
+        return {}
     longest = max(windows, key=lambda w: cfg.window_seconds()[w])
     columns: dict[str, str] = {}
     for w in windows:
@@ -163,8 +170,7 @@ def feature_columns(dataset: DatasetSettings, cfg: FeatureSettings) -> list[str]
 def label_columns(dataset: DatasetSettings) -> dict[str, str]:
     """Columns of silver.labels and their logical types, in order."""
     return {
-        dataset.event_id: "string",
-        dataset.entity_id: "string",
+        **{c: "string" for c in key_columns(dataset)},
         dataset.event_timestamp: "timestamp",
         EVENT_DATE: "date",
         dataset.label: "int",

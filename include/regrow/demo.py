@@ -256,10 +256,8 @@ def run_days(
                 failed.append(day)
                 log_file = home / f"failed-{day}.log"
                 log_file.write_text(log, encoding="utf-8")
-                for line in log.splitlines():
-                    if "critical expectation(s) failed" in line or line.strip().startswith(
-                        "- expect_"
-                    ):
+                for line in log.splitlines():  # the blocked day, one line per failure
+                    if " is blocked:" in line or ("expect_" in line and "warning" not in line):
                         logger.info("        %s", line.strip()[:200])
                 logger.info("        full log: %s", log_file)
     return failed
@@ -440,7 +438,8 @@ def lineage_of_top(ctx: StageContext) -> bool:
     settings, lakehouse = ctx.settings, ctx.lakehouse
     day = max(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(PREDICTIONS))
     top = read_predictions(lakehouse, day, top=3).to_pylist()
-    entity_id, event_id = settings.dataset.entity_id, settings.dataset.event_id
+    event_id = settings.dataset.event_id
+    entity_id = settings.dataset.entity_id or event_id
     for row in top:
         logger.info(
             "6/7 top of %s: %s %s (%s) score %.3f decision %s", day, event_id, row[event_id],

@@ -29,12 +29,30 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class ValueRange(_Section):
+    """The valid interval of a numeric feature; a bound left out is open."""
+
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValueRange:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
 class DatasetSettings(_Section):
     """The schema contract of the user's data: column names are data, not code."""
 
     name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
     event_id: str
-    entity_id: str
+    # Whose history the per-entity window features are computed over (a card, a customer).
+    # null (or the event id itself): events have no entity beyond their id; then no
+    # window features are built (features.windows must be empty).
+    entity_id: str | None = None
     event_timestamp: str
     label: str
     label_timestamp: str
@@ -45,10 +63,35 @@ class DatasetSettings(_Section):
     categorical_features: list[str] = []
     boolean_features: list[str] = []
     slice_columns: list[str] = []
+    # What a valid value is (docs/ingest.md): a row that breaks a rule goes to
+    # bronze.quarantine with a reason naming the column.
+    # [min, max] of numeric features, e.g. {amount: {min: 0}}; a value outside is rejected.
+    value_ranges: dict[str, ValueRange] = {}
+    # Known values of categorical features. Another value is a warning of the bronze.events
+    # suite (a new category is drift for monitoring to measure), or rejected with `reject`.
+    allowed_values: dict[str, list[str]] = {}
+    unknown_categories: Literal["warn", "reject"] = "warn"
+    # Spaces, tabs or line breaks around a key (event id, entity id): trimmed, or the row
+    # rejected. Never kept: " c1" and "c1" would be two entities.
+    key_whitespace: Literal["trim", "reject"] = "trim"
+    # A longer text value is rejected (characters; null = no limit).
+    max_string_length: int | None = Field(default=1000, gt=0)
+    # An event id already in bronze.events on one of this many days before the ingested
+    # day is a duplicate; null = every earlier day.
+    duplicate_lookback_days: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _entity_is_the_event(cls, raw: Any) -> Any:
+        # An entity equal to the event id is no entity: one spelling of "none" downstream.
+        if isinstance(raw, dict) and raw.get("entity_id") is not None:
+            if raw.get("entity_id") == raw.get("event_id"):
+                raw = {**raw, "entity_id": None}
+        return raw
 
     @model_validator(mode="after")
     def _check_columns(self) -> DatasetSettings:
-        names = [self.event_id, self.entity_id, self.event_timestamp, *self.features]
+        names = [*self.id_columns(), *self.features]
         duplicated = sorted({n for n in names if names.count(n) > 1})
         if duplicated:
             raise ValueError(f"columns listed twice in the contract: {duplicated}")
@@ -65,17 +108,35 @@ class DatasetSettings(_Section):
             raise ValueError("label must be a column of its own")
         return self
 
+    @model_validator(mode="after")
+    def _check_value_rules(self) -> DatasetSettings:
+        for key, allowed in (
+            ("value_ranges", self.numeric_features),
+            ("allowed_values", self.categorical_features),
+        ):
+            unknown = [c for c in getattr(self, key) if c not in allowed]
+            if unknown:
+                kind = "numeric" if key == "value_ranges" else "categorical"
+                raise ValueError(
+                    f"{key} names {unknown}, which are not {kind} features of the contract "
+                    f"({allowed})"
+                )
+        if self.unknown_categories == "reject" and not self.allowed_values:
+            raise ValueError("unknown_categories: reject needs allowed_values")
+        return self
+
     @property
     def features(self) -> list[str]:
         return [*self.numeric_features, *self.categorical_features, *self.boolean_features]
 
+    def id_columns(self) -> list[str]:
+        """The columns that identify an event: its id, its entity (if any), its time."""
+        return [self.event_id, *([self.entity_id] if self.entity_id else []), self.event_timestamp]
+
     def event_columns(self) -> dict[str, str]:
         """Columns of an event row and their logical type (string/timestamp/double/boolean)."""
-        columns = {
-            self.event_id: "string",
-            self.entity_id: "string",
-            self.event_timestamp: "timestamp",
-        }
+        columns = {c: "string" for c in self.id_columns()}
+        columns[self.event_timestamp] = "timestamp"
         columns |= {c: "double" for c in self.numeric_features}
         columns |= {c: "string" for c in self.categorical_features}
         columns |= {c: "boolean" for c in self.boolean_features}
@@ -85,7 +146,7 @@ class DatasetSettings(_Section):
         """Columns of a label row: the event it belongs to, the label, when it arrived."""
         return {
             self.event_id: "string",
-            self.entity_id: "string",
+            **({self.entity_id: "string"} if self.entity_id else {}),
             self.label: "int",
             self.label_timestamp: "timestamp",
         }
@@ -96,6 +157,12 @@ class LandingSettings(_Section):
 
     path: str = "data/landing"
     format: Literal["csv", "json", "parquet"] = "csv"
+    # read: .gz, .bz2 and .xz files of the format are decompressed and read; refuse: they
+    # are reported in bronze.quarantine, not read.
+    compressed: Literal["read", "refuse"] = "read"
+    # A file that cannot be read (UTF-16, binary, another format than its name says, a
+    # folder named like a file): quarantine records it and the day goes on; fail stops it.
+    unreadable: Literal["quarantine", "fail"] = "quarantine"
 
 
 Scenario = Literal[
@@ -110,6 +177,9 @@ Scenario = Literal[
 
 
 class SimulatorSettings(_Section):
+    # false (or no simulator section, or `simulator: null`): `regrow simulate` and its DVC
+    # stage leave landing.path alone; your own files are the landing.
+    enabled: bool = True
     seed: int = 42
     start_date: dt.date = dt.date(2026, 1, 1)
     days: int = Field(default=30, gt=0)
@@ -146,10 +216,21 @@ class ValidationSettings(_Section):
     # A day's row count outside [median/f, median*f] of the recent days is a warning.
     row_count_factor: float = Field(default=5.0, gt=1)
     recent_days: int = Field(default=7, gt=0)
-    # A day whose quarantined rows exceed this fraction of its landed rows is blocked.
+    # A day whose quarantined rows exceed this fraction of its landed rows is blocked...
     max_quarantine_fraction: float = Field(default=0.02, ge=0, le=1)
-    # Known values of categorical features; a value outside them is a warning (drift).
-    allowed_values: dict[str, list[str]] = {}
+    # ...unless they are fewer than this many: a few bad rows of a small day are row
+    # errors (quarantined with reasons), not a broken feed. 1: the fraction alone.
+    min_quarantined_to_block: int = Field(default=20, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "allowed_values" in raw:
+            raise ValueError(
+                "allowed_values moved to dataset.allowed_values (with "
+                "dataset.unknown_categories: warn | reject)"
+            )
+        return raw
 
 
 _DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
@@ -168,7 +249,8 @@ class FeatureSettings(_Section):
     """Per-entity features computed from strictly earlier events only (point in time)."""
 
     # Look-back windows; the longest decides how many earlier days a day's features read.
-    windows: list[str] = Field(default=["1h", "24h", "7d"], min_length=1)
+    # []: no per-entity features (the only choice when dataset.entity_id is null).
+    windows: list[str] = ["1h", "24h", "7d"]
     # Numeric features whose sum over each window is a feature (count of events always is).
     sum_columns: list[str] = []
     # Numeric features divided by the entity's mean over the longest window.
@@ -180,14 +262,16 @@ class FeatureSettings(_Section):
             duration_seconds(window)
         if len(set(self.windows)) != len(self.windows):
             raise ValueError(f"windows listed twice: {self.windows}")
+        if not self.windows and (self.sum_columns or self.ratio_columns):
+            raise ValueError("sum_columns and ratio_columns need windows: none is given")
         return self
 
     def window_seconds(self) -> dict[str, int]:
         return {w: duration_seconds(w) for w in self.windows}
 
     def lookback_days(self) -> int:
-        """Whole earlier days the longest window can reach into."""
-        return -(-max(self.window_seconds().values()) // 86400)
+        """Whole earlier days the longest window can reach into (0: no window)."""
+        return -(-max(self.window_seconds().values(), default=0) // 86400)
 
 
 class SplitSettings(_Section):
@@ -534,15 +618,34 @@ class Settings(_Section):
     # Directory the relative paths above are resolved against (set by the loader).
     base_dir: str = "."
 
+    @model_validator(mode="before")
+    @classmethod
+    def _simulator_only_if_configured(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and raw.get("simulator") is None:
+            raw = {**raw, "simulator": {"enabled": False}}
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_entity_no_windows(cls, raw: Any) -> Any:
+        # Without an entity, the default windows would have nothing to aggregate over: they
+        # default to none (windows given explicitly are checked below).
+        if not isinstance(raw, dict) or not isinstance(raw.get("dataset"), dict):
+            return raw
+        dataset = raw["dataset"]
+        if dataset.get("entity_id") in (None, dataset.get("event_id")):
+            features = raw.get("features") or {}
+            if isinstance(features, dict) and "windows" not in features:
+                raw = {**raw, "features": {**features, "windows": []}}
+        return raw
+
     @model_validator(mode="after")
     def _check_cross_sections(self) -> Settings:
-        unknown = [
-            c for c in self.validation.allowed_values if c not in self.dataset.categorical_features
-        ]
-        if unknown:
+        if self.dataset.entity_id is None and self.features.windows:
             raise ValueError(
-                f"validation.allowed_values names {unknown}, which are not categorical features "
-                f"of the dataset contract ({self.dataset.categorical_features})"
+                f"features.windows {self.features.windows} needs an entity to aggregate over, "
+                "but dataset.entity_id is null (or the event id): set features.windows: [] "
+                "(and sum_columns/ratio_columns: []), or name the entity column"
             )
         for key in ("sum_columns", "ratio_columns"):
             unknown = [
@@ -594,13 +697,21 @@ def find_params(path: str | os.PathLike[str] | None = None) -> Path:
     raise ConfigError(f"no {PARAMS_FILE} in {here} or its parents; set ${PARAMS_ENV}")
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML error on one line: what and where (line and column, 1-based)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    return f"{problem}{where}"
+
+
 def load_settings(path: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Read and validate the params file once; ``overrides`` replace whole top-level keys."""
     params = find_params(path)
     try:
         raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{params}: not valid YAML: {err}") from err
+        raise ConfigError(f"{params}: not valid YAML: {_yaml_problem(err)}") from err
     if not isinstance(raw, dict):
         raise ConfigError(f"{params}: expected a mapping of sections, got {type(raw).__name__}")
     raw = {**raw, **overrides}

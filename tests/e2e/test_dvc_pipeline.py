@@ -2,40 +2,41 @@
 
 The copy is a fresh git repository holding what a clone needs for the pipeline; its
 params.yaml is shrunk to a few small days. The stages run this environment's `regrow`
-(real Spark and Delta, a JVM per stage), so the module takes a few minutes: the whole
-chain runs once (module fixture) and each test then checks one promise of dvc.yaml.
+(real Spark and Delta) on the session's Spark Connect server (SPARK_REMOTE, as after
+`make spark-start`: a JVM per stage cost more than the work), so the module takes a few
+minutes: the whole chain runs once (module fixture) and each test then checks one promise
+of dvc.yaml.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.dvc_repo import (
+    PIPELINE_FILES,
+    REPO,
+    STAGES,
+    UP_TO_DATE,
+    commit,
+    dvc,
+    edit_params,
+    ran,
+    repro,
+    run,
+    skipped,
+)
+
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-# What `dvc repro` needs from a clone: the pipeline, its params, the DVC config, the
-# .gitignore that covers the outs, and the files the stages depend on.
-PIPELINE_FILES = [
-    "dvc.yaml",
-    "params.yaml",
-    ".dvc",
-    ".dvcignore",
-    ".gitignore",
-    "include",
-    "expectations",
-]
 # 7 days: with 3-day label windows, events of the first 4 days have matured by the default
 # cut-off (the day after the last), enough for a 2/1/1-day train/validation/test split.
 SMALL_PARAMS = {
@@ -45,74 +46,6 @@ SMALL_PARAMS = {
     # ~200 training rows with a handful of frauds: enough to train, not to promise a promotion.
     "train": {"min_rows": 50, "min_positives": 2},
 }
-STAGES = [
-    "simulate", "ingest", "validate", "features", "labels", "trainset", "train", "evaluate",
-    "score", "monitor",
-]  # fmt: skip
-UP_TO_DATE = "Data and pipelines are up to date."
-
-
-def _env() -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        # REGROW_PARAMS would point the stages away from the copy's params.yaml; the S3
-        # endpoint of the remote under test comes from its DVC config, not the environment.
-        if k not in ("REGROW_PARAMS", "AWS_ENDPOINT_URL", "VIRTUAL_ENV")
-    }
-    return env | {
-        "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
-        "PYSPARK_DRIVER_PYTHON": sys.executable,
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_AUTHOR_NAME": "regrow tests",
-        "GIT_AUTHOR_EMAIL": "tests@regrow.invalid",
-        "GIT_COMMITTER_NAME": "regrow tests",
-        "GIT_COMMITTER_EMAIL": "tests@regrow.invalid",
-    }
-
-
-def run(repo: Path, *args: str, check: bool = True, timeout: float = 300):
-    result = subprocess.run(
-        list(args), cwd=repo, env=_env(), capture_output=True, text=True, timeout=timeout
-    )
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(args)} exited {result.returncode}\n--- stdout\n{result.stdout[-4000:]}"
-            f"\n--- stderr\n{result.stderr[-6000:]}"
-        )
-    return result
-
-
-def dvc(repo: Path, *args: str, **kwargs):
-    return run(repo, str(BIN / "dvc"), *args, **kwargs)
-
-
-def repro(repo: Path, **kwargs):
-    return dvc(repo, "repro", timeout=1500, **kwargs)
-
-
-def ran(result) -> list[str]:
-    """The stages a `dvc repro` ran, in order."""
-    return re.findall(r"^Running stage '([^']+)':$", result.stdout, re.M)
-
-
-def skipped(result) -> list[str]:
-    return re.findall(r"^Stage '([^']+)' didn't change, skipping$", result.stdout, re.M)
-
-
-def commit(repo: Path, message: str) -> None:
-    run(repo, "git", "add", "-A")
-    run(repo, "git", "commit", "-q", "-m", message)
-
-
-def edit_params(repo: Path, **sections: dict) -> None:
-    path = repo / "params.yaml"
-    raw = yaml.safe_load(path.read_text())
-    for name, values in sections.items():
-        raw[name] = {**raw[name], **values}
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def manifest(repo: Path) -> dict:
@@ -125,10 +58,11 @@ class Clone:
     first_repro: subprocess.CompletedProcess
     status_after_first: str  # `git status --porcelain` before the results were committed
     days: tuple[dt.date, dt.date]
+    env: dict[str, str]  # what the stages run with: the Spark Connect server
 
 
 @pytest.fixture(scope="module")
-def clone(tmp_path_factory) -> Clone:
+def clone(tmp_path_factory, spark_connect) -> Clone:
     repo = tmp_path_factory.mktemp("clone")
     listed = run(
         REPO, "git", "ls-files", "-z", "--cached", "--others", "--exclude-standard",
@@ -142,12 +76,14 @@ def clone(tmp_path_factory) -> Clone:
     run(repo, "git", "init", "-q", "-b", "main")
     commit(repo, "a fresh clone")
 
-    first = repro(repo)
+    env = {"SPARK_REMOTE": f"sc://127.0.0.1:{spark_connect.port}"}
+    first = repro(repo, env=env)
     status = run(repo, "git", "status", "--porcelain").stdout
     commit(repo, "dvc repro")
     sim = yaml.safe_load((repo / "params.yaml").read_text())["simulator"]
     start = dt.date.fromisoformat(sim["start_date"])
-    return Clone(repo, first, status, (start, start + dt.timedelta(days=sim["days"] - 1)))
+    days = (start, start + dt.timedelta(days=sim["days"] - 1))
+    return Clone(repo, first, status, days, env)
 
 
 def test_repro_runs_the_whole_chain(clone):
@@ -207,7 +143,7 @@ def test_repro_runs_the_whole_chain(clone):
 
 
 def test_second_repro_reruns_nothing(clone):
-    again = repro(clone.path)
+    again = repro(clone.path, env=clone.env)
     assert ran(again) == []
     assert sorted(skipped(again)) == sorted(STAGES)
     assert UP_TO_DATE in again.stdout
@@ -234,8 +170,8 @@ def test_metrics_show_the_training_set(clone):
 def test_training_again_on_the_same_data_reproduces_metrics_json_exactly(clone):
     before = (clone.path / "metrics.json").read_bytes()
     plots_before = (clone.path / "plots" / "roc.json").read_bytes()
-    dvc(clone.path, "repro", "--force", "--single-item", "train")
-    dvc(clone.path, "repro", "--force", "--single-item", "evaluate")
+    dvc(clone.path, "repro", "--force", "--single-item", "train", env=clone.env)
+    dvc(clone.path, "repro", "--force", "--single-item", "evaluate", env=clone.env)
 
     assert json.loads((clone.path / "data" / "model" / "model.json").read_text())["version"] == "2"
     assert (clone.path / "metrics.json").read_bytes() == before

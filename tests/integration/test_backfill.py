@@ -132,6 +132,19 @@ def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path)
     assert result.exit_code == 1 and f"no landing files of events for {hole}" in result.output
     assert "Traceback" not in result.output
 
+    # --keep-going: the landed day is done, the missing one is named at the end.
+    kept = CliRunner().invoke(
+        app, ["backfill", "--from", str(DAY0), "--to", str(hole), "--keep-going",
+              "--params", params],
+    )  # fmt: skip
+    assert kept.exit_code == 1
+    assert f"[  1/2] {DAY0}: " in kept.stdout
+    assert kept.stderr.splitlines() == [
+        f"error: {hole}: no landing files of events for {hole}",
+        f"error: 1 of 2 day(s) failed: {hole} (why: above)",
+    ]
+    assert set(lakehouse_of(settings).partition_rows(FEATURES)) == {str(DAY0)}
+
 
 def test_a_blocked_day_stops_the_range_there_naming_it(spark, tmp_path):
     """The second of three days landed a header and no row: the bronze gate blocks it. The

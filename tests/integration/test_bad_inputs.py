@@ -24,7 +24,6 @@ from tests import bad_inputs as corpus
 from tests.conftest import context_of, lakehouse_of, quarantined, write_params
 
 DAY = corpus.DAY
-MALFORMED = "malformed record (wrong number of fields or unparseable)"
 
 
 def by_file(rows: list[dict], column: str) -> dict[str, list[dict]]:
@@ -109,7 +108,10 @@ def test_truncated_last_line_is_quarantined_alone(batch):
     good, bad = batch.of("truncated", 3)
 
     assert sorted(r["transaction_id"] for r in good) == ["tr1", "tr2"]
-    assert [(r["reason"], r["record"]) for r in bad] == [(MALFORMED, corpus.TRUNCATED_LINE)]
+    reason = f"malformed record: 5 field(s) where the header has {len(corpus.EVENT_COLUMNS)}"
+    assert [(r["reason"], r["record"], r["source_line"]) for r in bad] == [
+        (reason, corpus.TRUNCATED_LINE, 4)
+    ]
 
 
 # ---------------------------------------------------- 4, 6, 7: the header is not the contract

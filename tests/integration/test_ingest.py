@@ -178,7 +178,7 @@ def test_mistyped_and_foreign_rows_are_quarantined_individually(spark, make_sett
     assert reasons["t3"] == "event_time 2025-12-31 23:59:59 is not on 2026-01-01 (UTC)"
     assert reasons["t4"] == 'card_present: ["maybe"] is not a valid boolean'
     assert reasons["t5"] == 'event_time: ["not-a-time"] is not a valid timestamp'
-    assert reasons["t6"] == "malformed record (wrong number of fields or unparseable)"
+    assert reasons["t6"] == "malformed record: 6 field(s) where the header has 10"
 
 
 def test_a_file_missing_a_column_is_quarantined_whole(spark, make_settings):

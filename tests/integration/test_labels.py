@@ -82,13 +82,52 @@ def test_labels_as_of_a_cutoff_arrived_window_closed_or_unknown(spark, make_sett
         "arrived": (1, "2026-01-02 09:00", "arrived"),
         "revised": (0, "2026-01-03 10:00", "arrived"),
         "closed": (0, "2026-01-03 12:00", "window_closed"),
-        "closes_at_cutoff": (0, "2026-01-04 00:00", "window_closed"),
+        # Its window ends at the cut-off: a label may still arrive at that instant.
+        "closes_at_cutoff": (None, None, "unknown"),
         "late_positive": (0, "2026-01-03 18:00", "window_closed"),
         "labelled_at_cutoff": (None, None, "unknown"),
         "young": (None, None, "unknown"),
         "young_labelled": (1, "2026-01-03 23:00", "arrived"),
     }
     assert known.where("transaction_id = 'arrived'").first()["amount"] == 12.5
+
+
+@pytest.mark.parametrize(
+    ("arrives", "at_arrival", "after_arrival"),
+    [
+        # One second inside the window: known from any cut-off after it arrived.
+        (-1, "unknown", (1, "arrived")),
+        # Exactly label_delay_days after the event: still inside the window, so at a cut-off
+        # equal to its arrival the event is unknown, never a negative.
+        (0, "unknown", (1, "arrived")),
+        # One second after the window: the window closed first (a negative), and the late
+        # label revises it once it has arrived.
+        (1, "window_closed", (1, "arrived")),
+    ],
+    ids=["a-second-before", "exactly-at-the-delay", "a-second-after"],
+)
+def test_the_label_window_boundary(spark, make_settings, arrives, at_arrival, after_arrival):
+    dataset = make_settings(dataset={"label_delay_days": 30}).dataset
+    happened = at(D1, 10)
+    arrival = happened + dt.timedelta(days=30, seconds=arrives)
+    events = events_frame(spark, dataset, [event("t", "c", happened), event("none", "c", happened)])
+    labels = silver_labels(spark, dataset, [("t", 1, arrival)])
+
+    def status(cutoff: dt.datetime) -> dict[str, tuple]:
+        known = labels_as_of(events, labels, dataset, cutoff)
+        return {
+            r[0]: (r[1], r[2])
+            for r in known.select("transaction_id", "is_fraud", LABEL_STATUS).collect()
+        }
+
+    expected_at_arrival = (0 if at_arrival == "window_closed" else None, at_arrival)
+    assert status(arrival) == {"t": expected_at_arrival, "none": expected_at_arrival}
+    later = status(arrival + dt.timedelta(microseconds=1))
+    assert later["t"] == after_arrival
+    # Without a label, the event is unknown until its window has ended, negative after.
+    window_end = happened + dt.timedelta(days=30)
+    assert status(window_end)["none"] == (None, "unknown")
+    assert status(window_end + dt.timedelta(microseconds=1))["none"] == (0, "window_closed")
 
 
 def test_join_labels_takes_entity_and_time_from_the_event(spark, make_settings):

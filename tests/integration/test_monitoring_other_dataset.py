@@ -58,12 +58,13 @@ CONTRACT = {
     "categorical_features": ["région"],
     "boolean_features": ["has guarantor"],
     "slice_columns": [],
+    "value_ranges": {},
+    "allowed_values": {},
 }
 SECTIONS = {
     "dataset": CONTRACT,
     # No column of the card contract anywhere: the windows sum the loans' own income.
     "features": {"windows": ["24h"], "sum_columns": ["income €"], "ratio_columns": []},
-    "validation": {"allowed_values": {}},
     "evaluate": {"behavioral": []},
     "monitor": {"min_rows": 300, "performance": {"bootstrap": 20, "min_positives": 5}},
     "policy": {"triggers": {"drift": {"n": 1, "m": 1}}},
@@ -104,7 +105,7 @@ def loans(spark, tmp_path_factory, mlflow_template):
     settings = load_settings(params)
     # The loans' own suites (`regrow expectations generate`): scoring validates its output.
     suites = root / "expectations"
-    write_suites(settings.dataset, suites, {}, settings.features)
+    write_suites(settings.dataset, suites, settings.features)
     raw = yaml.safe_load(params.read_text())
     raw["validation"]["expectations_dir"] = str(suites)
     params.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -22,7 +22,7 @@ from tests.conftest import context_of, lakehouse_of, write_params
 
 D1, D2, D3, D4, D5, D6 = (dt.date(2026, 1, d) for d in range(1, 7))
 SECTIONS = {
-    "dataset": {"label_delay_days": 2},
+    "dataset": {"label_delay_days": 1},
     "features": {"windows": ["1h", "24h"], "sum_columns": ["amount"], "ratio_columns": ["amount"]},
     "split": {"window_days": 5, "test_days": 1, "validation_days": 1, "rare_category_min_count": 1},
 }
@@ -40,6 +40,11 @@ def day_events(day: dt.date) -> list[dict]:
         event(f"e{day.day}-{hour:02d}", card, at(day, hour), amount=day.day * 10.0 + hour)
         for hour, card in ((6, "c1"), (10, "c2"), (14, "c1"), (18, "c2"))
     ]
+
+
+def closing_event() -> dict:
+    """e4-00, at midnight of the 4th: the only jewelry purchase."""
+    return event("e4-00", "c1", at(D4, 0), amount=40.0, merchant_category="jewelry")
 
 
 def features_by_event(lakehouse) -> dict[str, tuple]:
@@ -63,14 +68,14 @@ def labelled(trainset) -> dict[str, dict[str, tuple]]:
 @pytest.fixture(scope="module")
 def five_days(spark, tmp_path_factory) -> Settings:
     """bronze.events of 2026-01-01..05 (four a day, and e4-00 at midnight of the 4th) and
-    three labels landed before 2026-01-06; silver.features and silver.labels of every day."""
+    three labels landed before 2026-01-06; silver.features and silver.labels of every day.
+    With 1-day label windows, the events of 2026-01-01..04 have matured by 2026-01-06."""
     settings = load_settings(write_params(tmp_path_factory.mktemp("five_days"), **SECTIONS))
     lh = lakehouse_of(settings)
     days = [D1, D2, D3, D4, D5]
-    # e4-00 closes its 2-day label window exactly at the cut-off, 2026-01-06 00:00; it is
-    # the only jewelry purchase.
-    closing = event("e4-00", "c1", at(D4, 0), amount=40.0, merchant_category="jewelry")
-    write_events(spark, lh, settings.dataset, [e for d in days for e in day_events(d)] + [closing])
+    write_events(
+        spark, lh, settings.dataset, [e for d in days for e in day_events(d)] + [closing_event()]
+    )
     write_labels(
         spark,
         lh,
@@ -106,14 +111,16 @@ def test_matured_events_split_by_day_with_statistics_of_the_training_split(
             **{e["transaction_id"]: (0, "window_closed") for e in day_events(D3)},
             "e3-14": (1, "arrived"),
         },
-        "test": {"e4-00": (0, "window_closed")},
+        "test": {
+            e["transaction_id"]: (0, "window_closed") for e in [closing_event(), *day_events(D4)]
+        },
     }
     assert m["candidates"] == {
         "events": 21,
         "arrived": 2,
         "arrived_excluded": 1,  # e5-06
-        "unknown_excluded": 7,  # the other events of 2026-01-04 and 2026-01-05
-        "window_closed": 11,
+        "unknown_excluded": 3,  # the other events of 2026-01-05
+        "window_closed": 15,
     }
     # Train amounts 16, 20, 24, 28, 26, 30, 34, 38; validation and test would move them.
     amount = trainset.transform.numeric["amount"]
@@ -128,8 +135,9 @@ def test_matured_events_split_by_day_with_statistics_of_the_training_split(
         "country": 0,
     }
     splits, _, transform = load_trainset(trainset.path)
-    assert splits["test"]["amount"].tolist() == [40.0]  # the snapshot keeps raw values
-    inputs = transform.apply(splits["test"])
+    # The snapshot keeps raw values.
+    assert splits["test"]["amount"].tolist() == [40.0, 46.0, 50.0, 54.0, 58.0]
+    inputs = transform.apply(splits["test"].head(1))
     assert inputs["merchant_category"].tolist() == [1.0]
     assert inputs["amount"].tolist() == pytest.approx([(40 - 27) / math.sqrt(45)])
 
@@ -145,7 +153,7 @@ def test_balancing_changes_only_the_training_split(spark, five_days, tmp_path):
     assert splits["train"]["e1-10"] == (1, "arrived")
     assert sorted(label for label, _ in splits["train"].values()) == [0, 1]
     assert set(splits["validation"]) == {e["transaction_id"] for e in day_events(D3)}
-    assert set(splits["test"]) == {"e4-00"}
+    assert set(splits["test"]) == {e["transaction_id"] for e in [closing_event(), *day_events(D4)]}
     assert trainset.manifest["balance"] == {"method": "undersample", "train_rows_before": 8}
 
 
@@ -160,18 +168,17 @@ def test_a_future_event_and_a_late_label_reach_neither_features_nor_the_training
         context_of(settings, spark, lakehouse=lh), cutoff=D6, output_dir=tmp_path / "before"
     )
 
-    # Planted: later events of card c1 (the same day, and after the cut-off), and labels
-    # that arrive after the cut-off: a positive for e4-00, whose window closed at the
-    # cut-off, and one for e5-10, whose window is still open.
+    # Planted: later events of card c1 (the same day, and after the cut-off), and a label
+    # that arrives after the cut-off, for e5-10, whose window is still open. (A label
+    # landing after the cut-off for a closed window, e4-00's, would belong to no event of
+    # its landing day's 1-day window: ingest quarantines it.)
     write_events(
         spark,
         lh,
         dataset,
         [event("e5-23", "c1", at(D5, 23), amount=999.0), event("e6-05", "c1", at(D6, 5), 999.0)],
     )
-    write_labels(
-        spark, lh, dataset, [label("e4-00", "c1", at(D6, 6)), label("e5-10", "c2", at(D6, 7))]
-    )
+    write_labels(spark, lh, dataset, [label("e5-10", "c2", at(D6, 7))])
     for day in (D5, D6):
         build_features(context_of(settings, spark, "run-2", lh), day)
     build_labels(context_of(settings, spark, "run-2", lh), D6)
@@ -188,7 +195,7 @@ def test_a_future_event_and_a_late_label_reach_neither_features_nor_the_training
 
     assert lh.partition_rows("silver.features")[str(D5)] == 5  # replaced: 4 + e5-23
     assert after.manifest["content_hash"] == before.manifest["content_hash"]
-    assert labelled(after)["test"] == {"e4-00": (0, "window_closed")}
+    assert labelled(after)["test"]["e4-00"] == (0, "window_closed")
     assert after.manifest["candidates"]["events"] == 22  # e5-23; e6-05 is after the cut-off
 
     # Taking younger events whose label has arrived: e5-06 now, e5-10 still not.
@@ -198,11 +205,9 @@ def test_a_future_event_and_a_late_label_reach_neither_features_nor_the_training
     )
 
     splits = labelled(recent)
-    assert (splits["validation"], splits["test"]) == (
-        {"e4-00": (0, "window_closed")},
-        {"e5-06": (1, "arrived")},
-    )
-    assert recent.manifest["candidates"]["unknown_excluded"] == 8  # e5-10 among them
+    assert splits["validation"]["e4-00"] == (0, "window_closed")
+    assert splits["test"] == {"e5-06": (1, "arrived")}
+    assert recent.manifest["candidates"]["unknown_excluded"] == 4  # e5-10 among them
 
 
 def test_the_trainset_command_prints_the_splits_or_one_clear_line(spark, five_days, tmp_path):
@@ -219,7 +224,7 @@ def test_the_trainset_command_prints_the_splits_or_one_clear_line(spark, five_da
     assert [line.split() for line in lines[1:4]] == [
         ["train", "8", "rows", "label", "rate", "0.1250", "2026-01-01..2026-01-02"],
         ["validation", "4", "rows", "label", "rate", "0.2500", "2026-01-03..2026-01-03"],
-        ["test", "1", "rows", "label", "rate", "0.0000", "2026-01-04..2026-01-04"],
+        ["test", "5", "rows", "label", "rate", "0.0000", "2026-01-04..2026-01-04"],
     ]
     assert (tmp_path / "manifest.json").is_file()
     assert refused.exit_code == 1

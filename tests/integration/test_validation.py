@@ -309,14 +309,17 @@ def test_recent_row_counts_come_from_the_delta_log(tmp_path):
 
 
 def test_allowed_categories_flag_new_values_as_a_warning(spark, dataset, reports):
-    suite = build_suite(dataset, EVENTS, allowed_values={"channel": ["web", "pos"]})
+    dataset = dataset.model_copy(update={"allowed_values": {"channel": ["web", "pos"]}})
+    suite = build_suite(dataset, EVENTS)
     df = frame(spark, EVENT_DDL, [event(0), event(1, channel="atm")])
     outcome = validate(df, suite, EVENTS, {"event_date": DAY}, "r", reports, now=NOON)
 
     [warning] = outcome.warnings
     assert (warning.column, warning.sample) == ("channel", ["atm"])
-    with pytest.raises(SuiteError, match="'amount'.*not a categorical feature"):
-        build_suite(dataset, EVENTS, allowed_values={"amount": ["1"]})
+    rejecting = dataset.model_copy(update={"unknown_categories": "reject"})
+    outcome = validate(df, build_suite(rejecting, EVENTS), EVENTS, {"event_date": DAY}, "r",
+                       reports, now=NOON, raise_on_critical=False)  # fmt: skip
+    assert [(f.column, f.sample) for f in outcome.critical_failures] == [("channel", ["atm"])]
 
 
 def test_row_level_needs_a_predicate_and_no_tolerance(spark, dataset):
@@ -342,14 +345,15 @@ def test_every_expectation_carries_severity_and_row_level(dataset):
 
 
 def test_suite_json_round_trip(dataset, tmp_path):
-    written = write_suites(dataset, tmp_path / "expectations", {"country": ["FR", "DE"]})
+    dataset = dataset.model_copy(update={"allowed_values": {"country": ["FR", "DE"]}})
+    written = write_suites(dataset, tmp_path / "expectations")
     assert written == [suite_path(tmp_path / "expectations", t) for t in SUITES]
 
     for table, path in zip(SUITES, written, strict=True):
         raw = json.loads(path.read_text())
         assert raw["name"] == table and "id" not in raw
         loaded = load_suite(path)
-        expected = build_suite(dataset, table, {"country": ["FR", "DE"]})
+        expected = build_suite(dataset, table)
         assert [e.configuration.to_json_dict() for e in loaded.expectations] == [
             e.configuration.to_json_dict() for e in expected.expectations
         ]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from regrow.data.landing import day_dir, day_pattern, find_files, landed_days
+import pytest
+
+from regrow.data.landing import day_dir, day_pattern, find_files, landed_days, read_as, scan_day
 from regrow.settings import LandingSettings
 
 DAY = dt.date(2026, 1, 2)
@@ -28,19 +30,72 @@ def test_day_dir_is_kind_then_iso_date_under_the_root_whatever_its_trailing_slas
     assert day_dir("s3://bucket/prefix/", "labels", DAY) == "s3://bucket/prefix/labels/2026-01-02"
 
 
-def test_day_pattern_matches_the_configured_format_in_the_day_dir():
-    parquet = LandingSettings(format="parquet")
+def test_day_pattern_names_the_formats_extensions_in_the_day_dir():
+    parquet = LandingSettings(format="parquet", compressed="refuse")
 
-    assert (
-        day_pattern("/srv/landing/", CSV, "events", DAY) == "/srv/landing/events/2026-01-02/*.csv"
+    assert day_pattern("/srv/landing/", CSV, "events", DAY) == (
+        "/srv/landing/events/2026-01-02/*.csv (any letter case, plain or .gz/.bz2/.xz)"
     )
-    assert (
-        day_pattern("/srv/landing", JSON, "labels", DAY) == "/srv/landing/labels/2026-01-02/*.json"
+    assert day_pattern("/srv/landing", JSON, "labels", DAY) == (
+        "/srv/landing/labels/2026-01-02/*.json|*.jsonl|*.ndjson "
+        "(any letter case, plain or .gz/.bz2/.xz)"
     )
-    assert (
-        day_pattern("s3://bucket/landing", parquet, "events", dt.date(2025, 12, 31))
-        == "s3://bucket/landing/events/2025-12-31/*.parquet"
+    assert day_pattern("s3://bucket/landing", parquet, "events", dt.date(2025, 12, 31)) == (
+        "s3://bucket/landing/events/2025-12-31/*.parquet|*.pq (any letter case)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "compression", "reason"),
+    [
+        ("a.csv", None, None),
+        ("A.CSV", None, None),
+        ("_x.csv", None, None),
+        (".x.csv", None, None),
+        ("[a]{b}*?:.csv", None, None),
+        ("a.csv.gz", "gzip", None),
+        ("a.CSV.GZIP", "gzip", None),
+        ("a.csv.bz2", "bz2", None),
+        ("a.csv.xz", "xz", None),
+        ("a.json.gz", None, "not read: a gzip file whose name does not end with .csv + .gz"),
+        ("a.csv.zip", None, "not read: a zip archive; decompress it"),
+        ("a.csv.zst", None, "not read: zstd-compressed; decompress it"),
+        ("_SUCCESS", None, "not read: no extension is not a csv landing file"),
+        ("a.csv.tmp", None, "not read: '.tmp' is not a csv landing file"),
+        ("a.tsv", None, "not read: '.tsv' is not a csv landing file"),
+    ],
+)
+def test_read_as_decides_by_extension_in_any_case(name, compression, reason):
+    got_compression, got_reason = read_as(name, CSV)
+    assert got_compression == compression
+    assert (got_reason or "").startswith(reason or ""), got_reason
+    assert (got_reason is None) == (reason is None)
+
+
+def test_compressed_refuse_reports_compressed_files():
+    refuse = LandingSettings(format="csv", compressed="refuse")
+    assert read_as("a.csv.gz", refuse) == (
+        None,
+        "not read: gzip-compressed, and landing.compressed is refuse",
+    )
+
+
+def test_scan_day_reports_folders_broken_links_and_other_names(tmp_path):
+    folder = tmp_path / "events" / DAY.isoformat()
+    folder.mkdir(parents=True)
+    for name in ("b.csv", "A.CSV", "notes.txt"):
+        (folder / name).write_text("x\n")
+    (folder / "sub.csv").mkdir()
+    (folder / "gone.csv").symlink_to(tmp_path / "missing.csv")
+    (folder / "link.csv").symlink_to(folder / "b.csv")
+
+    found = scan_day(str(tmp_path), CSV, "events", DAY)
+
+    assert [Path(f).name for f in found.sources] == ["A.CSV", "b.csv", "link.csv"]
+    reasons = {Path(u.source).name: u.reason for u in found.unread}
+    assert sorted(reasons) == ["gone.csv", "notes.txt", "sub.csv"]
+    assert reasons["gone.csv"].startswith("not read: a broken symbolic link")
+    assert reasons["sub.csv"].startswith("not read: a folder")
 
 
 def test_find_files_returns_the_days_files_of_the_format_sorted(tmp_path):

@@ -188,3 +188,15 @@ def test_a_model_scored_before_lineage_was_recorded_is_named_as_such(scored):
         "  card_transactions v9 (champion): not in gold.model_versions (scored before "
         "lineage was recorded; see `regrow models`)",
     ]
+
+
+def test_without_an_entity_the_lineage_is_an_events(scored):
+    settings, lakehouse, _ = scored
+    dataset = settings.dataset.model_copy(update={"entity_id": None})
+
+    found = lineage(lakehouse, dataset, "e1", DAY)
+
+    assert [(p["transaction_id"], p["model_alias"]) for p in found.predictions] == [
+        ("e1", "champion"), ("e1", "shadow"),
+    ]  # fmt: skip
+    assert describe(found, dataset)[0].startswith("transaction_id=e1 on 2026-03-01: 1 event(s)")

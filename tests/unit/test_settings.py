@@ -173,3 +173,45 @@ def test_training_and_gate_settings_name_the_bad_key(section, change, expected):
 
     with pytest.raises(ConfigError, match=expected):
         settings_from_dict(raw)
+
+
+@pytest.mark.parametrize("entity", [None, "transaction_id"], ids=["null", "the-event-id"])
+def test_a_contract_without_an_entity_has_no_window_features(entity):
+    raw = repo_params()
+    raw["dataset"]["entity_id"] = entity
+    del raw["features"]  # the defaults: windows over an entity, which there is none of
+
+    settings = settings_from_dict(raw)
+
+    dataset = settings.dataset
+    assert dataset.entity_id is None
+    assert dataset.id_columns() == ["transaction_id", "event_time"]
+    assert list(dataset.label_columns()) == ["transaction_id", "is_fraud", "label_time"]
+    assert settings.features.windows == [] and settings.features.lookback_days() == 0
+
+
+def test_windows_without_an_entity_name_the_keys():
+    raw = repo_params()
+    raw["dataset"]["entity_id"] = None
+
+    with pytest.raises(ConfigError, match=r"features\.windows \['1h', '24h', '7d'\] needs an "
+                       r"entity.*dataset\.entity_id is null.*features\.windows: \[\]"):  # fmt: skip
+        settings_from_dict(raw)
+    raw["features"] = {"windows": [], "sum_columns": ["amount"]}
+    with pytest.raises(ConfigError, match="sum_columns and ratio_columns need windows"):
+        settings_from_dict(raw)
+
+
+@pytest.mark.parametrize(
+    ("simulator", "enabled"),
+    [("absent", False), (None, False), ({"days": 3}, True), ({"enabled": False}, False)],
+    ids=["no-section", "null", "a-section", "disabled"],
+)
+def test_the_simulator_runs_only_when_configured(simulator, enabled):
+    raw = repo_params()
+    if simulator == "absent":
+        del raw["simulator"]
+    else:
+        raw["simulator"] = simulator
+
+    assert settings_from_dict(raw).simulator.enabled is enabled

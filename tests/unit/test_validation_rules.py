@@ -109,15 +109,46 @@ def test_resolve_names_the_expectation_and_the_missing_parameter():
 def test_describe_says_what_was_unexpected_observed_or_not_evaluated():
     assert result(False, sample=["c9", None]).describe() == (
         'expect_column_values_to_not_be_null(card_id): 2 of 10 rows unexpected, e.g. ["c9", null]'
+        ": the feed sent rows without it? check the landing files of that day"
     )
     table_level = result(
         False,
         expectation_type="expect_table_row_count_to_be_between",
         column=None,
         unexpected_count=None,
-        observed_value=0,
+        observed_value=12,
+        bounds={"min_value": 400, "max_value": 10_000},
+        note="the median of the 7 day(s) before is 2000",
     )
-    assert table_level.describe() == "expect_table_row_count_to_be_between: observed 0"
+    assert table_level.describe("bronze.events") == (
+        "row count 12 outside [400, 10000] (expect_table_row_count_to_be_between; the median "
+        "of the 7 day(s) before is 2000): a partial or missing feed? check the landing files "
+        "of that day"
+    )
+    quarantine = result(
+        False,
+        expectation_type="expect_table_row_count_to_be_between",
+        column=None,
+        unexpected_count=None,
+        observed_value=40,
+        bounds={"min_value": 0, "max_value": 19},
+    )
+    assert quarantine.describe("bronze.quarantine").startswith(
+        "row count 40 outside [0, 19] (expect_table_row_count_to_be_between): too many rows "
+        "broke the contract"
+    )
+    in_range = result(
+        False,
+        expectation_type="expect_column_values_to_be_between",
+        column="amount",
+        sample=[-5],
+        bounds={"min_value": 0, "max_value": None, "strict_min": True},
+    )
+    assert in_range.describe() == (
+        "expect_column_values_to_be_between(amount): 2 of 10 rows unexpected, e.g. [-5] "
+        "(allowed: (0, inf]): values out of range: check the feed, or the bounds in "
+        "params.yaml (dataset)"
+    )
     assert result(False, error="the column is missing").describe() == (
         "expect_column_values_to_not_be_null(card_id): could not be evaluated: "
         "the column is missing"
@@ -136,9 +167,10 @@ def test_only_a_critical_failure_fails_a_partition():
         failed.raise_for_critical()
     assert err.value.outcome is failed
     assert str(err.value) == (
-        "bronze.events event_date=2026-01-03: 1 critical expectation(s) failed (run run-1)\n"
-        "  - expect_column_values_to_not_be_null(card_id): 2 of 10 rows unexpected, e.g. []\n"
-        "  Data Docs: /r/index.html"
+        "bronze.events event_date=2026-01-03: expect_column_values_to_not_be_null(card_id): "
+        "2 of 10 rows unexpected, e.g. []: the feed sent rows without it? check the landing "
+        "files of that day\n"
+        "  Data Docs: /r/index.html (run run-1)"
     )
 
 

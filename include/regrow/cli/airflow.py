@@ -30,11 +30,18 @@ def dags_test(
 ) -> None:
     """Run a DAG for one day or a range of days with `airflow dags test` (one run per day)."""
     from regrow.orchestration import connect
-    from regrow.orchestration.airflow_local import airflow_env, ensure_db
+    from regrow.orchestration.airflow_local import (
+        airflow_env,
+        check_logical_dates,
+        ensure_db,
+        task_states,
+    )
     from regrow.orchestration.airflow_local import dags_test as run_dag
 
+    days = days_of(date, to)
     try:
         settings = settings_of(params)
+        check_logical_dates(settings.airflow, days)
     except ConfigError as err:
         raise fail(str(err)) from None
     env = airflow_env(airflow_home.resolve(), params=find_params(params))
@@ -48,12 +55,14 @@ def dags_test(
     )
     try:
         with server:
-            for day in days_of(date, to):
+            for day in days:
                 result = run_dag(dag_id, day, env)
                 code = result.returncode
                 typer.echo(f"{dag_id} {day}: {'success' if code == 0 else f'FAILED (exit {code})'}")
                 if code != 0:
                     typer.echo(result.stdout[-4000:] if result.stdout else "", err=True)
                     raise typer.Exit(code=1)
+                if not task_states(dag_id, day, env):
+                    raise fail(f"{dag_id} {day}: the run has no task: nothing was done")
     except ConfigError as err:  # the server did not start (its log's end is in the message)
         raise fail(str(err)) from None

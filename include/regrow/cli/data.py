@@ -15,19 +15,25 @@ from regrow.catalog import EVENTS
 from regrow.cli.common import (
     AllOption,
     DateOption,
+    DayFailed,
+    KeepGoingOption,
     ParamsOption,
     RunIdOption,
     ToOption,
     app,
     context_of,
     days_of,
+    echo_error,
     expectations_app,
     fail,
+    run_days,
     settings_of,
 )
 from regrow.settings import ConfigError
 
 if TYPE_CHECKING:
+    from regrow.data.ingest import IngestReport
+    from regrow.settings import ValidationSettings
     from regrow.storage.lakehouse import Lakehouse
 
 
@@ -41,30 +47,54 @@ def simulate(
         str | None,
         typer.Option(help="Override simulator.scenario (stable, concept_drift, broken_feed ...)."),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(help="Remove an earlier simulation's days first (a simulated landing only)."),
+    ] = False,
+    summary_file: Annotated[
+        Path | None,
+        typer.Option("--summary", help="Write what was simulated (or that nothing was) as JSON."),
+    ] = None,
 ) -> None:
     """Write simulated card transactions and late fraud labels as landing files.
 
     Files go to landing.path as events/YYYY-MM-DD/*.csv and labels/YYYY-MM-DD/*.csv (format
-    from landing.format), with the scenario's ground truth in _scenario.json.
+    from landing.format), with the scenario's ground truth in _scenario.json. With
+    simulator.enabled false (or no simulator section) nothing is written: landing.path is
+    your data. A landing that holds files the simulator did not write is never touched.
     """
     from regrow.data import simulate as sim_module
 
     try:
         settings = settings_of(params)
         sim = settings.simulator
+        root = settings.resolve(settings.landing.path)
+        if not sim.enabled:
+            _write_json(summary_file, {"enabled": False})
+            typer.echo(f"simulator disabled (simulator.enabled: false): {root} left as it is")
+            return
         if scenario is not None:
             sim = sim.model_validate({**sim.model_dump(), "scenario": scenario})
         sim_module.check_contract(settings.dataset)
-        summary = sim_module.write_landing(
-            settings.dataset, sim, settings.landing, settings.resolve(settings.landing.path), days
-        )
+        sim_module.claim_landing(root, replace=replace)
+        summary = sim_module.write_landing(settings.dataset, sim, settings.landing, root, days)
     except (ConfigError, ValueError) as err:
         raise fail(str(err)) from None
+    _write_json(summary_file, {
+        "enabled": True, "scenario": sim.scenario, "seed": sim.seed,
+        "days": [str(summary.days[0]), str(summary.days[-1])], **summary.rows,
+    })  # fmt: skip
     typer.echo(
         f"simulated {len(summary.days)} day(s) ({sim.scenario}) from {summary.days[0]} to "
         f"{summary.days[-1]}: {summary.rows['events']} events, {summary.rows['labels']} labels "
         f"in {summary.root}"
     )
+
+
+def _write_json(path: Path | None, content: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content, indent=2, sort_keys=True) + "\n")
 
 
 @app.command()
@@ -81,36 +111,89 @@ def ingest(
     all_days: Annotated[
         bool, typer.Option("--all", help="Ingest every day that has landed event files.")
     ] = False,
+    keep_going: KeepGoingOption = False,
+    retry_quarantine: Annotated[
+        bool,
+        typer.Option(
+            "--retry-quarantine",
+            help="Also check every quarantined label whose event was unknown again, and move "
+            "those whose event has landed since to bronze.labels (alone: only that).",
+        ),
+    ] = False,
 ) -> None:
     """Ingest landing files into bronze.events, bronze.labels and bronze.quarantine.
 
     Each day replaces its own partitions (rerunning a day is idempotent). Rows that cannot
-    be parsed or break the contract go to bronze.quarantine with a reason.
+    be parsed or break the contract go to bronze.quarantine with a reason; each day ends
+    with its quarantine reasons and counts. A day that quarantines more rows than the gate
+    allows (validation.max_quarantine_fraction, validation.min_quarantined_to_block) fails:
+    `regrow validate` would block it.
     """
     from regrow.data import landing
-    from regrow.data.ingest import IngestError, ingest_day
-    from regrow.storage.lakehouse import LakehouseError
+    from regrow.data.ingest import ingest_day, release_labels
 
-    if all_days == (date is not None):
-        raise fail("give either --date (and --to) or --all")
-    try:
-        ctx = context_of(params, run_id)
-        settings = ctx.settings
-        if all_days:
-            days = landing.landed_days(settings.resolve(settings.landing.path), "events")
-            if not days:
-                raise fail(f"no landed days under {settings.resolve(settings.landing.path)}/events")
-        else:
-            days = days_of(date, to)
-        for day in days:
-            report = ingest_day(ctx, day)
-            typer.echo(
-                f"{day}: events {report.events.rows_in} in -> {report.events.bronze_rows} bronze, "
-                f"{report.events.quarantined_rows} quarantined; labels {report.labels.rows_in} in -> "
-                f"{report.labels.bronze_rows} bronze, {report.labels.quarantined_rows} quarantined"
-            )
-    except (ConfigError, IngestError, LakehouseError) as err:
-        raise fail(str(err)) from None
+    if all_days == (date is not None) and not (retry_quarantine and date is None):
+        raise fail("give either --date (and --to) or --all (or --retry-quarantine alone)")
+    ctx = context_of(params, run_id)
+    settings = ctx.settings
+    if retry_quarantine and not all_days and date is None:
+        days = []
+    elif all_days:
+        days = landing.landed_days(settings.resolve(settings.landing.path), "events")
+        if not days:
+            raise fail(f"no landed days under {settings.resolve(settings.landing.path)}/events")
+    else:
+        days = days_of(date, to)
+
+    def run(day: dt.date) -> None:
+        report = ingest_day(ctx, day)
+        typer.echo(
+            f"{day}: events {report.events.rows_in} in -> {report.events.bronze_rows} bronze, "
+            f"{report.events.quarantined_rows} quarantined; labels {report.labels.rows_in} in -> "
+            f"{report.labels.bronze_rows} bronze, {report.labels.quarantined_rows} quarantined"
+        )
+        _echo_released(report.released_labels)
+        _check_quarantine(settings.validation, report)
+
+    run_days(days, run, keep_going)
+    if retry_quarantine:
+        released = release_labels(ctx)
+        _echo_released(released)
+        if not released:
+            typer.echo("no quarantined label has its event in bronze.events yet")
+
+
+def _echo_released(released: dict[str, int]) -> None:
+    for day, n in released.items():
+        typer.echo(
+            f"  released {n} quarantined label(s) of {day} to bronze.labels (their event has "
+            f"landed since): rebuild silver.labels with `regrow labels --date {day}`"
+        )
+
+
+def _check_quarantine(validation: ValidationSettings, report: IngestReport) -> None:
+    """Echo a day's quarantine reasons with their counts; raise :class:`DayFailed` when the
+    gate would block the day for them (the limit is the gate's own)."""
+    from regrow.validation.gate import quarantine_limit
+
+    kinds = {"events": report.events, "labels": report.labels}
+    for kind, kind_report in kinds.items():
+        for reason, count in kind_report.reasons.items():
+            typer.echo(f"  {kind} quarantined {count:>6} x {reason}")
+        other = kind_report.quarantined_rows - sum(kind_report.reasons.values())
+        if other > 0:  # only the most frequent reasons are counted
+            typer.echo(f"  {kind} quarantined {other:>6} x other reasons (see bronze.quarantine)")
+    landed = sum(k.rows_in for k in kinds.values())
+    quarantined = sum(k.quarantined_rows for k in kinds.values())
+    limit = quarantine_limit(validation, landed)
+    if quarantined > limit:
+        raise DayFailed(
+            f"{report.day}: {quarantined} of {landed} landed rows were quarantined, more than "
+            f"the {limit} the gate allows (validation.max_quarantine_fraction "
+            f"{validation.max_quarantine_fraction}, validation.min_quarantined_to_block "
+            f"{validation.min_quarantined_to_block}): `regrow validate` would block the day; "
+            "fix its landing files (the reasons above) and ingest it again"
+        )
 
 
 def _silver_days(
@@ -138,16 +221,15 @@ def silver_command(name: str, help: str, stage: Callable[[], Callable], describe
         params: ParamsOption = None,
         run_id: RunIdOption = None,
         all_days: AllOption = False,
+        keep_going: KeepGoingOption = False,
     ) -> None:
-        from regrow.storage.lakehouse import LakehouseError
-
-        try:
-            ctx = context_of(params, run_id)
-            build = stage()
-            for day in _silver_days(ctx.lakehouse, date, to, all_days):
-                typer.echo(describe(day, build(ctx, day)))
-        except (ConfigError, LakehouseError) as err:
-            raise fail(str(err)) from None
+        ctx = context_of(params, run_id)
+        build = stage()
+        run_days(
+            _silver_days(ctx.lakehouse, date, to, all_days),
+            lambda day: typer.echo(describe(day, build(ctx, day))),
+            keep_going,
+        )
 
     app.command(name, help=help)(command)
 
@@ -204,13 +286,9 @@ def trainset(
     """Build the training set of a cut-off from silver: matured labels only, split by time,
     statistics fitted on train only, leakage checks; written as Parquet + manifest.json.
     """
-    from regrow.data.trainset import LeakageError, TrainsetError, build_trainset
-    from regrow.storage.lakehouse import LakehouseError
+    from regrow.data.trainset import build_trainset
 
-    try:
-        result = build_trainset(context_of(params), cutoff.date() if cutoff else None, output)
-    except (ConfigError, LakehouseError, TrainsetError, LeakageError) as err:
-        raise fail(str(err)) from None
+    result = build_trainset(context_of(params), cutoff.date() if cutoff else None, output)
     m = result.manifest
     typer.echo(
         f"training set of cut-off {m['cutoff_date']} (window {m['window']['start']}.."
@@ -256,46 +334,41 @@ def validate(
     critical expectation fails (the day is blocked); warnings are printed, not fatal.
     """
     from regrow.data import landing
-    from regrow.storage.lakehouse import LakehouseError
-    from regrow.validation import SuiteError, ValidationError, validate_day
+    from regrow.validation import ValidationError, validate_day
 
     if all_days == (date is not None):
         raise fail("give either --date or --all")
     blocked = []
     outcomes_by_day: dict[str, dict] = {}
-    try:
-        ctx = context_of(params, run_id)
-        settings = ctx.settings
-        days = (
-            landing.landed_days(settings.resolve(settings.landing.path), "events")
-            if all_days
-            else [date.date()]
-        )
-        kwargs = {"tables": table} if table else {}
-        for day in days:
-            try:
-                outcomes = validate_day(ctx, day, **kwargs).outcomes
-            except ValidationError as err:
-                typer.secho(str(err), fg=typer.colors.RED, err=True)
-                typer.echo(f"Data Docs: {err.outcome.data_docs_path}", err=True)
-                blocked.append(day)
-                outcomes_by_day[str(day)] = {"blocked": True}
-                continue
-            outcomes_by_day[str(day)] = {
-                o.table: {"passed": o.success, "expectations": len(o.results),
-                          "warnings": len(o.warnings)}
-                for o in outcomes
-            }  # fmt: skip
-            for outcome in outcomes:
-                typer.echo(
-                    f"{outcome.table} {day}: passed, {len(outcome.results)} expectations, "
-                    f"{len(outcome.warnings)} warning(s)"
-                )
-                for warning in outcome.warnings:
-                    typer.echo(f"  warning: {warning.describe()}")
-            typer.echo(f"Data Docs: {outcomes[-1].data_docs_path}")
-    except (ConfigError, SuiteError, LakehouseError) as err:
-        raise fail(str(err)) from None
+    ctx = context_of(params, run_id)
+    settings = ctx.settings
+    days = (
+        landing.landed_days(settings.resolve(settings.landing.path), "events")
+        if all_days
+        else [date.date()]
+    )
+    kwargs = {"tables": table} if table else {}
+    for day in days:
+        try:
+            outcomes = validate_day(ctx, day, **kwargs).outcomes
+        except ValidationError as err:  # one line per failed expectation, and Data Docs
+            echo_error(str(err))
+            blocked.append(day)
+            outcomes_by_day[str(day)] = {"blocked": True}
+            continue
+        outcomes_by_day[str(day)] = {
+            o.table: {"passed": o.success, "expectations": len(o.results),
+                      "warnings": len(o.warnings)}
+            for o in outcomes
+        }  # fmt: skip
+        for outcome in outcomes:
+            typer.echo(
+                f"{outcome.table} {day}: passed, {len(outcome.results)} expectations, "
+                f"{len(outcome.warnings)} warning(s)"
+            )
+            for warning in outcome.warnings:
+                typer.echo(f"  warning: {warning.describe(outcome.table)}")
+        typer.echo(f"Data Docs: {outcomes[-1].data_docs_path}")
     if summary is not None:
         # Only outcomes, no run ids or times: the same data gives the same file, so a
         # rerun of the DVC stage does not make every later stage stale.
@@ -312,18 +385,12 @@ def expectations_generate(params: ParamsOption = None) -> None:
     Rerun it after editing the `dataset` or `validation` section of params.yaml; review
     the diff, and edit the files by hand where the generated rules are not enough.
     """
-    from regrow.validation import SuiteError, write_suites
+    from regrow.validation import write_suites
 
-    try:
-        settings = settings_of(params)
-        written = write_suites(
-            settings.dataset,
-            settings.resolve(settings.validation.expectations_dir),
-            settings.validation.allowed_values,
-            settings.features,
-        )
-    except (ConfigError, SuiteError) as err:
-        raise fail(str(err)) from None
+    settings = settings_of(params)
+    written = write_suites(
+        settings.dataset, settings.resolve(settings.validation.expectations_dir), settings.features
+    )
     for path in written:
         typer.echo(f"wrote {path}")
 
@@ -336,16 +403,16 @@ def backfill(
     ],
     params: ParamsOption = None,
     run_id: RunIdOption = None,
+    keep_going: KeepGoingOption = False,
 ) -> None:
     """Ingest, validate and build silver for a range of days in one Spark application
     (the regrow_ingest DAG's steps, day after day); Data Docs are built once at the end.
-    A missing landing day or a reversed range fails before anything is written."""
+    A missing landing day or a reversed range fails before anything is written, and a
+    blocked day stops the range; with --keep-going both are reported and the range goes on."""
     import time
 
-    from regrow.data.backfill import BackfillBlocked, BackfillError
+    from regrow.data.backfill import BackfillBlocked
     from regrow.data.backfill import backfill as run_backfill
-    from regrow.data.ingest import IngestError
-    from regrow.storage.lakehouse import LakehouseError
 
     total = (last.date() - first.date()).days + 1
     started = time.monotonic()
@@ -360,12 +427,17 @@ def backfill(
         )
 
     shown: list[dict] = []
+    ctx = context_of(params, run_id)
     try:
-        ctx = context_of(params, run_id)
-        report = run_backfill(ctx, first.date(), last.date(), progress)
+        report = run_backfill(ctx, first.date(), last.date(), progress, keep_going)
     except BackfillBlocked as err:
         typer.echo(f"{len(err.report.days)} day(s) done; Data Docs: {err.report.data_docs}")
-        raise fail(str(err)) from None
-    except (ConfigError, LakehouseError, BackfillError, IngestError) as err:
+        for day, why in err.report.failed.items():
+            echo_error(f"{day}: {why}")
+        if err.report.failed:
+            raise fail(
+                f"{len(err.report.failed)} of {total} day(s) failed: "
+                f"{', '.join(err.report.failed)} (why: above)"
+            ) from None
         raise fail(str(err)) from None
     typer.echo(f"{len(report.days)} day(s) in {report.seconds:.0f}s; Data Docs: {report.data_docs}")

@@ -16,6 +16,7 @@ from regrow.cli.common import (
     DateOption,
     Format,
     FormatOption,
+    KeepGoingOption,
     LimitOption,
     ParamsOption,
     RunIdOption,
@@ -25,8 +26,8 @@ from regrow.cli.common import (
     days_of,
     echo_rows,
     fail,
+    run_days,
 )
-from regrow.settings import ConfigError
 
 if TYPE_CHECKING:
     from regrow.model.promotion import GateOutcome
@@ -48,17 +49,6 @@ TriggerOption = Annotated[
 ]
 
 
-def _model_errors() -> tuple[type[Exception], ...]:
-    from regrow.data.trainset import TrainsetError
-    from regrow.model.promotion import PromotionError
-    from regrow.model.registry import RegistryError
-    from regrow.model.training import TrainingError
-    from regrow.storage.lakehouse import LakehouseError
-
-    return (ConfigError, LakehouseError, RegistryError, PromotionError, TrainsetError,
-            TrainingError)  # fmt: skip
-
-
 def _echo_gate(outcome: GateOutcome) -> None:
     verdict = "PROMOTED" if outcome.promoted else "KEPT"
     typer.echo(f"gate: {verdict} v{outcome.version}; champion is v{outcome.champion}")
@@ -78,11 +68,8 @@ def train(
     registered with its lineage and the alias challenger (not promoted: see evaluate)."""
     from regrow.model.challenger import train_challenger
 
-    try:
-        ctx = context_of(params)
-        c = train_challenger(ctx, trainset, trigger, mode.value if mode else None)
-    except _model_errors() as err:
-        raise fail(str(err)) from None
+    ctx = context_of(params)
+    c = train_challenger(ctx, trainset, trigger, mode.value if mode else None)
     t = c.training
     typer.echo(
         f"{c.registered_model} v{c.version} ({t['mode_reason']}): "
@@ -110,12 +97,9 @@ def evaluate(
     from regrow.model.challenger import evaluate_challenger
     from regrow.model.promotion import decide
 
-    try:
-        ctx = context_of(params)
-        report = evaluate_challenger(ctx, version, trainset)
-        outcome = decide(ctx, report) if gate else None
-    except _model_errors() as err:
-        raise fail(str(err)) from None
+    ctx = context_of(params)
+    report = evaluate_challenger(ctx, version, trainset)
+    outcome = decide(ctx, report) if gate else None
     metric = ctx.settings.evaluate.primary_metric
     for who, which, evaluation in (
         ("challenger", report.challenger, report.challenger_evaluation),
@@ -142,10 +126,7 @@ def retrain(
     """Train, evaluate and gate in one go (the regrow_retrain DAG without Airflow)."""
     from regrow.model.retrain import train_and_gate
 
-    try:
-        result = train_and_gate(context_of(params), trainset, trigger, mode.value if mode else None)
-    except _model_errors() as err:
-        raise fail(str(err)) from None
+    result = train_and_gate(context_of(params), trainset, trigger, mode.value if mode else None)
     c = result.challenger
     typer.echo(f"trained v{c.version} ({c.training['mode_reason']})")
     _echo_gate(result.outcome)
@@ -165,10 +146,7 @@ def promote(
     if not force:
         raise fail("promote skips the gate: pass --force (and --reason) to do it anyway; "
                     "regrow evaluate gates a challenger")  # fmt: skip
-    try:
-        decision = force_promote(context_of(params, actor=who), version, reason)
-    except _model_errors() as err:
-        raise fail(str(err)) from None
+    decision = force_promote(context_of(params, actor=who), version, reason)
     typer.echo(
         f"champion: v{decision.champion_before} -> v{decision.champion_after} "
         f"(forced by {decision.actor}: {reason})"
@@ -184,10 +162,7 @@ def rollback(
     """Move champion back to the version it replaced, and record why."""
     from regrow.model.promotion import rollback as roll_back
 
-    try:
-        decision = roll_back(context_of(params, actor=who), reason)
-    except _model_errors() as err:
-        raise fail(str(err)) from None
+    decision = roll_back(context_of(params, actor=who), reason)
     typer.echo(f"champion: v{decision.champion_before} -> v{decision.champion_after} ({reason})")
 
 
@@ -196,11 +171,8 @@ def models(params: ParamsOption = None) -> None:
     """Versions of the registered model: aliases, mode, parent, cut-off, gate outcome."""
     from regrow.model.promotion import describe_registry
 
-    try:
-        registry = context_of(params).registry
-        rows = describe_registry(registry)
-    except _model_errors() as err:
-        raise fail(str(err)) from None
+    registry = context_of(params).registry
+    rows = describe_registry(registry)
     if not rows:
         typer.echo(f"{registry.name} has no version yet (regrow train)")
         return
@@ -229,6 +201,7 @@ def score(
     latest: Annotated[
         bool, typer.Option("--latest", help="The newest day of silver.features.")
     ] = False,
+    keep_going: KeepGoingOption = False,
 ) -> None:
     """Score a day of silver.features into gold.predictions: the champion decides, the
     challenger (if any) scores in shadow. Replaces the day's partition, then runs the
@@ -236,30 +209,29 @@ def score(
 
     Rescoring past days overwrites what the models of the time predicted: score new days.
     """
-    from regrow.model.scoring import ScoringError, score_day
-    from regrow.validation import ValidationError
+    from regrow.model.scoring import score_day
 
     if sum([date is not None, all_days, latest]) != 1:
         raise fail("give one of --date (and --to), --all or --latest")
-    try:
-        ctx = context_of(params, run_id)
-        lakehouse = ctx.lakehouse
-        if date is not None:
-            days = days_of(date, to)
-        else:
-            days = sorted(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(FEATURES))
-            if not days:
-                raise fail(f"{FEATURES} has no day yet: run regrow features first")
-            days = days[-1:] if latest else days
-        for day in days:
-            r = score_day(ctx, day)
-            models = ", ".join(f"{alias} v{v}" for alias, v in r.models.items())
-            typer.echo(
-                f"{day}: {r.events} events scored by {models}; {r.flagged} flagged "
-                f"(score >= {r.threshold}) -> gold.predictions v{r.version}"
-            )
-    except (*_model_errors(), ScoringError, ValidationError) as err:
-        raise fail(str(err)) from None
+    ctx = context_of(params, run_id)
+    lakehouse = ctx.lakehouse
+    if date is not None:
+        days = days_of(date, to)
+    else:
+        days = sorted(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(FEATURES))
+        if not days:
+            raise fail(f"{FEATURES} has no day yet: run regrow features first")
+        days = days[-1:] if latest else days
+
+    def run(day: dt.date) -> None:
+        r = score_day(ctx, day)
+        models = ", ".join(f"{alias} v{v}" for alias, v in r.models.items())
+        typer.echo(
+            f"{day}: {r.events} events scored by {models}; {r.flagged} flagged "
+            f"(score >= {r.threshold}) -> gold.predictions v{r.version}"
+        )
+
+    run_days(days, run, keep_going)
 
 
 @app.command()
@@ -277,21 +249,19 @@ def predictions(
 ) -> None:
     """Print a day's predictions from gold.predictions, highest score first."""
     from regrow.model.scoring import read_predictions
-    from regrow.storage.lakehouse import LakehouseError
 
-    try:
-        rows = read_predictions(
-            context_of(params).lakehouse, date.date(), None if alias is Alias.all else alias.value,
-            top,
-        )  # fmt: skip
-    except (ConfigError, LakehouseError) as err:
-        raise fail(str(err)) from None
+    rows = read_predictions(
+        context_of(params).lakehouse, date.date(), None if alias is Alias.all else alias.value,
+        top,
+    )  # fmt: skip
     echo_rows(rows, format, limit)
 
 
 @app.command()
 def lineage(
-    entity: Annotated[str, typer.Option(help="Entity id (dataset.entity_id).")],
+    entity: Annotated[
+        str, typer.Option(help="Entity id (dataset.entity_id; the event id if it is null).")
+    ],
     date: Annotated[dt.datetime, typer.Option(formats=["%Y-%m-%d"], help="Day of the events.")],
     params: ParamsOption = None,
     format: Annotated[
@@ -303,14 +273,10 @@ def lineage(
     commit. Reads two Delta tables; no Spark, no MLflow.
     """
     from regrow.model import lineage as lineage_
-    from regrow.storage.lakehouse import LakehouseError
 
-    try:
-        ctx = context_of(params)
-        settings = ctx.settings
-        found = lineage_.lineage(ctx.lakehouse, settings.dataset, entity, date.date())
-    except (ConfigError, LakehouseError, lineage_.LineageError) as err:
-        raise fail(str(err)) from None
+    ctx = context_of(params)
+    settings = ctx.settings
+    found = lineage_.lineage(ctx.lakehouse, settings.dataset, entity, date.date())
     if format is Format.json:
         typer.echo(json.dumps(found.as_dict(), indent=2, default=str))
     else:

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from regrow.cli.common import ParamsOption, app, fail, settings_of
-from regrow.settings import ConfigError
 
 spark_app = typer.Typer(
     help="The local Spark Connect server (127.0.0.1, spark.connect_port): one warm JVM for "
@@ -28,12 +27,9 @@ def start(params: ParamsOption = None, port: PortOption = None) -> None:
     """Start the server (no-op if it already answers) and print its URL."""
     from regrow.orchestration import connect
 
-    try:
-        settings = settings_of(params)
-        was_running = connect.local_server(settings, port).running()
-        server = connect.start(settings, port)
-    except ConfigError as err:
-        raise fail(str(err)) from None
+    settings = settings_of(params)
+    was_running = connect.local_server(settings, port).running()
+    server = connect.start(settings, port)
     state = "already running" if was_running else f"started (pid {server.pid()})"
     typer.echo(f"Spark Connect server {state} at {server.url}; log: {server.log_file}")
     typer.echo(f"use it: export SPARK_REMOTE={server.url}")
@@ -44,11 +40,8 @@ def stop(params: ParamsOption = None, port: PortOption = None) -> None:
     """Stop the server this project started."""
     from regrow.orchestration import connect
 
-    try:
-        settings = settings_of(params)
-        stopped = connect.stop(settings, port)
-    except ConfigError as err:
-        raise fail(str(err)) from None
+    settings = settings_of(params)
+    stopped = connect.stop(settings, port)
     server = connect.local_server(settings, port)
     typer.echo(f"stopped the Spark Connect server at {server.url}" if stopped else
                f"no Spark Connect server of this project runs at {server.url}")  # fmt: skip
@@ -59,10 +52,7 @@ def status(params: ParamsOption = None, port: PortOption = None) -> None:
     """Whether the server answers (exit code 1 when it does not)."""
     from regrow.orchestration import connect
 
-    try:
-        server = connect.local_server(settings_of(params), port)
-    except ConfigError as err:
-        raise fail(str(err)) from None
+    server = connect.local_server(settings_of(params), port)
     if not server.running():
         raise fail(f"no Spark Connect server answers at {server.url}: run `regrow spark start`")
     pid = server.pid()
@@ -94,10 +84,7 @@ def jars_fetch(
         fetched.append(message)
         typer.echo(message)
 
-    try:
-        paths = jars.fetch(directory, echo=echo)
-    except jars.JarsError as err:
-        raise fail(str(err)) from None
+    paths = jars.fetch(directory, echo=echo)
     typer.echo(f"{len(paths)} jars for Spark {jars.SPARK_LINE} in {paths[0].parent}: "
                "lakehouse.engine auto picks delta-spark")  # fmt: skip
     if fetched:

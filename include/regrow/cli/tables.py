@@ -20,17 +20,13 @@ from regrow.cli.common import (
     fail,
     settings_of,
 )
-from regrow.settings import ConfigError
 
 
 @app.command()
 def tables(params: ParamsOption = None) -> None:
     """List every table: name, Delta version, row count, partitioning and location."""
-    try:
-        lakehouse = context_of(params).lakehouse
-        infos = lakehouse.tables()
-    except ConfigError as err:
-        raise fail(str(err)) from None
+    lakehouse = context_of(params).lakehouse
+    infos = lakehouse.tables()
     if not infos:
         typer.echo(f"no tables under {lakehouse.root}")
         return
@@ -50,12 +46,8 @@ def history(
     limit: Annotated[int, typer.Option(help="Newest commits to show.")] = 20,
 ) -> None:
     """Show a table's Delta commits, newest first (version, time, operation, metrics)."""
-    from regrow.storage.lakehouse import LakehouseError
 
-    try:
-        commits = context_of(params).lakehouse.history(table, limit)
-    except (ConfigError, LakehouseError) as err:
-        raise fail(str(err)) from None
+    commits = context_of(params).lakehouse.history(table, limit)
     for c in commits:
         when = dt.datetime.fromtimestamp(c["timestamp"] / 1000, dt.UTC).isoformat(
             timespec="seconds"
@@ -80,12 +72,8 @@ def query(
     regrow query "SELECT model_alias, model_version, avg(score), sum(decision::int)
     FROM gold.predictions WHERE event_date = '2026-01-30' GROUP BY ALL"
     """
-    from regrow.storage.lakehouse import LakehouseError
 
-    try:
-        result = context_of(params).lakehouse.sql(sql)
-    except (ConfigError, LakehouseError) as err:
-        raise fail(str(err)) from None
+    result = context_of(params).lakehouse.sql(sql)
     echo_rows(result, format, limit)
 
 
@@ -100,10 +88,7 @@ def mlflow_ui(
 
     from regrow.model.registry import artifact_location, tracking_uri
 
-    try:
-        settings = settings_of(params)
-    except ConfigError as err:
-        raise fail(str(err)) from None
+    settings = settings_of(params)
     uri = tracking_uri(settings)
     if not uri.startswith(("sqlite:", "postgresql", "mysql", "file:")) and "://" in uri:
         raise fail(f"mlflow.tracking_uri is a server ({uri}): open it in a browser instead")

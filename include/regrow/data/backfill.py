@@ -12,6 +12,11 @@ the days before it are complete, and :class:`BackfillBlocked` names the day and 
 next day's ingest runs while a day is validated and built (it needs only earlier bronze),
 so a blocked day's next day has its bronze too, as the DAG's next run would; no later day
 is touched.
+
+With ``keep_going`` a day that fails (no landing files, an ingest or storage error, a
+blocked validation) is recorded in the report's ``failed`` with why, and the range goes on
+with the next day; :class:`BackfillBlocked` at the end names every failed day. A later day
+whose features reach back to a failed day then fails too, naming the missing partition.
 """
 
 from __future__ import annotations
@@ -45,7 +50,13 @@ class BackfillBlocked(BackfillError):
     """A day's validation blocked the range; ``report`` has the days done before it."""
 
     def __init__(self, report: BackfillReport) -> None:
-        super().__init__(f"backfill stopped at {report.blocked}")
+        if report.failed:
+            super().__init__(
+                f"{len(report.failed)} day(s) of {report.first}..{report.last} failed: "
+                + "; ".join(f"{day} ({why})" for day, why in report.failed.items())
+            )
+        else:
+            super().__init__(f"backfill stopped at {report.blocked}")
         self.report = report
 
 
@@ -56,6 +67,7 @@ class BackfillReport:
     # per day: rows, seconds, and seconds per stage
     days: list[dict[str, Any]] = field(default_factory=list)
     blocked: str | None = None  # the day a critical expectation stopped, and why
+    failed: dict[str, str] = field(default_factory=dict)  # with keep_going: day -> why
     data_docs: str | None = None
     seconds: float = 0.0
 
@@ -69,11 +81,18 @@ def range_days(first: dt.date, last: dt.date) -> list[dt.date]:
     return [first + dt.timedelta(days=k) for k in range((last - first).days + 1)]
 
 
+def unlanded_days(ctx: StageContext, days: list[dt.date]) -> list[dt.date]:
+    """The days of ``days`` with no landing file of events."""
+    settings = ctx.settings
+    root = settings.resolve(settings.landing.path)
+    return [d for d in days if not landing.find_files(root, settings.landing, "events", d)]
+
+
 def check_landed(ctx: StageContext, days: list[dt.date]) -> None:
     """Every day of the range has landed events (labels may be absent: a quiet day)."""
     settings = ctx.settings
     root = settings.resolve(settings.landing.path)
-    missing = [d for d in days if not landing.find_files(root, settings.landing, "events", d)]
+    missing = unlanded_days(ctx, days)
     if missing:
         shown = ", ".join(str(d) for d in missing[:10])
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
@@ -89,20 +108,31 @@ def backfill(
     first: dt.date,
     last: dt.date,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    keep_going: bool = False,
 ) -> BackfillReport:
     """Ingest, validate and build silver for ``first``..``last`` in this Spark session.
 
     Args:
         progress: called with each day's figures as it completes (the CLI prints a line).
+        keep_going: go on past a day that fails, recording it in ``failed``.
 
     Raises:
-        BackfillError: the range is empty or a day has no landing files (nothing written).
-        BackfillBlocked: a day failed a critical expectation (the days before it are done).
+        BackfillError: the range is empty or (without ``keep_going``) a day has no landing
+            files (nothing written).
+        BackfillBlocked: a day failed a critical expectation (the days before it are done),
+            or with ``keep_going``, some days failed (the others are done).
     """
     days = range_days(first, last)
-    check_landed(ctx, days)
-    started = time.perf_counter()
     report = BackfillReport(str(first), str(last))
+    if keep_going:
+        for day in unlanded_days(ctx, days):
+            report.failed[str(day)] = f"no landing files of events for {day}"
+        days = [d for d in days if str(d) not in report.failed]
+    else:
+        check_landed(ctx, days)
+    started = time.perf_counter()
+    if not days:
+        raise BackfillBlocked(report)
     # The next day is ingested while this one is validated and built: its ingest needs only
     # the earlier days' bronze, and a small day's stages wait mostly on Spark's job round
     # trips, which overlap. Reads name their partitions, so neither sees the other's days.
@@ -112,16 +142,30 @@ def backfill(
         pending = ahead.submit(_ingest_timed, ctx, days[0])
         t0 = time.perf_counter()
         for i, day in enumerate(days):
-            ingested, stages = pending.result()
+            try:
+                ingested, stages = pending.result()
+            except Exception as err:
+                if not keep_going:
+                    raise
+                ingested = _skip(report, day, err)
             if i + 1 < len(days):
                 pending = ahead.submit(_ingest_timed, ctx, days[i + 1])
+            if ingested is None:
+                t0 = time.perf_counter()
+                continue
             try:
                 _timed(stages, "validate_bronze", validate_day, ctx, day, data_docs=False)
                 _timed(stages, "features", build_features, ctx, day)
                 _timed(stages, "labels", build_labels, ctx, day)
                 _timed(stages, "validate_silver", validate_day, ctx, day,
                        tables=list(SILVER_TABLES), data_docs=False)  # fmt: skip
-            except ValidationError as err:
+            except Exception as err:
+                if keep_going:
+                    _skip(report, day, err)
+                    t0 = time.perf_counter()
+                    continue
+                if not isinstance(err, ValidationError):
+                    raise
                 report.blocked = f"{day}: {err}"
                 if i + 1 < len(days):
                     pending.result()  # its bronze is written, as the DAG's next run would
@@ -143,9 +187,16 @@ def backfill(
                 progress(figures)
     report.data_docs = build_docs(ctx.settings)
     report.seconds = round(time.perf_counter() - started, 1)
-    if report.blocked:
+    if report.blocked or report.failed:
         raise BackfillBlocked(report)
     return report
+
+
+def _skip(report: BackfillReport, day: dt.date, err: Exception) -> None:
+    """Record why ``day`` failed (``keep_going``): its message on one line."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    report.failed[str(day)] = "; ".join(lines) or type(err).__name__
+    logger.error("backfill: %s failed, going on: %s", day, err)
 
 
 def _timed(stages: dict[str, float], name: str, stage: Callable[..., Any], *args, **kwargs) -> Any:

@@ -16,6 +16,9 @@ and, over the longest window,
 event never sees itself, another event of the same instant, or anything later. A day reads
 its own ``bronze.events`` partition and the ``lookback_days`` before it, so its features
 never change when later days arrive, and are the same computed alone or in a backfill.
+
+A contract without an entity (``dataset.entity_id`` null) has no windows: a day's rows are
+its events with the contract's features only.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from regrow.catalog import (
     SECONDS_SINCE_PRIOR,
     SOURCE_VERSION,
     derived_columns,
+    key_columns,
 )
 from regrow.data import landing
 from regrow.settings import DatasetSettings, FeatureSettings
@@ -59,16 +63,20 @@ def compute_features(
             reaches (more is harmless; less leaves the aggregates short).
 
     Returns:
-        One row per event of ``day``: event id, entity id, event timestamp, the contract's
-        features, the derived features, and ``event_date``.
+        One row per event of ``day``: event id, entity id (if the contract has one), event
+        timestamp, the contract's features, the derived features (none without
+        ``features.windows``), and ``event_date``.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     ts_us = "__ts_us"
     seconds = cfg.window_seconds()
-    longest = max(seconds, key=seconds.get)
     history = events.withColumn(ts_us, F.unix_micros(F.col(dataset.event_timestamp)))
+    base = [*key_columns(dataset), *dataset.features]
+    if not cfg.windows:  # no entity (or no windows): the contract's features only
+        return history.where(F.col(EVENT_DATE) == F.lit(day)).select(*base, EVENT_DATE)
+    longest = max(seconds, key=seconds.get)
     by_entity = Window.partitionBy(dataset.entity_id).orderBy(ts_us)
 
     def before(window: str):
@@ -91,7 +99,6 @@ def compute_features(
         derived.append(
             F.when(mean != 0, F.col(c) / mean).cast("double").alias(f"{c}_to_prior_mean_{longest}")
         )
-    base = [dataset.event_id, dataset.entity_id, dataset.event_timestamp, *dataset.features]
     return (
         history.select(*base, EVENT_DATE, *derived)
         .where(F.col(EVENT_DATE) == F.lit(day))

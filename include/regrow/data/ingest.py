@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,13 +27,35 @@ from regrow.catalog import (
     LABEL_DATE,
     LABELS,
     QUARANTINE,
+    RELEASED_AT,
+    RELEASED_BY,
     RUN_ID,
     SOURCE_FILE,
     SOURCE_KIND,
+    SOURCE_LINE,
     TABLES,
 )
 from regrow.data import landing
-from regrow.data.landing_reader import CORRUPT, MISSING_COLUMNS, RAW, IngestError, read_landing
+from regrow.data.landing_reader import (
+    CORRUPT,
+    MISSING_COLUMNS,
+    RAW,
+    IngestError,
+    Landed,
+    read_day,
+)
+from regrow.data.row_rules import (
+    EVENT_ENTITY,
+    EVENT_TIME,
+    duplicate_rule,
+    event_match_rules,
+    key_in_file,
+    strip_key,
+    suspect_text,
+    text_reasons,
+    value_rules,
+    with_earlier_events,
+)
 from regrow.settings import DatasetSettings
 from regrow.storage.lakehouse import Lakehouse
 from regrow.validation import runtime_parameters, split_invalid_rows, suite_for
@@ -48,6 +71,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class KindReport:
     files: list[str] = field(default_factory=list)
+    not_read: list[str] = field(default_factory=list)  # refused files, folder entries not read
     rows_in: int = 0
     bronze_rows: int = 0
     quarantined_rows: int = 0
@@ -60,6 +84,9 @@ class IngestReport:
     run_id: str
     events: KindReport
     labels: KindReport
+    # Labels released from quarantine by this run (their event has landed since), per
+    # the day they landed: {"2026-01-14": 3}. Their silver.labels days are to be rebuilt.
+    released_labels: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -85,9 +112,11 @@ def split_rows(
     checks: list[tuple[Callable[[], Column], Callable[[], Column]]],
     dedupe_key: str,
     latest_by: str | None = None,
-) -> tuple[DataFrame, DataFrame, int]:
+    dataset: DatasetSettings | None = None,
+    optional: Sequence[str] = (),
+) -> tuple[DataFrame, DataFrame, dict[str, int]]:
     """Type the raw string columns and split rows into (good, rejected-with-reason, and
-    the number of rows in).
+    the number of rows in per source file).
 
     A row is rejected when it is malformed, its file lacks a column, a required value is
     missing, a value does not parse as its type or is not valid UTF-8, a ``checks`` rule
@@ -95,11 +124,21 @@ def split_rows(
     columns named ``__*`` are carried for them), or it repeats an earlier row's
     ``dedupe_key``: the first by file name and position is kept, or with ``latest_by`` the
     row with the latest value of that column (a revised label replaces the earlier one).
+    With ``dataset``, its text rules apply too (:mod:`regrow.data.row_rules`: whitespace
+    around keys, control characters, the maximum length). A file may lack the
+    ``optional`` columns (they are null). The ``__*`` columns travel with both halves.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     carried = [c for c in raw.columns if c.startswith("__")]  # inputs of ``checks``
+    if optional:  # a file that lacks only optional columns lacks nothing
+        lacking = F.array_join(
+            F.array_except(F.split(F.col(MISSING_COLUMNS), ","), F.array(*map(F.lit, optional))),
+            ",",
+        )
+        raw = raw.withColumn(MISSING_COLUMNS, F.when(lacking != "", lacking))
+    keys = [c for c in (dataset.event_id, dataset.entity_id) if c in types] if dataset else []
     typed = raw.select(
         *[F.col(f"`{c}`").alias(f"__s_{c}") for c in types],
         CORRUPT,
@@ -110,7 +149,20 @@ def split_rows(
         *carried,
         F.monotonically_increasing_id().alias("__pos"),
     )
-    typed = typed.select("*", *[_typed(F.col(f"`__s_{c}`"), t).alias(c) for c, t in types.items()])
+
+    if dataset is not None:  # computed once, in a projection of their own
+        texts = [F.col(f"`__s_{c}`") for c, t in types.items() if t == "string"]
+        typed = typed.select(
+            "*",
+            suspect_text(texts, dataset).alias("__suspect"),
+            *[key_in_file(F.col(f"`__s_{c}`"), dataset).alias(f"__k_{c}") for c in keys],
+        )
+        suspect = F.col("__suspect")
+
+    def landed(column: str) -> Column:  # a key as it is compared and stored
+        return F.col(f"`__k_{column}`" if column in keys else f"`__s_{column}`")
+
+    typed = typed.select("*", *[_typed(landed(c), t).alias(c) for c, t in types.items()])
     reasons = [
         F.when(
             F.col(CORRUPT).isNotNull(),
@@ -124,6 +176,11 @@ def split_rows(
     for column, logical in types.items():
         value, parsed = F.col(f"`__s_{column}`"), F.col(f"`{column}`")
         blank = value.isNull() | (F.trim(value) == "")
+        if column in keys:  # a key of only whitespace is missing
+            stripped = landed(column) if dataset.key_whitespace == "trim" else strip_key(value)
+            blank = stripped.isNull() | (stripped == "")
+        if dataset is not None and logical == "string":
+            reasons.append(text_reasons(column, value, dataset, column in keys, suspect))
         if column in required:
             reasons.append(
                 F.when(F.col(MISSING_COLUMNS).isNull() & blank, F.lit(f"missing {column}"))
@@ -183,12 +240,15 @@ def split_rows(
     )
     flagged = flagged.withColumn(
         "__reason", F.when(duplicate, duplicate_reason).otherwise(F.col("__reason"))
-    ).drop("__first")
-    # Computed once: bronze and quarantine are both cheap filters of it, and its count is
-    # the rows in (counting the landed files instead would parse them once more).
+    ).drop("__first", "__suspect", *[f"__k_{c}" for c in keys])
+    # Computed once: bronze and quarantine are both cheap filters of it, and its count per
+    # file is what Spark parsed of each (checked against the files' own record counts).
     flagged = flagged.localCheckpoint(eager=True)
-    rows_in = flagged.count()
-    good = flagged.where(F.col("__reason") == "").select(*types, EXTRA_COLUMNS, SOURCE_FILE)
+    per_file = flagged.groupBy(SOURCE_FILE).count().collect()
+    rows_in = {r[SOURCE_FILE]: int(r["count"]) for r in per_file}
+    good = flagged.where(F.col("__reason") == "").select(
+        *types, EXTRA_COLUMNS, SOURCE_FILE, *carried
+    )
     record = F.coalesce(
         F.col(CORRUPT),
         F.when(F.col(MISSING_COLUMNS).isNotNull(), F.col(RAW)),
@@ -198,6 +258,7 @@ def split_rows(
         F.col(SOURCE_FILE).alias("source_file"),
         F.col("__reason").alias("reason"),
         record.alias("record"),
+        *carried,
     )
     return good, rejected, rows_in
 
@@ -210,13 +271,17 @@ def _day_bounds(day: dt.date) -> tuple[dt.datetime, dt.datetime]:
 
 
 def event_rules(dataset: DatasetSettings, day: dt.date, now: dt.datetime):
-    """Row rules of an event: its timestamp is on the landing day and not in the future."""
+    """Row rules of an event: its timestamp is on the landing day and not in the future,
+    its values within the contract's value rules, and its id not already in bronze on an
+    earlier day (``__first_landed`` is set by :func:`~regrow.data.row_rules.with_earlier_events`)."""
     from pyspark.sql import functions as F
 
     start, end = _day_bounds(day)
     ts = F.col(dataset.event_timestamp)
     now_utc = now.astimezone(dt.UTC)
     return [
+        *value_rules(dataset),
+        duplicate_rule(dataset),
         (
             lambda: ts > F.lit(now_utc),
             lambda: F.concat(
@@ -238,17 +303,19 @@ def event_rules(dataset: DatasetSettings, day: dt.date, now: dt.datetime):
 
 def label_rules(dataset: DatasetSettings, day: dt.date):
     """Row rules of a label: a known label value, not arrived after the landing day, and
-    for an event that bronze has (``__known_event`` is set by :func:`with_known_events`)."""
+    for an event that bronze has (``__known_event`` is set by :func:`with_known_events`),
+    of the same entity and not before it."""
     from pyspark.sql import functions as F
 
     _, end = _day_bounds(day)
     label, ts = F.col(dataset.label), F.col(dataset.label_timestamp)
     event = F.col(dataset.event_id)
     return [
+        *event_match_rules(dataset),
         (
             lambda: event.isNotNull() & F.col(KNOWN_EVENT).isNull(),
             lambda: F.concat(
-                F.lit(f"label for an unknown {dataset.event_id} "),
+                F.lit(f"{UNKNOWN_EVENT}{dataset.event_id} "),
                 event,
                 F.lit(f" (not in {EVENTS} within {dataset.label_delay_days} days before {day})"),
             ),
@@ -274,26 +341,40 @@ def label_rules(dataset: DatasetSettings, day: dt.date):
 
 # -------------------------------------------------------------------------------- the job
 KNOWN_EVENT = "__known_event"
+# The start of the reason of a label whose event is not in bronze (yet): such labels are
+# retried when later days are ingested (:func:`release_labels`).
+UNKNOWN_EVENT = "label for an unknown "
 
 
 def with_known_events(
     raw_labels: DataFrame, lakehouse: Lakehouse, dataset: DatasetSettings, day: dt.date
 ) -> DataFrame:
     """Mark each landed label whose event is in ``bronze.events`` within the label window
-    (``label_delay_days`` before the landing day, up to it) in ``__known_event``."""
+    (``label_delay_days`` before the landing day, up to it) in ``__known_event``, with
+    the event's entity and time (``__event_entity``, ``__event_time``)."""
     from pyspark.sql import functions as F
 
     spark = raw_labels.sparkSession
     first = day - dt.timedelta(days=dataset.label_delay_days)
+    entity = F.col(f"`{dataset.entity_id}`") if dataset.entity_id else F.lit(None)
     if lakehouse.exists(EVENTS):
         window = [first + dt.timedelta(days=i) for i in range(dataset.label_delay_days + 1)]
         events = lakehouse.read(spark, EVENTS, partitions={EVENT_DATE: window})
-        known = events.select(F.col(dataset.event_id).alias(KNOWN_EVENT)).distinct()
+        known = events.select(
+            F.col(f"`{dataset.event_id}`").alias(KNOWN_EVENT),
+            entity.cast("string").alias(EVENT_ENTITY),
+            F.col(f"`{dataset.event_timestamp}`").alias(EVENT_TIME),
+        ).dropDuplicates([KNOWN_EVENT])  # ids landed on two days before they were unique
     else:
-        known = spark.createDataFrame([], f"{KNOWN_EVENT} string")
-    return raw_labels.join(
-        F.broadcast(known), raw_labels[f"`{dataset.event_id}`"] == known[KNOWN_EVENT], "left"
-    )
+        known = spark.createDataFrame(
+            [], f"{KNOWN_EVENT} string, {EVENT_ENTITY} string, {EVENT_TIME} timestamp"
+        )
+    key = key_in_file(raw_labels[f"`{dataset.event_id}`"], dataset)
+    # The window's events of these labels only: labels are far fewer than events, so both
+    # joins broadcast the small side.
+    ids = raw_labels.select(key.alias("__label_event")).distinct()
+    known = known.join(F.broadcast(ids), known[KNOWN_EVENT] == ids["__label_event"], "left_semi")
+    return raw_labels.join(F.broadcast(known), key == known[KNOWN_EVENT], "left")
 
 
 def ingest_day(ctx: StageContext, day: dt.date) -> IngestReport:
@@ -303,37 +384,51 @@ def ingest_day(ctx: StageContext, day: dt.date) -> IngestReport:
     spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
     root = settings.resolve(settings.landing.path)
     dataset = settings.dataset
-    event_files = landing.find_files(root, settings.landing, "events", day)
-    if not event_files:
-        raise IngestError(
-            f"no events landed for {day}: nothing matches "
-            f"{landing.day_pattern(root, settings.landing, 'events', day)}"
-        )
-    label_files = landing.find_files(root, settings.landing, "labels", day)
+    event_files = landing.scan_day(root, settings.landing, "events", day)
+    if not event_files.files:
+        raise IngestError(_nothing_to_read(event_files, day, root, settings))
+    label_files = landing.scan_day(root, settings.landing, "labels", day)
     now = dt.datetime.now(dt.UTC)
     ingested_at = F.lit(now).cast("timestamp")
     meta = [ingested_at.alias(INGESTED_AT), F.lit(run_id).alias(RUN_ID)]
 
     plans = [
         _Plan("events", EVENTS, EVENT_DATE, event_files, dataset.event_columns(),
-              [dataset.event_id, dataset.entity_id, dataset.event_timestamp],
-              event_rules(dataset, day, now)),
+              dataset.id_columns(),
+              event_rules(dataset, day, now), contract=dataset),
         _Plan("labels", LABELS, LABEL_DATE, label_files, dataset.label_columns(),
               [dataset.event_id, dataset.label, dataset.label_timestamp], label_rules(dataset, day),
-              latest_by=dataset.label_timestamp),
+              latest_by=dataset.label_timestamp, contract=dataset,
+              # silver.labels takes the entity from the event: a label file may omit it.
+              optional=tuple(c for c in [dataset.entity_id] if c)),
     ]  # fmt: skip
     suites = {plan.kind: suite_for(settings, plan.table) for plan in plans}
     parameters = runtime_parameters(day, now=now)
     reports = {}
-    for plan in plans:
-        with tempfile.TemporaryDirectory(prefix="regrow-landing-") as staging:
-            raw = read_landing(spark, plan.files, settings.landing, list(plan.types), staging)
+    with tempfile.TemporaryDirectory(prefix="regrow-landing-") as staging:
+        # Both kinds' files are looked at before anything is written: a file that stops
+        # the day (landing.unreadable: fail) leaves no half-written day behind.
+        landings = {}
+        for plan in plans:
+            os.mkdir(folder := os.path.join(staging, plan.kind))
+            landings[plan.kind] = read_day(
+                spark, plan.files, settings.landing, list(plan.types), folder, plan.optional
+            )
+        for plan in plans:
+            landed = landings[plan.kind]
+            raw = landed.rows
+            if plan.kind == "events":
+                raw = with_earlier_events(raw, lakehouse, dataset, day)
             if plan.kind == "labels":  # after the day's events are in bronze
                 raw = with_known_events(raw, lakehouse, dataset, day)
             reports[plan.kind] = _ingest_kind(
-                lakehouse, raw, plan, day, dataset.event_id, meta, suites[plan.kind], parameters
-            )
-    return IngestReport(day.isoformat(), run_id, reports["events"], reports["labels"])
+                lakehouse, raw, landed, plan, day, dataset.event_id, meta, suites[plan.kind],
+                parameters,
+            )  # fmt: skip
+    # Labels quarantined for want of their event (landed before it, within its label
+    # window) are checked again now that the day's events are in bronze.
+    released = release_labels(ctx, landed=day)
+    return IngestReport(day.isoformat(), run_id, reports["events"], reports["labels"], released)
 
 
 @dataclass(frozen=True)
@@ -343,16 +438,53 @@ class _Plan:
     kind: str
     table: str
     date_column: str
-    files: list[str]
+    files: landing.DayFiles
     types: dict[str, str]
     required: list[str]
     rules: list
     latest_by: str | None = None  # of rows sharing an event id, keep the latest by this
+    contract: DatasetSettings | None = None  # whose text rules apply (row_rules)
+    optional: tuple[str, ...] = ()  # columns a file may lack
+
+
+def _nothing_to_read(found: landing.DayFiles, day: dt.date, root: str, settings) -> str:
+    """Why a day has no events file to read: nothing landed, or only what is not read."""
+    expected = landing.day_pattern(root, settings.landing, "events", day)
+    if not found.unread:
+        return f"no events landed for {day}: nothing matches {expected}"
+    first = found.unread[0]
+    more = f" (and {len(found.unread) - 1} more)" if len(found.unread) > 1 else ""
+    return (
+        f"no events file to read for {day}: {first.source}: {first.reason}{more}; "
+        f"files read are {expected}"
+    )
+
+
+def _python_rejects(spark, landed: Landed) -> DataFrame | None:
+    """The records and files taken out before Spark, as quarantine rows (None if none)."""
+    rows = [(r.source, r.reason, r.record, r.line) for r in landed.rejected]
+    if not rows:
+        return None
+    schema = "source_file string, reason string, record string, source_line long"
+    return spark.createDataFrame(rows, schema)
+
+
+def _reconcile(parsed: dict[str, int], landed: Landed, kind: str, day: dt.date) -> None:
+    """Spark parsed exactly the records each file holds, as counted without Spark."""
+    for source, expected in landed.expected.items():
+        got = parsed.get(source, 0)
+        if got != expected:
+            raise IngestError(
+                f"{source}: the file holds {expected} record(s) but Spark's parser read {got}; "
+                f"nothing of the {kind} of {day} is written (report this file: regrow's "
+                f"record count and Spark's parser disagree on it)"
+            )
 
 
 def _ingest_kind(
     lakehouse: Lakehouse,
     raw: DataFrame,
+    landed: Landed,
     plan: _Plan,
     day: dt.date,
     dedupe_key: str,
@@ -371,28 +503,37 @@ def _ingest_kind(
         plan.files,
         plan.types,
     )
-    good, rejected, rows_in = split_rows(
-        raw, types, plan.required, plan.rules, dedupe_key=dedupe_key, latest_by=plan.latest_by
-    )
+    good, rejected, parsed = split_rows(
+        raw, types, plan.required, plan.rules, dedupe_key=dedupe_key, latest_by=plan.latest_by,
+        dataset=plan.contract, optional=plan.optional,
+    )  # fmt: skip
+    _reconcile(parsed, landed, kind, day)
+    taken_out = _python_rejects(raw.sparkSession, landed)
+    rows_in = sum(parsed.values()) + len(landed.rejected)
     # Row-level expectations of the suite (kept in git, editable) isolate bad rows the
     # parse rules above let through; the rest of the suite runs after the write.
     good, failing = split_invalid_rows(good, suite, parameters, checkpoint=False)
     record = F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in types]))
     rejected = rejected.unionByName(
-        failing.select(F.col(SOURCE_FILE).alias("source_file"), "reason", record.alias("record"))
-    )
+        failing.select(F.col(SOURCE_FILE).alias("source_file"), "reason", record.alias("record")),
+        allowMissingColumns=True,
+    ).withColumn(SOURCE_LINE, F.lit(None).cast("long"))
+    if taken_out is not None:
+        rejected = rejected.unionByName(taken_out, allowMissingColumns=True)
     # One file per ~1M rows: a day is one partition, and tiny files slow every reader.
     n_files = max(1, rows_in // 1_000_000)
     good = good.coalesce(n_files)
     rejected = rejected.coalesce(1)
     good = good.select(
-        *types, F.lit(day).alias(date_column), F.col(EXTRA_COLUMNS), F.col(SOURCE_FILE), *meta
-    )
+        *types, F.lit(day).alias(date_column), F.col(EXTRA_COLUMNS), F.col(SOURCE_FILE), *meta,
+        *(_not_released() if table == LABELS else []),
+    )  # fmt: skip
     rejected = rejected.select(
         F.lit(kind).alias(SOURCE_KIND),
         "source_file",
         "reason",
         "record",
+        SOURCE_LINE,
         *meta,
         F.lit(day).alias(INGEST_DATE),
     )
@@ -407,7 +548,8 @@ def _ingest_kind(
         partition={INGEST_DATE: day, SOURCE_KIND: kind},
     )
     report = KindReport(
-        files=files,
+        files=files.sources,
+        not_read=landed.not_read,
         rows_in=rows_in,
         bronze_rows=good_commit.rows_written,
         quarantined_rows=bad_commit.rows_written,
@@ -424,7 +566,7 @@ def _ingest_kind(
         day,
         kind,
         report.rows_in,
-        len(files),
+        len(files.files),
         report.bronze_rows,
         table,
         report.quarantined_rows,
@@ -441,3 +583,142 @@ def _reason_counts(rejected: DataFrame, top: int = 20) -> dict[str, int]:
         .limit(top)
     )
     return {r["reason"]: int(r["count"]) for r in rows.collect()}
+
+
+# ---------------------------------------------------------------- late-arriving labels
+def _not_released() -> list[Column]:
+    from pyspark.sql import functions as F
+
+    return [
+        F.lit(None).cast("timestamp").alias(RELEASED_AT),
+        F.lit(None).cast("string").alias(RELEASED_BY),
+    ]
+
+
+def release_labels(ctx: StageContext, landed: dt.date | None = None) -> dict[str, int]:
+    """Check again the labels quarantined because their event was not in
+    ``bronze.events``: those whose event has landed since move to ``bronze.labels``.
+
+    A released label lands in the partition of the day it landed (``label_date`` = its
+    ingest day, the partition a rerun of that day would put it in), so that day still
+    adds up (its rows in = bronze + quarantine, and its quarantine share only falls) and
+    rerunning it gives the same rows. It keeps its ``_run_id`` and ``_ingested_at``;
+    ``_released_at`` and ``_released_by`` say when and by which run it was released. It
+    is judged by the labels' rules of its day again: one whose event has another entity,
+    or a later time, stays in quarantine with that reason instead.
+
+    Args:
+        landed: the day whose events were just ingested: only the labels of the label
+            window after it (the days whose labels its events can belong to) are checked,
+            against its events. None: every quarantined label, against all of bronze.
+
+    Returns:
+        Labels released per ingest day, ``{"2026-01-14": 3}``; those days' silver.labels
+        partitions are to be rebuilt (``regrow labels --date``).
+    """
+    from pyspark.sql import functions as F
+
+    spark, lakehouse, dataset = ctx.spark, ctx.lakehouse, ctx.settings.dataset
+    if not (lakehouse.exists(QUARANTINE) and lakehouse.exists(EVENTS)):
+        return {}
+    wanted = {
+        dt.date.fromisoformat(d) for d, n in lakehouse.partition_rows(QUARANTINE).items() if n
+    }
+    if landed is not None:
+        window = dataset.label_delay_days
+        wanted &= {landed + dt.timedelta(days=n) for n in range(1, window + 1)}
+    if not wanted:
+        return {}
+    # One job finds the days holding such a label whose event is there now; only those
+    # are judged again (a day whose labels all still wait costs nothing more).
+    held = lakehouse.read(
+        spark, QUARANTINE, partitions={INGEST_DATE: sorted(wanted), SOURCE_KIND: "labels"}
+    ).where(F.col("reason").contains(UNKNOWN_EVENT))
+    event = F.from_json("record", f"`{dataset.event_id}` string")[dataset.event_id]
+    waiting = held.select(INGEST_DATE, key_in_file(event, dataset).alias("__waiting"))
+    events = lakehouse.read(
+        spark, EVENTS, partitions=None if landed is None else {EVENT_DATE: landed}
+    ).select(F.col(f"`{dataset.event_id}`").alias("__event"))
+    found = events.join(F.broadcast(waiting), F.col("__event") == F.col("__waiting"))
+    released = {}
+    for (day,) in sorted(found.select(INGEST_DATE).distinct().collect()):
+        n = _release_day(ctx, day)
+        if n:
+            released[str(day)] = n
+    return released
+
+
+def _release_day(ctx: StageContext, day: dt.date) -> int:
+    """Release the labels of ``day``'s quarantine whose event is now known; returns how many."""
+    from pyspark.sql import functions as F
+
+    spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
+    dataset = settings.dataset
+    types = dataset.label_columns()
+    now = dt.datetime.now(dt.UTC)
+    where = {INGEST_DATE: day, SOURCE_KIND: "labels"}
+    # Materialised: the partition read here is replaced below.
+    held = lakehouse.read(spark, QUARANTINE, partitions=where).localCheckpoint(eager=True)
+    retried = F.col("reason").contains(UNKNOWN_EVENT)
+    recomputed = (SOURCE_KIND, "source_file", "reason", "record", INGEST_DATE)
+    kept_meta = [c for c in held.columns if c not in recomputed]  # _run_id, _ingested_at...
+    record = F.from_json("record", ", ".join(f"`{c}` string" for c in types))
+    nothing = F.lit(None).cast("string")
+    raw = held.where(retried).select(
+        *[record[c].alias(c) for c in types],
+        *[nothing.alias(c) for c in (CORRUPT, RAW, MISSING_COLUMNS, EXTRA_COLUMNS)],
+        F.col("source_file").alias(SOURCE_FILE),
+        *[F.col(f"`{c}`").alias(f"__q_{c}") for c in kept_meta],
+    )
+    raw = with_known_events(raw, lakehouse, dataset, day)
+    good, rejected, parsed = split_rows(
+        raw, types, [dataset.event_id, dataset.label, dataset.label_timestamp],
+        label_rules(dataset, day), dedupe_key=dataset.event_id,
+        latest_by=dataset.label_timestamp, dataset=dataset,
+    )  # fmt: skip
+    good, failing = split_invalid_rows(
+        good, suite_for(settings, LABELS), runtime_parameters(day, now=now), checkpoint=False
+    )
+    if lakehouse.partition_rows(LABELS).get(str(day)):
+        # Released by a run that stopped before it cleared the quarantine: already there.
+        there = lakehouse.read(spark, LABELS, partitions={LABEL_DATE: day})
+        there = there.select(F.col(f"`{dataset.event_id}`").alias("__there"))
+        good = good.join(
+            F.broadcast(there), good[dataset.event_id] == there["__there"], "left_anti"
+        )
+    good = good.localCheckpoint(eager=True)
+    n_released = good.count()
+    as_json = F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in types]))
+    still = rejected.unionByName(
+        failing.select(F.col(SOURCE_FILE).alias("source_file"), "reason", as_json.alias("record"),
+                       *[f"__q_{c}" for c in kept_meta]),
+        allowMissingColumns=True,
+    ).select(
+        F.lit("labels").alias(SOURCE_KIND), "source_file", "reason", "record",
+        *[F.col(f"__q_{c}").alias(c) for c in kept_meta], F.lit(day).alias(INGEST_DATE),
+    ).localCheckpoint(eager=True)  # fmt: skip
+    changed = still.where(~retried).count()  # their event is known now, but they break a rule
+    if not n_released and not changed and still.count() == sum(parsed.values()):
+        return 0  # every one still waits for its event: nothing to rewrite
+    if n_released:
+        lakehouse.write(
+            good.select(
+                *types, F.lit(day).alias(LABEL_DATE), F.col(EXTRA_COLUMNS), F.col(SOURCE_FILE),
+                F.col(f"__q_{INGESTED_AT}").alias(INGESTED_AT),
+                F.col(f"__q_{RUN_ID}").alias(RUN_ID),
+                F.lit(now).cast("timestamp").alias(RELEASED_AT), F.lit(run_id).alias(RELEASED_BY),
+            ),
+            LABELS, "append", partition_by=[LABEL_DATE],
+        )  # fmt: skip
+    commit = lakehouse.write(
+        held.where(~retried).unionByName(still.select(*held.columns)),
+        QUARANTINE,
+        "overwrite",
+        partition_by=list(TABLES[QUARANTINE].partition_by),
+        partition=where,
+    )
+    logger.info(
+        "%s: %d quarantined label(s) released to %s (their event has landed), %d still held",
+        day, n_released, LABELS, commit.rows_written,
+    )  # fmt: skip
+    return n_released

@@ -11,6 +11,15 @@ What a training set may know is decided at its cut-off instant (:func:`labels_as
 - ``window_closed``: none arrived, but the label window (``dataset.label_delay_days``) has
   closed by the cut-off: the event counts as the negative label;
 - ``unknown``: neither; the event's label is not known yet. It is not a negative.
+
+**The boundary rule**, the one definition every stage uses (training sets, the monitor's
+realised performance): an event at ``t`` has the label window ``[t, t + label_delay_days]``,
+both ends included. At a cut-off ``c`` (an instant, exclusive) a label is known when it
+arrived before ``c`` (:func:`label_known`) and the window has closed when its end is before
+``c`` (:func:`window_closed`). So a label arriving exactly ``label_delay_days`` after its
+event is inside the window: at a cut-off equal to its arrival the event is ``unknown`` (not
+a negative), and from any later cut-off on it has that label. A label arriving after the
+window is a late revision: the event counts as negative until the label arrives.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from regrow.settings import DatasetSettings
 from regrow.storage.lakehouse import LakehouseError
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
     from regrow.stage import StageContext
 
@@ -54,6 +63,40 @@ def negative_label(dataset: DatasetSettings) -> int:
     return next(v for v in dataset.label_values if v != dataset.positive_label)
 
 
+def cutoff_instant(day: dt.date) -> dt.datetime:
+    """A cut-off day as an instant: 00:00 UTC of that day (exclusive)."""
+    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
+
+
+def window_end(dataset: DatasetSettings) -> Column:
+    """When an event's label window ends (inclusive): its timestamp + label_delay_days."""
+    from pyspark.sql import functions as F
+
+    delay = F.make_interval(days=F.lit(dataset.label_delay_days))
+    return F.col(dataset.event_timestamp) + delay
+
+
+def window_closed(dataset: DatasetSettings, cutoff: dt.datetime) -> Column:
+    """Whether an event's label window has closed by ``cutoff`` (exclusive): it ended
+    before the cut-off, so no label inside the window can still arrive."""
+    from pyspark.sql import functions as F
+
+    return window_end(dataset) < F.lit(cutoff).cast("timestamp")
+
+
+def label_known(dataset: DatasetSettings, cutoff: dt.datetime) -> Column:
+    """Whether a label row had arrived by ``cutoff`` (exclusive)."""
+    from pyspark.sql import functions as F
+
+    return F.col(dataset.label_timestamp) < F.lit(cutoff).cast("timestamp")
+
+
+def newest_matured_day(dataset: DatasetSettings, cutoff: dt.date) -> dt.date:
+    """The newest event day whose every label window has closed by the cut-off day
+    (:func:`window_closed` for its last instant)."""
+    return cutoff - dt.timedelta(days=dataset.label_delay_days + 1)
+
+
 def join_labels(labels: DataFrame, events: DataFrame, dataset: DatasetSettings) -> DataFrame:
     """Each landed label with its event's entity, time and day.
 
@@ -66,9 +109,10 @@ def join_labels(labels: DataFrame, events: DataFrame, dataset: DatasetSettings) 
     """
     from pyspark.sql import functions as F
 
+    entity = [dataset.entity_id] if dataset.entity_id else []
     e = events.select(
         F.col(dataset.event_id).alias("__event"),
-        F.col(dataset.entity_id).alias("__entity"),
+        *[F.col(c).alias("__entity") for c in entity],
         F.col(dataset.event_timestamp).alias("__event_time"),
         F.col(EVENT_DATE).alias("__event_date"),
     )
@@ -84,7 +128,7 @@ def join_labels(labels: DataFrame, events: DataFrame, dataset: DatasetSettings) 
         )
     return joined.select(
         F.col(dataset.event_id),
-        F.col("__entity").alias(dataset.entity_id),
+        *[F.col("__entity").alias(c) for c in entity],
         F.col("__event_time").alias(dataset.event_timestamp),
         F.col("__event_date").alias(EVENT_DATE),
         F.col(dataset.label).cast("int").alias(dataset.label),
@@ -113,12 +157,11 @@ def labels_as_of(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
-    cutoff_lit = F.lit(cutoff).cast("timestamp")
     latest = Window.partitionBy(dataset.event_id).orderBy(
         F.col(dataset.label_timestamp).desc(), F.col(LABEL_DATE).desc(), F.col(dataset.label).desc()
     )
     known = (
-        labels.where(F.col(dataset.label_timestamp) < cutoff_lit)
+        labels.where(label_known(dataset, cutoff))
         .withColumn("__rank", F.row_number().over(latest))
         .where("__rank = 1")
         .select(
@@ -127,18 +170,18 @@ def labels_as_of(
             F.col(dataset.label_timestamp).alias("__label_time"),
         )
     )
-    closes = F.col(dataset.event_timestamp) + F.make_interval(days=F.lit(dataset.label_delay_days))
+    closed = window_closed(dataset, cutoff)
     joined = events.join(known, events[dataset.event_id] == known["__labelled"], "left")
     status = (
         F.when(F.col("__labelled").isNotNull(), F.lit(ARRIVED))
-        .when(closes <= cutoff_lit, F.lit(WINDOW_CLOSED))
+        .when(closed, F.lit(WINDOW_CLOSED))
         .otherwise(F.lit(UNKNOWN))
     )
     label = F.when(F.col("__labelled").isNotNull(), F.col("__label")).when(
-        closes <= cutoff_lit, F.lit(negative_label(dataset))
+        closed, F.lit(negative_label(dataset))
     )
     label_time = F.when(F.col("__labelled").isNotNull(), F.col("__label_time")).when(
-        closes <= cutoff_lit, closes
+        closed, window_end(dataset)
     )
     own = [c for c in events.columns if c not in (dataset.label, dataset.label_timestamp)]
     return joined.select(

@@ -9,16 +9,13 @@ quarantine with its reason.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-import os
-import uuid
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import fsspec
-
 from regrow.catalog import EXTRA_COLUMNS, SOURCE_FILE
+from regrow.data.landing import DayFiles, Unread
+from regrow.data.landing_files import Rejected, StagedFile, stage
 from regrow.settings import LandingSettings
 
 if TYPE_CHECKING:
@@ -36,30 +33,89 @@ class IngestError(RuntimeError):
     """A day cannot be ingested (no landing file, unreadable file, lost rows)."""
 
 
-def read_landing(
+@dataclass
+class Landed:
+    """A day's landing files of one kind as Spark rows, and what was taken out before."""
+
+    rows: DataFrame
+    staged: list[StagedFile]
+    unread: list[Unread]
+
+    @property
+    def rejected(self) -> list[Rejected]:
+        """Records and files taken out before Spark, and folder entries not read."""
+        out = [r for f in self.staged for r in f.rejected]
+        return out + [Rejected(u.source, None, u.reason, None) for u in self.unread]
+
+    @property
+    def not_read(self) -> list[str]:
+        """Files refused and folder entries not read, sorted."""
+        refused = [f.source for f in self.staged if f.refused]
+        return sorted(refused + [u.source for u in self.unread])
+
+    @property
+    def expected(self) -> dict[str, int]:
+        """The records Spark must return per file: counted without Spark's parser."""
+        return {f.source: f.records for f in self.staged if not f.refused}
+
+
+def read_day(
     spark: SparkSession,
-    files: list[str],
+    day_files: DayFiles,
     landing_settings: LandingSettings,
     columns: list[str],
     staging: str,
-) -> DataFrame:
-    """The landed rows of ``files`` with every contract column as a string, untouched.
+    optional: tuple[str, ...] = (),
+) -> Landed:
+    """Stage each of a day's files (:mod:`regrow.data.landing_files`) and read them.
 
-    Columns beyond the contract are kept as JSON in ``_extra_columns``; a column the file lacks is null
-    and named in ``_missing_columns``; a row that does not parse (wrong field count,
-    truncated line, bad JSON) keeps its text in ``_corrupt_record``. Remote files are
-    copied to ``staging`` first, which must outlive the DataFrame's use.
+    With ``landing.unreadable: fail`` a refused file or an entry that is not read stops
+    the day here, naming it; otherwise they are quarantined by the caller.
+    """
+    staged = [
+        stage(file, landing_settings.format, staging, i) for i, file in enumerate(day_files.files)
+    ]
+    landed = Landed(
+        _read_staged(spark, staged, landing_settings, columns), staged, day_files.unread
+    )
+    if landing_settings.unreadable == "fail":
+        problems = [r for r in landed.rejected if r.line is None]
+        if problems:
+            raise IngestError(
+                f"{problems[0].source}: {problems[0].reason} (landing.unreadable is fail; "
+                f"set it to quarantine to record such files and go on)"
+            )
+    for unread in day_files.unread:
+        logger.warning("%s: %s", unread.source, unread.reason)
+    for file in staged:
+        if file.refused:
+            logger.warning("%s: %s", file.source, file.rejected[0].reason)
+    return landed
+
+
+def _read_staged(
+    spark: SparkSession,
+    files: list[StagedFile],
+    landing_settings: LandingSettings,
+    columns: list[str],
+    optional: tuple[str, ...] = (),
+) -> DataFrame:
+    """The landed rows of staged ``files`` with every contract column as a string, untouched.
+
+    Columns beyond the contract are kept as JSON in ``_extra_columns``; a column the file
+    lacks is null, and named in ``_missing_columns`` unless it is ``optional``; a row that does not parse (wrong field count,
+    truncated line, bad JSON) keeps its text in ``_corrupt_record``.
     """
     from pyspark.sql import functions as F
 
     frames = []
-    for source in files:
-        local = _local_path(source, staging)
-        raw = _read_one(spark, local, landing_settings.format)
-        present = [c for c in raw.columns if c != CORRUPT]
-        if not raw.columns:  # an empty file: nothing landed
+    for file in files:
+        if file.refused or not file.records:  # nothing to read: no Spark job for it
             continue
-        missing = [c for c in columns if c not in present]
+        source = file.source
+        raw = _read_one(spark, file, landing_settings.format)
+        present = [c for c in raw.columns if c != CORRUPT]
+        missing = [c for c in columns if c not in present and c not in optional]
         extra = [c for c in present if c not in columns]
         selected = [
             (F.col(f"`{c}`").cast("string") if c in present else F.lit(None).cast("string")).alias(
@@ -105,26 +161,16 @@ def _as_json(columns: list[str]) -> Column:
     return F.to_json(F.struct(*[F.col(f"`{c}`").cast("string").alias(c) for c in columns]))
 
 
-def _local_path(source: str, staging: str) -> str:
-    """Spark reads local files; a remote landing file (s3://) is staged locally first,
-    since a pip-only Spark has no S3 filesystem (hadoop-aws)."""
-    if "://" not in source or source.startswith("file://"):
-        return source.removeprefix("file://")
-    target = os.path.join(staging, uuid.uuid4().hex + "-" + os.path.basename(source))
-    fs, path = fsspec.core.url_to_fs(source)
-    fs.get(path, target)
-    return target
-
-
-def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
+def _read_one(spark: SparkSession, file: StagedFile, fmt: str) -> DataFrame:
+    path = file.path
     if fmt == "parquet":
         try:
             return spark.read.parquet(path)
         except Exception as err:
-            raise IngestError(f"{path}: not a readable Parquet file: {err}") from err
+            raise IngestError(f"{file.source}: not a readable Parquet file: {err}") from err
     if fmt == "json":
         names = _json_keys(path)
-        if not names:  # empty, or no line is a JSON object: every line is a malformed record
+        if not names:  # no line is a JSON object: every line is a malformed record
             from pyspark.sql import functions as F
 
             lines = spark.read.text(path).where(F.trim("value") != "")
@@ -133,11 +179,7 @@ def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         return spark.read.json(
             path, schema=schema, mode="PERMISSIVE", columnNameOfCorruptRecord=CORRUPT
         )
-    header = _csv_header(path)
-    if header is None:  # an empty file: nothing landed
-        logger.warning("%s is empty", path)
-        return spark.createDataFrame([], "")
-    schema = ", ".join([f"`{n}` string" for n in header] + [f"{CORRUPT} string"])
+    schema = ", ".join([f"`{n}` string" for n in file.header] + [f"{CORRUPT} string"])
     return spark.read.csv(
         path,
         schema=schema,
@@ -151,26 +193,8 @@ def _read_one(spark: SparkSession, path: str, fmt: str) -> DataFrame:
         escape='"',
         # Only a file with a quote can hold a newline inside a field. Spark parses a
         # multi-line file in one task; a file of plain lines is split across the cores.
-        multiLine=_has_quote(path),
+        multiLine=file.multiline,
     )
-
-
-def _has_quote(path: str, chunk: int = 1 << 24) -> bool:
-    """Whether the file has a double quote anywhere (read in 16 MiB chunks)."""
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            if b'"' in block:
-                return True
-    return False
-
-
-def _csv_header(path: str) -> list[str] | None:
-    # utf-8-sig: a spreadsheet's byte-order mark is not part of the first column's name.
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as handle:
-        first = handle.readline()
-    if not first.strip():
-        return None
-    return [name.strip() for name in next(csv.reader(io.StringIO(first)))]
 
 
 def _json_keys(path: str) -> list[str]:

@@ -42,8 +42,9 @@ from regrow.catalog import (
     UNKNOWN,
     WINDOW_CLOSED,
     feature_columns,
+    key_columns,
 )
-from regrow.data.labels import labels_as_of
+from regrow.data.labels import cutoff_instant, labels_as_of, newest_matured_day, window_closed
 from regrow.data.transform import TrainsetError, Transform
 from regrow.settings import DatasetSettings, Settings, SplitSettings
 
@@ -63,11 +64,6 @@ MANIFEST, TRANSFORM = "manifest.json", "transform.json"
 
 class LeakageError(RuntimeError):
     """A training set holds information from after its cut-off, or its splits overlap."""
-
-
-def cutoff_instant(day: dt.date) -> dt.datetime:
-    """The cut-off day as an instant: 00:00 UTC of that day (exclusive)."""
-    return dt.datetime.combine(day, dt.time.min, tzinfo=dt.UTC)
 
 
 def _utc(frame: pd.DataFrame) -> pd.DataFrame:
@@ -140,7 +136,7 @@ def load_matured(
     days = _check_coverage(lakehouse, cutoff, cfg.window_days)
     at = cutoff_instant(cutoff)
     versions = {FEATURES: lakehouse.table_version(FEATURES)}
-    columns = [dataset.event_id, dataset.entity_id, dataset.event_timestamp, EVENT_DATE]
+    columns = [*key_columns(dataset), EVENT_DATE]
     events = lakehouse.read(
         spark, FEATURES, version=versions[FEATURES], partitions={EVENT_DATE: days}
     ).select(*columns, *feature_columns(dataset, settings.features))
@@ -155,10 +151,9 @@ def load_matured(
             f"`{dataset.label_timestamp}` timestamp, {LABEL_DATE} date"
         )  # fmt: skip
     labelled = labels_as_of(events, labels, dataset, at)
-    closed = F.col(dataset.event_timestamp) + F.make_interval(days=F.lit(dataset.label_delay_days))
     eligible = F.col(LABEL_STATUS) != F.lit(UNKNOWN)
     if cfg.matured == "window_closed":
-        eligible = eligible & (closed <= F.lit(at).cast("timestamp"))
+        eligible = eligible & window_closed(dataset, at)
     labelled = labelled.withColumn("__eligible", eligible).cache()
     counts = {
         r[LABEL_STATUS] + ("" if r["__eligible"] else "_excluded"): r["n"]
@@ -176,7 +171,7 @@ def load_matured(
         "candidates": {"events": total, **dict(sorted(counts.items()))},
     }
     if frame.empty:
-        first_closed = days[0] + dt.timedelta(days=dataset.label_delay_days)
+        first_closed = days[0] + (cutoff - newest_matured_day(dataset, cutoff))
         raise TrainsetError(
             f"cut-off {cutoff}: none of the {total} events of {days[0]}..{days[-1]} has a matured "
             f"label (split.matured={cfg.matured}; label windows are {dataset.label_delay_days} "
@@ -281,8 +276,10 @@ def check_leakage(
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             shared = set(splits[a][dataset.event_id]) & set(splits[b][dataset.event_id])
-            keys_a = set(zip(splits[a][dataset.entity_id], splits[a][ts], strict=True))
-            keys_b = set(zip(splits[b][dataset.entity_id], splits[b][ts], strict=True))
+            # Without an entity the event id is the only key.
+            entity = dataset.entity_id or dataset.event_id
+            keys_a = set(zip(splits[a][entity], splits[a][ts], strict=True))
+            keys_b = set(zip(splits[b][entity], splits[b][ts], strict=True))
             if shared or keys_a & keys_b:
                 example = sorted(shared)[:1] or sorted(keys_a & keys_b, key=str)[:1]
                 problems.append(
@@ -357,8 +354,7 @@ def build_trainset(
         splits[TRAIN], numeric, list(dataset.categorical_features), cfg.rare_category_min_count
     )
     keys = [
-        dataset.event_id, dataset.entity_id, dataset.event_timestamp, EVENT_DATE,
-        dataset.label, dataset.label_timestamp, LABEL_STATUS,
+        *key_columns(dataset), EVENT_DATE, dataset.label, dataset.label_timestamp, LABEL_STATUS,
     ]  # fmt: skip
     out = Path(output_dir or settings.resolve(cfg.output_dir))
     out.mkdir(parents=True, exist_ok=True)

@@ -130,9 +130,15 @@ def _rows(table: pa.Table) -> list[dict[str, Any]]:
     ]
 
 
+def _entity_column(dataset: DatasetSettings) -> str:
+    """What ``entity`` names: the contract's entity, else (no entity) the event id."""
+    return dataset.entity_id or dataset.event_id
+
+
 def lineage(lakehouse: Lakehouse, dataset: DatasetSettings, entity: str, day: dt.date) -> Lineage:
     """The lineage of every prediction of ``entity`` on ``day`` (its events' rows in
-    gold.predictions, champion and shadow).
+    gold.predictions, champion and shadow); ``entity`` is an event id when the contract
+    has no entity.
 
     Raises:
         LineageError: the day has no predictions, or the entity none on that day.
@@ -144,11 +150,12 @@ def lineage(lakehouse: Lakehouse, dataset: DatasetSettings, entity: str, day: dt
     )
     version = lakehouse.table_version(PREDICTIONS)
     day_rows = lakehouse.to_arrow(PREDICTIONS, version, {EVENT_DATE: day})
-    ids = pc.cast(day_rows[dataset.entity_id], "string")
+    key = _entity_column(dataset)
+    ids = pc.cast(day_rows[key], "string")
     found = day_rows.filter(pc.equal(ids, str(entity)))
     if found.num_rows == 0:
         raise LineageError(
-            f"entity {dataset.entity_id}={entity!r} has no prediction on {day} "
+            f"entity {key}={entity!r} has no prediction on {day} "
             f"({PREDICTIONS} v{version} has {day_rows.num_rows} rows that day)"
         )
     alias_order = pc.if_else(pc.equal(found[MODEL_ALIAS], "champion"), 0, 1)
@@ -170,7 +177,7 @@ def describe(result: Lineage, dataset: DatasetSettings) -> list[str]:
     through its parents to its training snapshot, Delta versions and git commit."""
     events = {p[dataset.event_id] for p in result.predictions}
     lines = [
-        f"{dataset.entity_id}={result.entity} on {result.day}: {len(events)} event(s), "
+        f"{_entity_column(dataset)}={result.entity} on {result.day}: {len(events)} event(s), "
         f"{len(result.predictions)} prediction row(s) "
         f"({', '.join(f'{t} v{v}' for t, v in result.tables.items())})",
         "predictions:",

@@ -44,6 +44,7 @@ from regrow.catalog import (
     TABLES,
     derived_columns,
 )
+from regrow.data.labels import cutoff_instant, labels_as_of, newest_matured_day
 from regrow.model.decisions import SCHEMA as DECISIONS_SCHEMA
 from regrow.monitoring import drift, performance, profile
 from regrow.monitoring.results import (
@@ -127,8 +128,9 @@ def _text(window: Window | None) -> str | None:
 
 
 def matured_day(settings: Settings, day: dt.date) -> dt.date:
-    """The newest day whose label window has closed by ``day``."""
-    return day - dt.timedelta(days=settings.dataset.label_delay_days)
+    """The newest day whose label windows have all closed by the end of ``day`` (the
+    boundary rule of :mod:`regrow.data.labels`)."""
+    return newest_matured_day(settings.dataset, day + dt.timedelta(days=1))
 
 
 # ------------------------------------------------------------------------- reports
@@ -480,23 +482,31 @@ def _histogram(ctx: StageContext, day: dt.date, labeled_by: dt.date | None):
         empty = spark.createDataFrame([], f"`{SCORE}` double, `label` int")
         return performance.score_histogram(empty, SCORE, "label" if labeled_by else None,
                                            resolution)  # fmt: skip
+    dataset = settings.dataset
     predictions = (
         lakehouse.read(spark, PREDICTIONS, partitions={EVENT_DATE: day})
         .where(F.col(MODEL_ALIAS) == CHAMPION)
-        .select(event_id, SCORE)
+        .select(event_id, dataset.event_timestamp, SCORE)
     )
     if labeled_by is None:
-        return performance.score_histogram(predictions, SCORE, None, resolution)
-    positives = (
+        return performance.score_histogram(predictions.select(SCORE), SCORE, None, resolution)
+    labels = (
         lakehouse.read(spark, SILVER_LABELS)
         .where((F.col(EVENT_DATE) == F.lit(day)) & (F.col(LABEL_DATE) <= F.lit(labeled_by)))
-        .where(_positive(ctx))
-        .select(event_id, F.lit(1).alias("label"))
+        .select(event_id, dataset.label, dataset.label_timestamp, LABEL_DATE)
         if lakehouse.exists(SILVER_LABELS)
-        else spark.createDataFrame([], f"`{event_id}` string, `label` int")
+        else spark.createDataFrame(
+            [], f"`{event_id}` string, `{dataset.label}` int, "
+            f"`{dataset.label_timestamp}` timestamp, {LABEL_DATE} date"
+        )
+    )  # fmt: skip
+    # Labels as a training set with the cut-off at the end of ``labeled_by`` knows them:
+    # the same boundary rule (an event whose label is still unknown has a null label,
+    # which the histogram counts apart).
+    cutoff = cutoff_instant(labeled_by + dt.timedelta(days=1))
+    labeled = labels_as_of(predictions, labels, dataset, cutoff).select(
+        SCORE, _positive(ctx).cast("int").alias("label")
     )
-    # The window has closed: an event without a positive label is a negative.
-    labeled = predictions.join(positives, event_id, "left").fillna(0, subset=["label"])
     return performance.score_histogram(labeled, SCORE, "label", resolution)
 
 

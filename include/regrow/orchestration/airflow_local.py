@@ -30,7 +30,7 @@ from pathlib import Path
 
 from regrow.orchestration.connect import HOST
 from regrow.orchestration.dags import DAGS_FOLDER, REPO_ROOT
-from regrow.settings import PARAMS_ENV, load_settings
+from regrow.settings import PARAMS_ENV, AirflowSettings, ConfigError, load_settings
 
 logger = logging.getLogger(__name__)
 
@@ -125,6 +125,22 @@ def ensure_db(env: Mapping[str, str]) -> None:
         logger.info("migrating the Airflow metadata DB in %s", home)
         _airflow(["db", "migrate"], env, f" in {home}")
         stamp.write_text(wanted)
+
+
+def check_logical_dates(cfg: AirflowSettings, days: list[dt.date]) -> None:
+    """Refuse days before ``airflow.start_date``: Airflow creates no task instance for a
+    logical date before a DAG's start, so such a run "succeeds" having done nothing.
+
+    Raises:
+        ConfigError: naming the first such day, ``airflow.start_date`` and the fix.
+    """
+    early = [d for d in days if d < cfg.start_date]
+    if early:
+        raise ConfigError(
+            f"{early[0]} is before airflow.start_date ({cfg.start_date}): Airflow would run no "
+            f"task for it and report success. Set airflow.start_date in params.yaml to "
+            f"{early[0]} or earlier (the first day of your data), or run a later day"
+        )
 
 
 def dags_test(

@@ -9,6 +9,7 @@ test's session-wide SparkSession).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regrow.model.registry import Registry
@@ -41,6 +42,7 @@ def stage_context(
     spark: SparkSession | None = None,
     registry: Registry | None = None,
     lakehouse: Lakehouse | None = None,
+    jvm_log: Path | None = None,
 ) -> StageContext:
     """The context stages run with.
 
@@ -51,10 +53,12 @@ def stage_context(
         spark, registry, lakehouse: ready-made ones; by default a SparkSession of the
             ``spark`` section and the registry of the ``mlflow`` section are made on first
             use, and the lakehouse of ``lakehouse.root``.
+        jvm_log: where a Spark made here sends its JVM's output (log4j, start-up
+            warnings) instead of this process's stderr; None: stderr.
     """
 
     def make_spark() -> SparkSession:
-        return spark if spark is not None else get_spark(settings.spark)
+        return spark if spark is not None else get_spark(settings.spark, jvm_log=jvm_log)
 
     def make_registry() -> Registry:
         return registry if registry is not None else Registry(settings)

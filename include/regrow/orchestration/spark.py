@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from regrow.orchestration import jars
@@ -139,13 +140,18 @@ _CLIENT_CONF = ("spark.sql.shuffle.partitions", "spark.sql.session.timeZone")
 
 
 def get_spark(
-    spark_settings: SparkSettings, extra_conf: dict[str, str] | None = None
+    spark_settings: SparkSettings,
+    extra_conf: dict[str, str] | None = None,
+    jvm_log: Path | None = None,
 ) -> SparkSession:
     """Get or create the SparkSession described by the ``spark`` section: a Spark Connect
     session when :func:`remote_url` names a server, else a Spark in this process.
 
     Python workers must run this interpreter (it has pyarrow and regrow), so
-    ``PYSPARK_PYTHON`` defaults to ``sys.executable``. Time is UTC everywhere.
+    ``PYSPARK_PYTHON`` defaults to ``sys.executable``. Time is UTC everywhere. With
+    ``jvm_log``, a JVM started here writes its output (log4j's start-up warnings, "Setting
+    default log level", the JVM's own) to that file, not to this process's stderr: the
+    CLI prints only its own lines.
 
     Raises:
         SparkServerError: the Spark Connect server does not answer (its address named).
@@ -179,6 +185,27 @@ def get_spark(
         )
     for key, value in {**session_conf(spark_settings), **(extra_conf or {})}.items():
         builder = builder.config(key, value)
+    if jvm_log is not None and not submitted:
+        _launch_jvm(builder, jvm_log)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def _launch_jvm(builder: SparkSession.Builder, log: Path) -> None:
+    """Start the driver JVM (unless this process has one) with its stdout and stderr
+    appended to ``log``: ``getOrCreate`` then uses it. The JVM gets the builder's conf on
+    its command line, as ``getOrCreate`` would have passed it."""
+    from pyspark import SparkConf, SparkContext
+    from pyspark.java_gateway import launch_gateway
+
+    with SparkContext._lock:
+        if SparkContext._gateway is not None:
+            return
+        conf = SparkConf(loadDefaults=False)
+        conf.setAll(list(builder._options.items()))
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("ab") as out:
+            gateway = launch_gateway(conf, popen_kwargs={"stdout": out, "stderr": out})
+        SparkContext._gateway = gateway
+        SparkContext._jvm = gateway.jvm

@@ -17,3 +17,8 @@ class MissingPartitionError(LakehouseError):
 
 class SchemaChangeError(LakehouseError):
     """A write whose column types differ from the table's (only additive changes merge)."""
+
+
+class StorageUnreachableError(LakehouseError):
+    """S3 (or another store) cannot be reached, refuses the credentials, or lacks the
+    bucket: the message names the URI, the endpoint and the setting to fix."""

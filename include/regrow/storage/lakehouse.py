@@ -59,9 +59,17 @@ from regrow.storage.errors import (
     LakehouseError,
     MissingPartitionError,
     SchemaChangeError,
+    StorageUnreachableError,
     TableNotFoundError,
 )
-from regrow.storage.options import fsspec_fs, s3a_conf, storage_options, task_storage_options
+from regrow.storage.options import (
+    describe_unreachable,
+    fsspec_fs,
+    reaching,
+    s3a_conf,
+    storage_options,
+    task_storage_options,
+)
 from regrow.storage.reader import (
     check_columns,
     count_rows,
@@ -221,10 +229,19 @@ class Lakehouse:
 
     # ------------------------------------------------------------------------ metadata
     def delta_table(self, table: str, version: int | None = None) -> DeltaTable:
-        return self._location(table).load(version)
+        with self._reaching(table):
+            return self._location(table).load(version)
 
     def exists(self, table: str) -> bool:
-        return self._location(table).exists()
+        with self._reaching(table):
+            return self._location(table).exists()
+
+    def _reaching(self, table: str | None = None):
+        """A block whose S3-cannot-be-reached error names the table's URI, lakehouse.root
+        and the endpoint (:func:`.options.reaching`)."""
+        uri = self.uri(table) if table else self.root
+        return reaching(uri, "lakehouse.root", self.storage_options(),
+                        "lakehouse.storage_options")  # fmt: skip
 
     def table_version(self, table: str) -> int:
         return self.delta_table(table).version()
@@ -285,7 +302,14 @@ class Lakehouse:
         """Every Delta table found under the root (``layer/name/_delta_log``)."""
         fs, root = fsspec_fs(self.root, self.storage_options())
         infos = []
-        for log_dir in sorted(fs.glob(f"{root}/*/*/_delta_log")):
+        with self._reaching():
+            log_dirs = sorted(fs.glob(f"{root}/*/*/_delta_log"))
+            if not log_dirs and self.is_remote and not fs.exists(root.split("/")[0]):
+                raise StorageUnreachableError(
+                    describe_unreachable(self.root, "lakehouse.root", self.storage_options(),
+                                         "the bucket does not exist", "lakehouse.storage_options")
+                )  # fmt: skip
+        for log_dir in log_dirs:
             layer, name = log_dir.rstrip("/").split("/")[-3:-1]
             table = f"{layer}.{name}"
             dt_ = self.delta_table(table)

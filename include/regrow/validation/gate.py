@@ -24,7 +24,7 @@ from regrow.catalog import (
     TABLES,
     VALIDATION,
 )
-from regrow.settings import Settings
+from regrow.settings import Settings, ValidationSettings
 from regrow.validation.outcomes import (
     OUTCOME_SCHEMA,
     ValidationError,
@@ -63,9 +63,7 @@ def suite_for(settings: Settings, table: str) -> gx.ExpectationSuite:
             (e.g. ``features.windows`` changed): regenerate and review it.
     """
     path = suite_path(settings.resolve(settings.validation.expectations_dir), table)
-    generated = build_suite(
-        settings.dataset, table, settings.validation.allowed_values, settings.features
-    )
+    generated = build_suite(settings.dataset, table, settings.features)
     if not path.is_file():
         logger.warning(
             "no suite file %s: validating %s with the suite generated from the contract "
@@ -94,6 +92,20 @@ def _column_set(suite: gx.ExpectationSuite) -> list[str] | None:
     return None
 
 
+def quarantine_limit(cfg: ValidationSettings, landed: int) -> int:
+    """The most quarantined rows a day of ``landed`` rows (bronze + quarantined, all
+    kinds) may have before the gate blocks it: ``max_quarantine_fraction`` of them, but
+    never fewer than ``min_quarantined_to_block`` - 1 (a few bad rows in a small day are
+    row errors, quarantined with their reasons, not a broken feed)."""
+    by_fraction = math.floor(cfg.max_quarantine_fraction * landed)
+    return max(by_fraction, cfg.min_quarantined_to_block - 1)
+
+
+def blocked_by_quarantine(cfg: ValidationSettings, landed: int, quarantined: int) -> bool:
+    """Whether the gate blocks a day of ``landed`` rows for its ``quarantined`` rows."""
+    return quarantined > quarantine_limit(cfg, landed)
+
+
 def validate_day(
     ctx: StageContext,
     day: dt.date,
@@ -111,7 +123,7 @@ def validate_day(
     landed = sum(
         partition_counts(lakehouse, t).get(str(day), 0) for t in (EVENTS, LABELS, QUARANTINE)
     )
-    max_quarantined = math.floor(cfg.max_quarantine_fraction * landed)
+    max_quarantined = quarantine_limit(cfg, landed)
     unknown = [t for t in tables if t not in SUITES]
     if unknown:
         raise SuiteError(f"no suite is defined for table {unknown[0]!r} (known: {sorted(SUITES)})")
@@ -141,8 +153,7 @@ def validate_day(
             raise_on_critical=False,
             data_docs=data_docs,
         )
-        for warning in outcome.warnings:
-            logger.warning("%s %s: warning: %s", table, day, warning.describe())
+        # Its warnings were logged by the runner, once.
         logger.info(
             "%s %s: %s; Data Docs: %s",
             table,

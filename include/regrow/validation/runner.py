@@ -193,7 +193,7 @@ def validate(
         suite=suite.name,
         run_id=run_id,
         validated_at=now,
-        results=_outcomes_of(suite_result.results),
+        results=_outcomes_of(suite_result.results, values, recent_counts),
         data_docs_path=unquote(urlparse(url).path) if url else None,
     )
     logger.info(
@@ -206,7 +206,7 @@ def validate(
         outcome.data_docs_path,
     )
     for warning in outcome.warnings:
-        logger.warning("%s %s: %s", table, outcome.partition_str, warning.describe())
+        logger.warning("%s %s: warning: %s", table, outcome.partition_str, warning.describe(table))
     if raise_on_critical:
         outcome.raise_for_critical()
     return outcome

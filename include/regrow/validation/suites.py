@@ -85,7 +85,7 @@ class SuiteError(ValueError):
     """A suite file or expectation configuration regrow cannot use as written."""
 
 
-Expectations = Callable[[DatasetSettings, Mapping[str, Sequence[str]], FeatureSettings], list]
+Expectations = Callable[[DatasetSettings, FeatureSettings], list]
 
 
 def _expect(kind: str, severity: Severity, row_level: bool = False, **kwargs: Any):
@@ -149,14 +149,12 @@ def _label_in_domain(dataset: DatasetSettings, row_level: bool = False) -> list:
     return [_expect("ExpectColumnValuesToBeInSet", CRITICAL, row_level, **domain)]
 
 
-def _event_expectations(
-    dataset: DatasetSettings, allowed_values: Mapping[str, Sequence[str]], _: FeatureSettings
-) -> list:
+def _event_expectations(dataset: DatasetSettings, _: FeatureSettings) -> list:
     columns = {**dataset.event_columns(), EVENT_DATE: "date", **_META_COLUMNS}
     out = _schema_expectations(columns)
     # A day without a single event is a missing or empty feed, not a quiet day.
     out.append(_expect("ExpectTableRowCountToBeBetween", CRITICAL, min_value=1))
-    out += _not_null([dataset.event_id, dataset.entity_id, dataset.event_timestamp])
+    out += _not_null(dataset.id_columns())
     out.append(_expect("ExpectColumnValuesToBeUnique", CRITICAL, column=dataset.event_id))
     out += _on_the_day(dataset.event_timestamp, row_level=True)
     # A null feature is allowed (the model imputes); many nulls mean a broken feed.
@@ -164,16 +162,19 @@ def _event_expectations(
         _expect("ExpectColumnValuesToNotBeNull", WARNING, column=c, mostly=DEFAULT_NOT_NULL_MOSTLY)
         for c in dataset.features
     ]
-    # A category outside the allowed set is recorded, not rejected: a new value is drift
-    # for monitoring to measure, and the row is still a valid event.
-    for column, values in allowed_values.items():
-        if column not in dataset.categorical_features:
-            raise SuiteError(
-                f"allowed_values names {column!r}, which is not a categorical feature of the "
-                f"contract ({dataset.categorical_features})"
-            )
+    # The contract's value rules: ingest quarantines the rows that break them, so these
+    # only fail on rows written otherwise. A category outside the allowed set is recorded,
+    # not rejected (unless the contract says reject): a new value is drift for monitoring
+    # to measure, and the row is still a valid event.
+    for column, bounds in dataset.value_ranges.items():
         out.append(
-            _expect("ExpectColumnValuesToBeInSet", WARNING, column=column, value_set=list(values))
+            _expect("ExpectColumnValuesToBeBetween", CRITICAL, column=column,
+                    min_value=bounds.min, max_value=bounds.max)
+        )  # fmt: skip
+    unknown = CRITICAL if dataset.unknown_categories == "reject" else WARNING
+    for column, values in dataset.allowed_values.items():
+        out.append(
+            _expect("ExpectColumnValuesToBeInSet", unknown, column=column, value_set=list(values))
         )
     return out + _row_count()
 
@@ -228,9 +229,7 @@ def _source_rows() -> list:
     ]
 
 
-def _silver_feature_expectations(
-    dataset: DatasetSettings, _: Mapping[str, Sequence[str]], features: FeatureSettings
-) -> list:
+def _silver_feature_expectations(dataset: DatasetSettings, features: FeatureSettings) -> list:
     """One row per bronze event of the day, keys present, and window aggregates that are
     counts of earlier events (never negative, never counting the event itself)."""
     derived = derived_columns(features)
@@ -243,7 +242,7 @@ def _silver_feature_expectations(
     }
     out = _schema_expectations(columns)
     out += _source_rows()
-    out += _not_null([dataset.event_id, dataset.entity_id, dataset.event_timestamp])
+    out += _not_null(dataset.id_columns())
     out.append(_expect("ExpectColumnValuesToBeUnique", CRITICAL, column=dataset.event_id))
     out += _on_the_day(dataset.event_timestamp)
     counts = [c for c, t in derived.items() if t == "long"]
@@ -270,10 +269,7 @@ def _silver_label_expectations(dataset: DatasetSettings, *_: Any) -> list:
     columns = {**label_columns(dataset), SOURCE_VERSIONS: "string", RUN_ID: "string"}
     out = _schema_expectations(columns)
     out += _source_rows()
-    out += _not_null(
-        [dataset.event_id, dataset.entity_id, dataset.event_timestamp, dataset.label,
-         dataset.label_timestamp]
-    )  # fmt: skip
+    out += _not_null([*dataset.id_columns(), dataset.label, dataset.label_timestamp])
     out.append(_expect("ExpectColumnValuesToBeUnique", CRITICAL, column=dataset.event_id))
     out += _label_in_domain(dataset)
     out.append(
@@ -295,10 +291,7 @@ def _prediction_expectations(dataset: DatasetSettings, *_: Any) -> list:
 
     champion_rows = GxColumn(MODEL_ALIAS) == ALIASES[0]
     out = _schema_expectations(prediction_columns(dataset))
-    out += _not_null(
-        [dataset.event_id, dataset.entity_id, dataset.event_timestamp, SCORE, MODEL_NAME,
-         MODEL_VERSION, MODEL_ALIAS]
-    )  # fmt: skip
+    out += _not_null([*dataset.id_columns(), SCORE, MODEL_NAME, MODEL_VERSION, MODEL_ALIAS])
     out += [
         _expect("ExpectColumnValuesToBeBetween", CRITICAL, column=SCORE, min_value=0, max_value=1),
         _expect("ExpectColumnValuesToBeInSet", CRITICAL, column=MODEL_ALIAS,
@@ -313,7 +306,7 @@ def _prediction_expectations(dataset: DatasetSettings, *_: Any) -> list:
 
 
 # The tables that have a suite, and the function listing each one's expectations (from
-# the contract, the allowed category values and the feature settings).
+# the contract, its value rules included, and the feature settings).
 SUITES: dict[str, Expectations] = {
     EVENTS: _event_expectations,
     LABELS: _label_expectations,
@@ -325,23 +318,19 @@ SUITES: dict[str, Expectations] = {
 
 
 def build_suite(
-    dataset: DatasetSettings,
-    table: str,
-    allowed_values: Mapping[str, Sequence[str]] | None = None,
-    features: FeatureSettings | None = None,
+    dataset: DatasetSettings, table: str, features: FeatureSettings | None = None
 ) -> gx.ExpectationSuite:
-    """The expectation suite of ``table``, generated from the schema contract.
+    """The expectation suite of ``table``, generated from the schema contract (its
+    ``value_ranges`` and ``allowed_values`` included: nothing is derived from data).
 
     Args:
-        allowed_values: ``{categorical column: allowed values}``; absent columns get no
-            value-set expectation (nothing is derived from data).
         features: the feature settings silver.features is built with (default: defaults).
     """
     import great_expectations as gx
 
     if table not in SUITES:
         raise SuiteError(f"no suite is defined for table {table!r} (known: {sorted(SUITES)})")
-    expectations = SUITES[table](dataset, allowed_values or {}, features or FeatureSettings())
+    expectations = SUITES[table](dataset, features or FeatureSettings())
     return gx.ExpectationSuite(
         name=table,
         expectations=expectations,
@@ -369,7 +358,6 @@ def suite_path(directory: str | os.PathLike[str], table: str) -> Path:
 def write_suites(
     dataset: DatasetSettings,
     directory: str | os.PathLike[str],
-    allowed_values: Mapping[str, Sequence[str]] | None = None,
     features: FeatureSettings | None = None,
 ) -> list[Path]:
     """Write every table's generated suite as reviewable JSON; returns the files written."""
@@ -377,7 +365,7 @@ def write_suites(
     written = []
     for table in SUITES:
         path = suite_path(directory, table)
-        suite = build_suite(dataset, table, allowed_values, features)
+        suite = build_suite(dataset, table, features)
         path.write_text(_suite_json(suite), encoding="utf-8")
         written.append(path)
         logger.info("wrote suite %s", path)

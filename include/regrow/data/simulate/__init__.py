@@ -25,7 +25,7 @@ per-day counts.
 """
 
 from regrow.data.simulate.ground_truth import TRUTH_FILE
-from regrow.data.simulate.landing_files import SimulationSummary, write_landing
+from regrow.data.simulate.landing_files import SimulationSummary, claim_landing, write_landing
 from regrow.data.simulate.world import (
     BOOLEAN_FEATURES,
     CATEGORICAL_FEATURES,
@@ -53,6 +53,7 @@ __all__ = [
     "TRUTH_LABEL_TIME",
     "SimulationSummary",
     "check_contract",
+    "claim_landing",
     "simulate_day",
     "write_landing",
 ]

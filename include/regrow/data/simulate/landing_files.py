@@ -47,6 +47,32 @@ class SimulationSummary:
     truth_path: str
 
 
+def claim_landing(root: str, replace: bool = False) -> None:
+    """Check that the simulator may write under ``root`` (resolved landing path): it is
+    empty, or an earlier simulation's (it has ``_scenario.json``). With ``replace``, the
+    earlier simulation's ``events/`` and ``labels/`` folders are removed first, so days it
+    wrote beyond this run's are gone.
+
+    Raises:
+        ValueError: ``root`` holds landing files the simulator did not write (the user's
+            own data), naming the path and the setting that leaves it alone.
+    """
+    fs, _ = fsspec.core.url_to_fs(root)
+    root = root.rstrip("/")
+    folders = [f"{root}/{kind}" for kind in ("events", "labels") if fs.exists(f"{root}/{kind}")]
+    if not any(fs.find(folder) for folder in folders):
+        return
+    if not fs.exists(f"{root}/{TRUTH_FILE}"):
+        raise ValueError(
+            f"landing.path {root} holds files the simulator did not write (no {TRUTH_FILE}): "
+            "it will not overwrite them. For your own data set simulator.enabled: false "
+            "(or remove the simulator section); to simulate, point landing.path elsewhere"
+        )
+    if replace:
+        for folder in folders:
+            fs.rm(folder, recursive=True)
+
+
 def write_landing(
     dataset: DatasetSettings,
     sim: SimulatorSettings,

@@ -96,6 +96,8 @@ def check_contract(dataset: DatasetSettings) -> None:
     clashes = sorted({dataset.label, dataset.label_timestamp} & ours)
     if clashes:
         problems.append(f"label columns {clashes} clash with simulated features")
+    if dataset.entity_id is None:
+        problems.append("no entity_id (the simulator's transactions belong to cards)")
     if problems:
         raise ValueError(
             f"dataset {dataset.name!r}: the contract does not match the simulated card "

@@ -1,0 +1,255 @@
+"""The contract's row rules beyond types: keys that stay keys, clean text, valid values.
+
+Each rule is a pair of functions building the failing condition and the quarantine
+reason (the ``checks`` of :func:`regrow.data.ingest.split_rows`), or, for text, a reason
+that is null when the value is fine. Column names come from the ``dataset`` contract.
+
+- keys (event id, entity id) lose surrounding whitespace (``key_whitespace: trim``) or
+  the row is rejected (``reject``): ``" c1"`` is never a second entity;
+- text may not hold control characters other than tab, line feed and carriage return
+  (a quoted CSV field may span lines), nor be longer than ``max_string_length``;
+- numeric features stay within ``value_ranges``; categorical ones within
+  ``allowed_values`` when ``unknown_categories: reject``;
+- an event id already in ``bronze.events`` on an earlier day is a duplicate
+  (:func:`with_earlier_events`), as is one repeated within the day;
+- a label's event has the label's entity (when the label file carries it), and the label
+  did not arrive before its event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING
+
+from regrow.catalog import EVENT_DATE, EVENTS, SOURCE_FILE
+from regrow.settings import DatasetSettings
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+    from regrow.storage.lakehouse import Lakehouse
+
+# C0 control characters and DEL, except tab, line feed and carriage return.
+_CONTROL = r"[\x00-\x08\x0B\x0C\x0E-\x1F\x7F]"
+# Working columns carried into split_rows: where an event id first landed, and the event
+# a label belongs to.
+FIRST_LANDED = "__first_landed"
+EVENT_ENTITY, EVENT_TIME = "__event_entity", "__event_time"
+
+
+# Whitespace around a key: Unicode White_Space (spaces, tabs, line breaks, no-break space).
+_WHITESPACE = [
+    *"\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000",
+    *map(chr, range(0x2000, 0x200B)),
+]
+
+
+def strip_key(value: Column) -> Column:
+    """``value`` without surrounding whitespace (one pass, no regex)."""
+    from pyspark.sql import functions as F
+
+    return F.btrim(value, F.lit("".join(_WHITESPACE)))
+
+
+def key_in_file(value: Column, dataset: DatasetSettings) -> Column:
+    """A key as landed, as it is compared and stored (trimmed unless keys are rejected)."""
+    return strip_key(value) if dataset.key_whitespace == "trim" else value
+
+
+def suspect_text(values: list[Column], dataset: DatasetSettings) -> Column:
+    """Whether any of a row's text ``values`` may break a text rule: one regex over their
+    concatenation per row, so the exact per-column rules only run on the rare row that
+    does (five regexes per row made a day's parse a third slower)."""
+    from pyspark.sql import functions as F
+
+    joined = F.concat_ws("", *values)
+    suspect = joined.rlike(_CONTROL)
+    if dataset.max_string_length is not None:
+        suspect = suspect | (F.length(joined) > dataset.max_string_length)
+    if dataset.key_whitespace == "reject":
+        suspect = F.lit(True)  # keys are checked on their own
+    return suspect
+
+
+def text_reasons(
+    column: str, value: Column, dataset: DatasetSettings, key: bool, suspect: Column
+) -> Column:
+    """Why a landed text value ``value`` of ``column`` is rejected, or null: whitespace
+    around a key (with ``key_whitespace: reject``), a control character, or more
+    characters than ``max_string_length``. Only worked out when ``suspect``."""
+    from pyspark.sql import functions as F
+
+    shown = F.to_json(F.array(value))
+    out = []
+    if key and dataset.key_whitespace == "reject":
+        out.append(
+            F.when(
+                (strip_key(value) != value) & (strip_key(value) != ""),
+                F.concat(
+                    F.lit(f"{column}: "),
+                    shown,
+                    F.lit(" has whitespace around it (dataset.key_whitespace: reject)"),
+                ),
+            )
+        )
+    control = F.regexp_extract(value, f"({_CONTROL})", 1)
+    out.append(
+        F.when(
+            value.rlike(_CONTROL),
+            F.concat(
+                F.lit(f"{column}: control character "),
+                F.format_string("U+%04X", F.ascii(control)),
+                F.lit(" in the value (only tab and line breaks are allowed in text)"),
+            ),
+        )
+    )
+    if dataset.max_string_length is not None:
+        limit = dataset.max_string_length
+        out.append(
+            F.when(
+                F.length(value) > limit,
+                F.concat(
+                    F.lit(f"{column}: "),
+                    F.length(value).cast("string"),
+                    F.lit(
+                        f" characters, longer than the maximum {limit} (dataset.max_string_length)"
+                    ),
+                ),
+            )
+        )
+    return F.when(suspect, F.nullif(F.concat_ws("; ", *out), F.lit("")))
+
+
+def value_rules(dataset: DatasetSettings) -> list:
+    """Rules of ``value_ranges`` and, with ``unknown_categories: reject``, ``allowed_values``."""
+    from pyspark.sql import functions as F
+
+    rules = []
+    for column, bounds in dataset.value_ranges.items():
+        value = F.col(f"`{column}`")
+        for bound, word, outside in (
+            (bounds.min, "below the minimum", lambda v, b: v < F.lit(b)),
+            (bounds.max, "above the maximum", lambda v, b: v > F.lit(b)),
+        ):
+            if bound is None:
+                continue
+            rules.append(
+                (
+                    lambda v=value, b=bound, o=outside: v.isNotNull() & o(v, b),
+                    lambda c=column, v=value, w=word, b=bound: F.concat(
+                        F.lit(f"{c}: "), v.cast("string"), F.lit(f" is {w} {b:g}")
+                    ),
+                )
+            )
+    if dataset.unknown_categories == "reject":
+        for column, allowed in dataset.allowed_values.items():
+            value = F.col(f"`{column}`")
+            rules.append(
+                (
+                    lambda v=value, a=allowed: v.isNotNull() & ~v.isin(list(a)),
+                    lambda c=column, v=value, a=allowed: F.concat(
+                        F.lit(f"{c}: "),
+                        F.to_json(F.array(v)),
+                        F.lit(f" is not an allowed value {_shown(a)} (dataset.allowed_values)"),
+                    ),
+                )
+            )
+    return rules
+
+
+def _shown(values: list[str], first: int = 10) -> str:
+    more = f", ... {len(values) - first} more" if len(values) > first else ""
+    return "[" + ", ".join(values[:first]) + more + "]"
+
+
+def duplicate_rule(dataset: DatasetSettings) -> tuple:
+    """An event whose id :func:`with_earlier_events` found on an earlier day."""
+    from pyspark.sql import functions as F
+
+    first = F.col(FIRST_LANDED)
+    return (
+        lambda: first.isNotNull(),
+        lambda: F.concat(
+            F.lit(f"duplicate {dataset.event_id} (first landed in "),
+            first[SOURCE_FILE],
+            F.lit(f", in {EVENTS} on "),
+            first[EVENT_DATE].cast("string"),
+            F.lit(")"),
+        ),
+    )
+
+
+def with_earlier_events(
+    raw: DataFrame, lakehouse: Lakehouse, dataset: DatasetSettings, day: dt.date
+) -> DataFrame:
+    """``raw`` events with ``__first_landed`` (the ``event_date`` and ``_source_file`` of
+    the same id in ``bronze.events``), looked up on the days before ``day`` within
+    ``duplicate_lookback_days`` (all of them when null). ``day``'s own partition is left
+    out, so that rerunning a day does not find its own rows.
+
+    Only the id, day and file columns of those partitions are read; their ids are
+    aggregated to one row each (a hash aggregate), then joined (Spark broadcasts them
+    when they are few).
+    """
+    from pyspark.sql import functions as F
+
+    lookback = dataset.duplicate_lookback_days
+    first = None if lookback is None else day - dt.timedelta(days=lookback)
+    days = sorted(
+        dt.date.fromisoformat(d)
+        for d, n in lakehouse.partition_rows(EVENTS, EVENT_DATE).items()
+        if n
+        and dt.date.fromisoformat(d) < day
+        and (first is None or dt.date.fromisoformat(d) >= first)
+    )
+    if not days:
+        kind = f"struct<{EVENT_DATE}:date,{SOURCE_FILE}:string>"
+        return raw.withColumn(FIRST_LANDED, F.lit(None).cast(kind))
+    earlier = lakehouse.read(raw.sparkSession, EVENTS, partitions={EVENT_DATE: days})
+    landed = earlier.groupBy(F.col(f"`{dataset.event_id}`").alias("__earlier_id")).agg(
+        F.min(F.struct(F.col(EVENT_DATE), F.col(SOURCE_FILE))).alias(FIRST_LANDED)
+    )
+    key = key_in_file(raw[f"`{dataset.event_id}`"], dataset)
+    return raw.join(landed, key == landed["__earlier_id"], "left").drop("__earlier_id")
+
+
+def event_match_rules(dataset: DatasetSettings) -> list:
+    """Rules of a label against its event (``__event_entity``, ``__event_time`` set by
+    :func:`regrow.data.ingest.with_known_events`): the same entity, when the label file
+    carries it, and a label time not before the event's time."""
+    from pyspark.sql import functions as F
+
+    event = F.col(f"`{dataset.event_id}`")
+    ts = F.col(f"`{dataset.label_timestamp}`")
+    rules = [
+        (
+            lambda: ts.isNotNull() & (ts < F.col(EVENT_TIME)),
+            lambda: F.concat(
+                F.lit(f"{dataset.label_timestamp} "),
+                ts.cast("string"),
+                F.lit(f" is before its event's {dataset.event_timestamp} "),
+                F.col(EVENT_TIME).cast("string"),
+            ),
+        )
+    ]
+    if dataset.entity_id is not None:
+        entity = F.col(f"`{dataset.entity_id}`")
+        rules.append(
+            (
+                lambda: (
+                    entity.isNotNull()
+                    & F.col(EVENT_ENTITY).isNotNull()
+                    & (entity != F.col(EVENT_ENTITY))
+                ),
+                lambda: F.concat(
+                    F.lit(f"{dataset.entity_id} "),
+                    entity,
+                    F.lit(f" is not the entity of {dataset.event_id} "),
+                    event,
+                    F.lit(" (its event has "),
+                    F.col(EVENT_ENTITY),
+                    F.lit(")"),
+                ),
+            )
+        )
+    return rules
