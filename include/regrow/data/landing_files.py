@@ -91,7 +91,7 @@ def stage(file: LandingFile, fmt: str, staging: str, index: int) -> StagedFile:
             return _refuse(source, f"{file.compression} data that cannot be decompressed ({err})")
         local = target
         head = _head(local)
-    problem = _not_a(fmt, head, file.compression is None)
+    problem = _not_a(fmt, head)
     if problem:
         return _refuse(source, problem)
     if fmt == "parquet":
@@ -143,7 +143,7 @@ def _what(head: bytes) -> str:
     return "it is text (CSV or lines)"
 
 
-def _not_a(fmt: str, head: bytes, plain: bool) -> str | None:
+def _not_a(fmt: str, head: bytes) -> str | None:
     """Why a file's first bytes are not a file of ``fmt`` (None when they may be)."""
     if fmt == "parquet":
         if head.startswith(b"PAR1"):
@@ -276,7 +276,9 @@ def _refuse_records(
     return StagedFile(source, None, rejected=rejected)
 
 
-def _plain_records(path: str, header_line: int, fields: int) -> tuple[int, list[_Record]]:
+def _plain_records(
+    path: str, header_line: int, fields: int, chunk: int = 1 << 24
+) -> tuple[int, list[_Record]]:
     """The records of a file without a quote: each non-blank line after the header, its
     fields its commas plus one. Returns the number of records Spark reads and those taken
     out. The commas of every line are counted in bulk (numpy, 16 MiB at a time: 0.15 s for
@@ -287,7 +289,7 @@ def _plain_records(path: str, header_line: int, fields: int) -> tuple[int, list[
     good, bad, before, carry = 0, [], 0, b""
     with open(path, "rb") as handle:
         while True:
-            block = handle.read(1 << 24)
+            block = handle.read(chunk)
             data = carry + block
             if not data:
                 return good, bad
@@ -379,6 +381,14 @@ def _quoted_records(lines: list[str], header_line: int, fields: int) -> list[_Re
             if "unexpected end of data" in str(err):
                 problem = "malformed record: a quote opened on this line never closes"
                 last = first  # only this line: the parse resumes after it
+            elif start + reader.line_num > first:
+                # The quote that "closed" it is the opening quote of a later record: the
+                # stray one is on this line, and the lines after it are records again.
+                problem = (
+                    "malformed record: a quote opened on this line closes on a later line "
+                    "with text after it"
+                )
+                last = first
             else:
                 problem = f"malformed record: {err} (a quote inside a quoted field is doubled)"
                 last = max(first, start + reader.line_num)
