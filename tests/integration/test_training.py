@@ -320,7 +320,7 @@ def test_an_unreachable_registry_fails_clearly_and_leaves_the_aliases(make_setti
     port = _free_port()
     uri = f"http://127.0.0.1:{port}"
     settings = make_settings(
-        simulator=STABLE, mlflow={"tracking_uri": uri, "http_timeout_seconds": 3}
+        simulator=STABLE, mlflow={"tracking_uri": uri, "http_timeout_seconds": 20}
     )
     server = _mlflow_server(tmp_path, port)
     try:
