@@ -15,13 +15,38 @@ def test_plain_records_are_the_same_whatever_the_chunks(tmp_path, chunk):
     path = tmp_path / "f.csv"
     path.write_bytes(b"".join(LINES))
 
-    good, bad = _plain_records(str(path), header_line=1, fields=3, chunk=chunk)
+    good, bad, (longest, control) = _plain_records(str(path), header_line=1, fields=3, chunk=chunk)
 
     assert good == 3  # 1,2,3 / 6,7,8 / x,y,z: blank and white-space lines are no record
     assert [(r.first, r.text, r.problem) for r in bad] == [
         (5, "4,5", "malformed record: 2 field(s) where the header has 3"),
         (7, "9,10,11,12", "malformed record: 4 field(s) where the header has 3"),
     ]
+    assert (longest, control) == (len("9,10,11,12"), False)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 24])
+@pytest.mark.parametrize(
+    ("value", "control"),
+    [
+        (b"tab\there", False),
+        (b"nul\x00", True),
+        (b"del\x7f", True),
+        (b"\x1b[0m", True),
+        ("ü-ß\u00a0".encode(), False),
+    ],  # fmt: skip
+)
+def test_the_bytes_tell_whether_any_value_holds_a_control_character(
+    tmp_path, chunk, value, control
+):
+    # What lets ingest skip the control-character rule on a file: no false "clean".
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"a,b\r\n1,x\r\n2," + value + b"\r\n3,y")
+
+    *_, (longest, found) = _plain_records(str(path), header_line=1, fields=2, chunk=chunk)
+
+    assert found is control
+    assert longest >= len(b"2," + value)
 
 
 def test_an_unterminated_quote_takes_out_its_line_and_the_parse_resumes():

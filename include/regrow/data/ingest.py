@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -113,7 +113,7 @@ def split_rows(
     dedupe_key: str,
     latest_by: str | None = None,
     dataset: DatasetSettings | None = None,
-    optional: Sequence[str] = (),
+    text_is_clean: bool = False,
 ) -> tuple[DataFrame, DataFrame, dict[str, int]]:
     """Type the raw string columns and split rows into (good, rejected-with-reason, and
     the number of rows in per source file).
@@ -125,19 +125,14 @@ def split_rows(
     ``dedupe_key``: the first by file name and position is kept, or with ``latest_by`` the
     row with the latest value of that column (a revised label replaces the earlier one).
     With ``dataset``, its text rules apply too (:mod:`regrow.data.row_rules`: whitespace
-    around keys, control characters, the maximum length). A file may lack the
-    ``optional`` columns (they are null). The ``__*`` columns travel with both halves.
+    around keys, control characters, the maximum length); ``text_is_clean`` says the
+    files' bytes hold no control character and no over-long value, which spares the scan
+    of every value for them. The ``__*`` columns travel with both halves.
     """
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     carried = [c for c in raw.columns if c.startswith("__")]  # inputs of ``checks``
-    if optional:  # a file that lacks only optional columns lacks nothing
-        lacking = F.array_join(
-            F.array_except(F.split(F.col(MISSING_COLUMNS), ","), F.array(*map(F.lit, optional))),
-            ",",
-        )
-        raw = raw.withColumn(MISSING_COLUMNS, F.when(lacking != "", lacking))
     keys = [c for c in (dataset.event_id, dataset.entity_id) if c in types] if dataset else []
     typed = raw.select(
         *[F.col(f"`{c}`").alias(f"__s_{c}") for c in types],
@@ -154,7 +149,7 @@ def split_rows(
         texts = [F.col(f"`__s_{c}`") for c, t in types.items() if t == "string"]
         typed = typed.select(
             "*",
-            suspect_text(texts, dataset).alias("__suspect"),
+            suspect_text(texts, dataset, text_is_clean).alias("__suspect"),
             *[key_in_file(F.col(f"`__s_{c}`"), dataset).alias(f"__k_{c}") for c in keys],
         )
         suspect = F.col("__suspect")
@@ -505,7 +500,9 @@ def _ingest_kind(
     )
     good, rejected, parsed = split_rows(
         raw, types, plan.required, plan.rules, dedupe_key=dedupe_key, latest_by=plan.latest_by,
-        dataset=plan.contract, optional=plan.optional,
+        dataset=plan.contract,
+        text_is_clean=plan.contract is not None
+        and landed.text_is_clean(plan.contract.max_string_length),
     )  # fmt: skip
     _reconcile(parsed, landed, kind, day)
     taken_out = _python_rejects(raw.sparkSession, landed)

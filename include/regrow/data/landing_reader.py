@@ -53,6 +53,18 @@ class Landed:
         refused = [f.source for f in self.staged if f.refused]
         return sorted(refused + [u.source for u in self.unread])
 
+    def text_is_clean(self, max_length: int | None) -> bool:
+        """Whether the files' bytes show that no value breaks a text rule: no control
+        character, no line longer than ``max_length`` (known of CSV files without quotes)."""
+        read = [f for f in self.staged if not f.refused and f.records]
+        return all(
+            f.control_bytes is False
+            and (
+                max_length is None or (f.longest_line is not None and f.longest_line <= max_length)
+            )
+            for f in read
+        )
+
     @property
     def expected(self) -> dict[str, int]:
         """The records Spark must return per file: counted without Spark's parser."""
@@ -76,7 +88,7 @@ def read_day(
         stage(file, landing_settings.format, staging, i) for i, file in enumerate(day_files.files)
     ]
     landed = Landed(
-        _read_staged(spark, staged, landing_settings, columns), staged, day_files.unread
+        _read_staged(spark, staged, landing_settings, columns, optional), staged, day_files.unread
     )
     if landing_settings.unreadable == "fail":
         problems = [r for r in landed.rejected if r.line is None]
@@ -103,8 +115,9 @@ def _read_staged(
     """The landed rows of staged ``files`` with every contract column as a string, untouched.
 
     Columns beyond the contract are kept as JSON in ``_extra_columns``; a column the file
-    lacks is null, and named in ``_missing_columns`` unless it is ``optional``; a row that does not parse (wrong field count,
-    truncated line, bad JSON) keeps its text in ``_corrupt_record``.
+    lacks is null, and named in ``_missing_columns`` unless it is ``optional``; a row that
+    does not parse (wrong field count, truncated line, bad JSON) keeps its text in
+    ``_corrupt_record``.
     """
     from pyspark.sql import functions as F
 
