@@ -780,7 +780,7 @@ def test_a_killed_writer_leaves_the_table_at_its_last_commit(spark, lakehouse, t
 def test_concurrent_overwrites_of_different_and_of_the_same_partition(
     spark, lakehouse, tmp_path, engine
 ):
-    iterations = 3
+    iterations = 2
     go = tmp_path / "go"
     script = _script(tmp_path, "overwriter.py", OVERWRITER)
     writers = {"w1": "2026-01-01", "w2": "2026-01-02"}

@@ -235,24 +235,33 @@ def split_rows(
     )
     flagged = flagged.withColumn(
         "__reason", F.when(duplicate, duplicate_reason).otherwise(F.col("__reason"))
-    ).drop("__first", "__suspect", *[f"__k_{c}" for c in keys])
-    # Computed once: bronze and quarantine are both cheap filters of it, and its count per
-    # file is what Spark parsed of each (checked against the files' own record counts).
-    flagged = flagged.localCheckpoint(eager=True)
-    per_file = flagged.groupBy(SOURCE_FILE).count().collect()
-    rows_in = {r[SOURCE_FILE]: int(r["count"]) for r in per_file}
-    good = flagged.where(F.col("__reason") == "").select(
-        *types, EXTRA_COLUMNS, SOURCE_FILE, *carried
     )
     record = F.coalesce(
         F.col(CORRUPT),
         F.when(F.col(MISSING_COLUMNS).isNotNull(), F.col(RAW)),
         F.to_json(F.struct(*[F.col(f"`__s_{c}`").alias(c) for c in types])),
     )
+    # Computed once: bronze and quarantine are both cheap filters of it, and its count per
+    # file is what Spark parsed of each (checked against the files' own record counts).
+    # Only what the two halves need is kept: the typed values, and the landed text of a
+    # rejected row as its quarantine record (the raw strings of every row would double
+    # what is held, and a 1M-row day's checkpoint spilled to disk).
+    flagged = flagged.select(
+        *[F.col(f"`{c}`") for c in (*types, *carried)],
+        EXTRA_COLUMNS,
+        SOURCE_FILE,
+        "__reason",
+        F.when(F.col("__reason") != "", record).alias("__record"),
+    ).localCheckpoint(eager=True)
+    per_file = flagged.groupBy(SOURCE_FILE).count().collect()
+    rows_in = {r[SOURCE_FILE]: int(r["count"]) for r in per_file}
+    good = flagged.where(F.col("__reason") == "").select(
+        *types, EXTRA_COLUMNS, SOURCE_FILE, *carried
+    )
     rejected = flagged.where(F.col("__reason") != "").select(
         F.col(SOURCE_FILE).alias("source_file"),
         F.col("__reason").alias("reason"),
-        record.alias("record"),
+        F.col("__record").alias("record"),
         *carried,
     )
     return good, rejected, rows_in
