@@ -115,6 +115,10 @@ def session_conf(spark_settings: SparkSettings) -> dict[str, str]:
         "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
+        # pyspark 4 records the Python call site of every DataFrame and Column function for
+        # its error messages: ~5 JVM round trips (and a failed ``import IPython``) per call,
+        # which were a third of a small day's ingest. Errors still name the operation.
+        "spark.python.sql.dataFrameDebugging.enabled": "false",
     }
     found = jvm_jars(spark_settings)
     if jars.DELTA in found:
