@@ -1,8 +1,8 @@
 """A small dataset shaped nothing like the simulator's, written as a user's landing files:
 loan applications with column names that have spaces, a true/false column, categories with
 symbols (``A+``, ``b/c``, ``ü-ß``), no entity beyond the application id, and defaults known
-up to 30 days after the application. Label files carry only the application id, the label
-and when it became known.
+up to 10 days after the application (the simulator's labels take up to 14). Label files
+carry only the application id, the label and when it became known.
 
 :func:`user_params` is the params.yaml a new user writes for it, from the repository's
 file: the ``dataset`` section replaced, ``landing.path`` pointed at the files, the
@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 START = dt.date(2026, 3, 1)
-DELAY_DAYS = 30
+DELAY_DAYS = 10
 CONTRACT = {
     "name": "loan_applications",
     "event_id": "Application ID",
@@ -107,8 +107,8 @@ def _day(day: dt.date, n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 
 def _labels(events: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """A default is known 1 to 30 days after the application (one in ten exactly 30 days
-    after: the window's last instant); a third of the repaid loans get an explicit 0."""
+    """A default is known 1 to ``DELAY_DAYS`` days after the application (one in ten exactly
+    ``DELAY_DAYS`` days after: the window's last instant); a third of the repaid loans get an explicit 0."""
     defaulted = events[events["__default"]]
     repaid = events[~events["__default"]].sample(frac=1 / 3, random_state=1)
     known = pd.concat([defaulted, repaid])

@@ -3,10 +3,10 @@ validate → features → labels → trainset → train → evaluate → score �
 the `regrow` CLI) in a temporary copy of the repository, on loan applications
 (tests/loan_applications.py) that share nothing with the simulator: other column names with
 spaces, a true/false column, categories with symbols, no entity column, label files with
-only the id, the label and its time, and a 30-day label window. The landing lives outside
+only the id, the label and its time, and a 10-day label window. The landing lives outside
 the repository, where params.yaml's landing.path points.
 
-34 days: with 30-day windows the events of the first 4 days have matured by the default
+14 days: with 10-day windows the events of the first 4 days have matured by the default
 cut-off (the day after the last): a 2/1/1-day split. The stages run on the session's Spark
 Connect server (SPARK_REMOTE), as `make spark-start` lets a user do: no JVM per stage.
 
@@ -54,7 +54,7 @@ from tests.loan_applications import CONTRACT, DELAY_DAYS, START, user_params, wr
 
 pytestmark = pytest.mark.slow
 
-DAYS, PER_DAY = 34, 150
+DAYS, PER_DAY = 14, 150
 LAST = START + dt.timedelta(days=DAYS - 1)
 SECTIONS = {
     "split": {"window_days": DAYS, "test_days": 1, "validation_days": 1},
@@ -144,7 +144,7 @@ def test_every_row_and_column_is_the_users_own(own_data):
               .to_pylist()}  # fmt: skip
     assert grades == {"A+", "A", "b/c", "ü-ß", "D & E"}
     quarantined = lakehouse.sql("SELECT count(*) n FROM bronze.quarantine").to_pylist()[0]["n"]
-    assert quarantined == 0  # every label's event is known, within its 30 days
+    assert quarantined == 0  # every label's event is known, within its window
     # No entity anywhere, and no window feature: the contract's columns only.
     for table in ("silver.features", "silver.labels", "gold.predictions"):
         columns = lakehouse.sql(f"SELECT * FROM {table} LIMIT 0").column_names
@@ -161,10 +161,10 @@ def test_the_training_set_counts_a_label_at_exactly_the_delay(own_data):
     assert manifest["label_delay_days"] == DELAY_DAYS
     assert manifest["cutoff_date"] == str(LAST + dt.timedelta(days=1))
     assert manifest["columns"]["entity_id"] is None
-    # Matured by the cut-off: the events of the days whose whole 30-day window ended before it.
+    # Matured by the cut-off: the events of the days whose whole label window ended before it.
     days = sorted({d for frame in splits.values() for d in frame[EVENT_DATE]})
     assert [str(d) for d in days] == [str(START + dt.timedelta(days=i)) for i in range(4)]
-    # Labels that landed exactly 30 days after their application, before the cut-off:
+    # Labels that landed exactly DELAY_DAYS after their application, before the cut-off:
     # counted as they arrived, not as negatives of a closed window.
     landed = _labels_at_the_boundary(own_data.landing)
     rows = pd.concat(splits.values())

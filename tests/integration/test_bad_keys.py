@@ -19,8 +19,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from regrow.catalog import EVENTS, LABELS, QUARANTINE
+from regrow.catalog import EVENTS, LABELS, QUARANTINE, SILVER_LABELS
 from regrow.data.ingest import IngestReport, ingest_day
+from regrow.data.labels import LabelsReport, build_labels, released_since_built
 from regrow.settings import ConfigError, Settings, load_settings
 from tests import bad_inputs as corpus
 from tests.conftest import context_of, lakehouse_of, quarantined, write_params
@@ -177,17 +178,29 @@ class World:
     d0: Outcome
     d1_after: Outcome  # D1 once D0's events released its labels
     events: list[dict]  # the whole of bronze.events at the end
+    silver_d1: list[str]  # silver.labels of D1 as built after D1's ingest: its event ids
+    labels_d0: LabelsReport  # silver.labels of D0, built after D0's late ingest
 
 
 @pytest.fixture(scope="module")
 def world(spark, tmp_path_factory) -> World:
     settings = load_settings(write_params(tmp_path_factory.mktemp("bad_keys")))
     d1 = ingest(spark, settings, D1_CASES, D1, "run-d1")
+    build_labels(context_of(settings, spark, run_id="labels-d1"), D1)
+    silver_d1 = silver_ids(settings, D1)
     d2 = ingest(spark, settings, D2_CASES, D2, "run-d2")
     d2_rerun = ingest(spark, settings, [], D2, "run-d2-again")
     d0 = ingest(spark, settings, D0_CASES, D0, "run-d0")
+    labels_d0 = build_labels(context_of(settings, spark, run_id="labels-d0"), D0)
     events_table = lakehouse_of(settings).to_arrow(EVENTS).to_pylist()
-    return World(settings, d1, d2, d2_rerun, d0, snapshot(settings, D1), events_table)
+    return World(
+        settings, d1, d2, d2_rerun, d0, snapshot(settings, D1), events_table, silver_d1, labels_d0
+    )
+
+
+def silver_ids(settings: Settings, day: dt.date) -> list[str]:
+    rows = lakehouse_of(settings).to_arrow(SILVER_LABELS).to_pylist()
+    return sorted(r["transaction_id"] for r in rows if r["label_date"] == day)
 
 
 @pytest.fixture(scope="module")
@@ -384,6 +397,17 @@ def test_a_label_landed_before_its_event_is_released_when_the_event_lands(world)
     assert len(bad) == 4
     # The D0 ingest's own rows are only its events.
     assert world.d0.report.events.bronze_rows == 2
+
+
+def test_silver_labels_of_a_day_get_the_labels_released_into_it_later(world):
+    """D1's silver.labels was built before D0's events landed; building D0's labels then
+    builds D1's again (its bronze.labels got a released label since), and only D1's."""
+    assert world.silver_d1 == ["ks2", "ws1", "ws2"]
+    assert world.labels_d0.rebuilt == [str(D1)]
+    assert silver_ids(world.settings, D1) == ["ks2", "late1", "ws1", "ws2"]
+    # Built again now, nothing is newer than it: a rerun of D0's labels rebuilds nothing.
+    ctx = context_of(world.settings, None, run_id="labels-d0-again")
+    assert released_since_built(ctx, D0) == []
 
 
 def test_retry_quarantine_releases_labels_held_before_their_event_was_known(world, spark):

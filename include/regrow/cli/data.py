@@ -152,7 +152,7 @@ def ingest(
             f"{report.events.quarantined_rows} quarantined; labels {report.labels.rows_in} in -> "
             f"{report.labels.bronze_rows} bronze, {report.labels.quarantined_rows} quarantined"
         )
-        _echo_released(report.released_labels)
+        _echo_released(report.released_labels, day)
         _check_quarantine(settings.validation, report)
 
     run_days(days, run, keep_going)
@@ -163,11 +163,14 @@ def ingest(
             typer.echo("no quarantined label has its event in bronze.events yet")
 
 
-def _echo_released(released: dict[str, int]) -> None:
+def _echo_released(released: dict[str, int], by: dt.date | None = None) -> None:
+    """A line per day released into, with how its silver.labels gets them: from the labels
+    of the day whose events released them (``by``), or by building that day again."""
     for day, n in released.items():
+        rebuild = f"regrow labels --date {by}" if by else f"regrow labels --date {day}"
         typer.echo(
             f"  released {n} quarantined label(s) of {day} to bronze.labels (their event has "
-            f"landed since): rebuild silver.labels with `regrow labels --date {day}`"
+            f"landed since): `{rebuild}` rebuilds silver.labels of {day}"
         )
 
 
@@ -264,7 +267,14 @@ silver_command(
     "event they belong to (entity, event time). Maturity is decided per cut-off when a "
     "training set is built, not here.",
     _build_labels,
-    lambda day, r: f"{day}: {r.rows} label(s) -> silver.labels v{r.version}",
+    lambda day, r: (
+        f"{day}: {r.rows} label(s) -> silver.labels v{r.version}"
+        + (
+            f"; rebuilt {', '.join(r.rebuilt)} for the labels released into them"
+            if r.rebuilt
+            else ""
+        )
+    ),
 )
 
 

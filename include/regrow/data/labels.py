@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from regrow.catalog import (
@@ -36,6 +36,7 @@ from regrow.catalog import (
     LABEL_DATE,
     LABEL_STATUS,
     LABELS,
+    RELEASED_AT,
     RUN_ID,
     SILVER_LABELS,
     SOURCE_VERSIONS,
@@ -198,6 +199,8 @@ class LabelsReport:
     rows: int
     source_versions: dict[str, int]
     version: int
+    # Later days rebuilt because labels were released into them (see build_labels).
+    rebuilt: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -207,10 +210,43 @@ def build_labels(ctx: StageContext, day: dt.date) -> LabelsReport:
     """Join the labels that landed on ``day`` to their events and replace the day's
     silver.labels partition (a day with no labels leaves it empty).
 
+    Then the later days of the label window that got labels since their silver.labels
+    was built are built again: labels quarantined on them for want of their event are
+    released into their bronze.labels partition when ``day``'s events land late
+    (:func:`regrow.data.ingest.release_labels`), and silver.labels must not miss them.
+    Which days is read from the Delta logs (no data is read): a day whose bronze.labels
+    holds a released label written after its silver.labels partition.
+
     Raises:
         MissingPartitionError: ``day`` was never ingested (no bronze.events partition).
         UnmatchedLabelsError: a label's event is not in bronze.events.
     """
+    report = _build_day(ctx, day)
+    for later in released_since_built(ctx, day):
+        logger.info("silver.labels %s: rebuilt for the labels released into it", later)
+        _build_day(ctx, later)
+        report.rebuilt.append(str(later))
+    return report
+
+
+def released_since_built(ctx: StageContext, day: dt.date) -> list[dt.date]:
+    """The days after ``day`` within the label window whose bronze.labels partition holds
+    a released label written after their silver.labels partition, among the days whose
+    events were ingested."""
+    lakehouse, window = ctx.lakehouse, ctx.settings.dataset.label_delay_days
+    released = lakehouse.partition_written(LABELS, LABEL_DATE, holding=RELEASED_AT)
+    if not released:
+        return []
+    built = lakehouse.partition_written(SILVER_LABELS, LABEL_DATE)
+    ingested = lakehouse.partition_rows(EVENTS, EVENT_DATE)
+    later = [day + dt.timedelta(days=n) for n in range(1, window + 1)]
+    return [
+        d for d in later
+        if str(d) in released and str(d) in ingested and released[str(d)] > built.get(str(d), 0)
+    ]  # fmt: skip
+
+
+def _build_day(ctx: StageContext, day: dt.date) -> LabelsReport:
     from pyspark.sql import functions as F
 
     spark, dataset, lakehouse = ctx.spark, ctx.settings.dataset, ctx.lakehouse

@@ -284,6 +284,36 @@ class Lakehouse:
             counts[value] = counts.get(value, 0) + int(row["num_records"] or 0)
         return counts
 
+    def partition_written(
+        self, table: str, column: str, holding: str | None = None
+    ) -> dict[str, int]:
+        """When each value of partition ``column`` of ``table`` was last written: the newest
+        file's modification time (ms since the epoch) from the Delta log, no data read;
+        ``{}`` if there is no table.
+
+        Args:
+            holding: count only the files whose statistics show a non-null value of this
+                column (a file without statistics counts).
+        """
+        if not self.exists(table):
+            return {}
+        adds = self.delta_table(table).get_add_actions(flatten=True)
+        adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
+        if adds.num_rows == 0:
+            return {}
+        written = adds["modification_time"]
+        if pa.types.is_timestamp(written.type):
+            written = written.cast(pa.timestamp("ms")).cast(pa.int64())
+        nulls = f"null_count.{holding}"
+        newest: dict[str, int] = {}
+        for i, value in enumerate(adds[f"partition.{column}"].to_pylist()):
+            if holding is not None and nulls in adds.column_names:
+                n, null = adds["num_records"][i].as_py(), adds[nulls][i].as_py()
+                if n is not None and null is not None and null >= n:
+                    continue  # every row of the file has no value there
+            newest[str(value)] = max(newest.get(str(value), 0), written[i].as_py())
+        return newest
+
     def require_days(
         self, table: str, days: Sequence[dt.date], column: str, hint: str = ""
     ) -> None:
