@@ -1,7 +1,7 @@
 """A small dataset shaped nothing like the simulator's, written as a user's landing files:
 loan applications with column names that have spaces, a true/false column, categories with
 symbols (``A+``, ``b/c``, ``ü-ß``), no entity beyond the application id, and defaults known
-up to 10 days after the application (the simulator's labels take up to 14). Label files
+up to 30 days after the application (the simulator's labels take up to 14). Label files
 carry only the application id, the label and when it became known.
 
 :func:`user_params` is the params.yaml a new user writes for it, from the repository's
@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 START = dt.date(2026, 3, 1)
-DELAY_DAYS = 10
+DELAY_DAYS = 30
 CONTRACT = {
     "name": "loan_applications",
     "event_id": "Application ID",
