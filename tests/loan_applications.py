@@ -108,7 +108,8 @@ def _day(day: dt.date, n: int, rng: np.random.Generator) -> pd.DataFrame:
 
 def _labels(events: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
     """A default is known 1 to ``DELAY_DAYS`` days after the application (one in ten exactly
-    ``DELAY_DAYS`` days after: the window's last instant); a third of the repaid loans get an explicit 0."""
+    ``DELAY_DAYS`` days after: the window's last instant); a third of the repaid loans get an
+    explicit 0."""
     defaulted = events[events["__default"]]
     repaid = events[~events["__default"]].sample(frac=1 / 3, random_state=1)
     known = pd.concat([defaulted, repaid])

@@ -3,8 +3,8 @@ validate → features → labels → trainset → train → evaluate → score �
 the `regrow` CLI) in a temporary copy of the repository, on loan applications
 (tests/loan_applications.py) that share nothing with the simulator: other column names with
 spaces, a true/false column, categories with symbols, no entity column, label files with
-only the id, the label and its time, and a 30-day label window (issue 18 asks for it). The landing lives outside
-the repository, where params.yaml's landing.path points.
+only the id, the label and its time, and a 30-day label window (issue 18 asks for it). The
+landing lives outside the repository, where params.yaml's landing.path points.
 
 34 days: with 30-day windows the events of the first 4 days have matured by the default
 cut-off (the day after the last): a 2/1/1-day split. The stages run on the session's Spark

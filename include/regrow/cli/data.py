@@ -167,10 +167,9 @@ def _echo_released(released: dict[str, int], by: dt.date | None = None) -> None:
     """A line per day released into, with how its silver.labels gets them: from the labels
     of the day whose events released them (``by``), or by building that day again."""
     for day, n in released.items():
-        rebuild = f"regrow labels --date {by}" if by else f"regrow labels --date {day}"
         typer.echo(
             f"  released {n} quarantined label(s) of {day} to bronze.labels (their event has "
-            f"landed since): `{rebuild}` rebuilds silver.labels of {day}"
+            f"landed since): `regrow labels --date {by or day}` rebuilds silver.labels of {day}"
         )
 
 
