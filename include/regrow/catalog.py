@@ -99,6 +99,7 @@ FEATURES, SILVER_LABELS = "silver.features", "silver.labels"
 PREDICTIONS, VALIDATION = "gold.predictions", "gold.validation"
 DECISIONS, MODEL_VERSIONS = "gold.decisions", "gold.model_versions"
 MONITORING = "gold.monitoring"
+REPLAY = "gold.replay"
 TABLES: dict[str, Table] = {
     t.name: t
     for t in (
@@ -125,6 +126,12 @@ TABLES: dict[str, Table] = {
             (DECISION_DATE,),
             "one decision about the model, with its reason",
             ("decision_id",),
+        ),
+        Table(
+            REPLAY,
+            (),
+            "one policy's day in a replay of history",
+            ("replay_id", "policy", "day"),
         ),
         Table(
             MODEL_VERSIONS,

@@ -3,7 +3,7 @@
 ``app`` is the Typer application; each module registers its commands on it.
 """
 
-from regrow.cli import airflow, data, model, monitor, spark, tables  # noqa: F401  (registers the commands)
+from regrow.cli import airflow, data, model, monitor, replay, spark, tables  # noqa: F401  (registers the commands)
 from regrow.cli.common import app
 
 __all__ = ["app"]

@@ -323,6 +323,17 @@ def _split_facts(frame: pd.DataFrame, dataset: DatasetSettings) -> dict[str, Any
     }
 
 
+def fit_transform(train: pd.DataFrame, settings: Settings) -> Transform:
+    """The :class:`Transform` of a training split: numeric, boolean and derived features
+    imputed and scaled, categorical ones coded (statistics of ``train`` only)."""
+    dataset = settings.dataset
+    numeric = [*dataset.numeric_features, *dataset.boolean_features]
+    numeric += [c for c in feature_columns(dataset, settings.features) if c not in dataset.features]
+    return Transform.fit(
+        train, numeric, list(dataset.categorical_features), settings.split.rare_category_min_count
+    )
+
+
 def build_trainset(
     ctx: StageContext,
     cutoff: dt.date | None = None,
@@ -348,11 +359,7 @@ def build_trainset(
     splits[TRAIN] = balance(splits[TRAIN], cfg, dataset)
     check_leakage(splits, dataset, cutoff)
 
-    numeric = [*dataset.numeric_features, *dataset.boolean_features]
-    numeric += [c for c in feature_columns(dataset, settings.features) if c not in dataset.features]
-    transform = Transform.fit(
-        splits[TRAIN], numeric, list(dataset.categorical_features), cfg.rare_category_min_count
-    )
+    transform = fit_transform(splits[TRAIN], settings)
     keys = [
         *key_columns(dataset), EVENT_DATE, dataset.label, dataset.label_timestamp, LABEL_STATUS,
     ]  # fmt: skip

@@ -320,7 +320,7 @@ def _performance(series: list[dict]) -> str:
     for metric in REPORTED_METRICS:
         points = [p for p in series if p["metric"] == metric]
         if points:
-            figures.append(_figure(_performance_chart(metric, points), metric))
+            figures.append(figure_html(_performance_chart(metric, points), metric))
     return "\n".join(figures) or '<p class="empty">no performance rows yet</p>'
 
 
@@ -350,7 +350,7 @@ def _timeline(decided: list[dict]) -> str:
     ]
     table = _table(["date", "action", "trigger", "reason", "model version"], rows, "decisions")
     dated = [r for r in decided if r[DECISION_DATE] is not None]
-    chart = _figure(_actions_chart(dated), "decisions over time") if dated else ""
+    chart = figure_html(_actions_chart(dated), "decisions over time") if dated else ""
     return f"{chart}\n{table}"
 
 
@@ -401,7 +401,7 @@ def _distribution(row: dict[str, Any]) -> str:
     ax.set_ylabel("share of rows")
     ax.set_title(f"{row['check']} · {row['column']} ({row['status']})", fontsize=10)
     ax.legend(fontsize=8)
-    return _figure(fig, f"{row['check']} of {row['column']}")
+    return figure_html(fig, f"{row['check']} of {row['column']}")
 
 
 def _bin_labels(bins: list[Any], n: int) -> list[str]:
@@ -456,7 +456,7 @@ def _actions_chart(decided: list[dict]) -> Figure:
     return fig
 
 
-def _figure(fig: Figure, caption: str) -> str:
+def figure_html(fig: Figure, caption: str) -> str:
     """The figure as inline SVG in a <figure>; the figure is cleared afterwards."""
     buffer = io.StringIO()
     try:

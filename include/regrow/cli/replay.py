@@ -1,0 +1,80 @@
+"""``regrow replay``: a history replayed under several retraining policies, and the
+scoreboard of quality against training compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from regrow.cli.common import ParamsOption, RunIdOption, app, context_of
+
+
+@app.command()
+def replay(
+    days: Annotated[int, typer.Option(help="Days of history to replay (the warm-up included).")],
+    policy: Annotated[
+        list[str],
+        typer.Option(
+            help="A policy to replay (repeat it, or separate with commas): never, daily_full, "
+            "weekly_full, drift, performance, default."
+        ),
+    ],
+    scenario: Annotated[
+        str | None,
+        typer.Option(help="A simulator scenario (stable, covariate_shift, concept_drift, ...)."),
+    ] = None,
+    landing: Annotated[
+        Path | None,
+        typer.Option(
+            help="A directory of your historical files (events/YYYY-MM-DD/, labels/...), read "
+            "under the dataset contract of params.yaml; never written to."
+        ),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the replay keeps its landing, lakehouse and reports "
+            "(default: data/replay/<scenario or landing name>)."
+        ),  # fmt: skip
+    ] = None,
+    warmup_days: Annotated[
+        int | None,
+        typer.Option(
+            help="Days before the first model's cut-off (default: the label window "
+            "+ the days a time split needs)."
+        ),  # fmt: skip
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Policies replayed at once (threads).")] = 1,
+    params: ParamsOption = None,
+    run_id: RunIdOption = None,
+) -> None:
+    """Replay history under retraining policies: the data stages once for the range, then
+    day by day each policy scores with its champion, monitors, decides and retrains, seeing
+    only the labels matured by that day. Writes gold.replay, the scoreboard page and an
+    MLflow run per replay (a child per policy), and prints the scoreboard."""
+    from regrow.replay.run import check_choices
+    from regrow.replay.run import replay as run_replay
+    from regrow.replay.scoreboard import table_text
+
+    policies = [p.strip() for value in policy for p in value.split(",") if p.strip()]
+    check_choices(policies, scenario)
+    ctx = context_of(params, run_id)
+    source = scenario or (landing.name if landing else "replay")
+    where = workdir or Path(ctx.settings.resolve("data/replay")) / source
+    report = run_replay(
+        ctx, policies, days, scenario=scenario, landing=landing, workdir=where,
+        warmup_days=warmup_days, workers=workers, progress=typer.echo,
+    )  # fmt: skip
+    cells = table_text(report.scoreboard)
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    for row in cells:
+        typer.echo("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in
+                             enumerate(zip(row, widths, strict=True))))  # fmt: skip
+    typer.echo(
+        f"replay {report.replay_id}: {report.first}..{report.last}, scored from "
+        f"{report.scored_from}; gold.replay v{report.table_version}; MLflow run "
+        f"{report.mlflow_run_id}"
+    )
+    typer.echo(f"scoreboard: {report.page}")

@@ -1,0 +1,236 @@
+"""The replay engine on an in-memory history (no Spark: the simulator's days as silver
+leaves them, without windowed features): a policy never sees a label before it matured,
+two runs give the same scoreboard, the policies decide as named, bad names fail at once,
+and the scoreboard page holds its table and plots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from html.parser import HTMLParser
+
+import pandas as pd
+import pytest
+
+from regrow.catalog import EVENT_DATE, LABEL_DATE
+from regrow.data.labels import cutoff_instant
+from regrow.data.simulate.world import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
+from regrow.model.decisions import NONE, RETRAIN_ACTIONS, RETRAIN_FULL
+from regrow.replay.engine import first_model, replay_policy
+from regrow.replay.history import History, ReplayError
+from regrow.replay.policies import POLICIES, policy_named
+from regrow.replay.run import check_choices
+from regrow.replay.scoreboard import MEASURED, summarise, write_scoreboard
+from regrow.settings import load_settings
+from tests.conftest import write_params
+
+START, DAYS, ONSET, WARMUP = dt.date(2026, 1, 1), 26, 15, 11
+SECTIONS = {
+    "dataset": {"label_delay_days": 3},
+    "simulator": {"start_date": START, "days": DAYS, "events_per_day": 500, "n_entities": 700,
+                  "mean_label_delay_days": 1.0, "scenario": "covariate_shift",
+                  "drift_onset_day": ONSET},
+    "features": {"windows": [], "sum_columns": [], "ratio_columns": []},
+    "split": {"window_days": 14, "test_days": 2, "validation_days": 2},
+    "train": {"num_boost_round": 60, "min_rows": 300, "warm_start": {"new_trees": 20}},
+    "evaluate": {"min_slice_rows": 100},
+    "monitor": {"min_rows": 200, "performance": {"bootstrap": 20, "min_positives": 5}},
+    # Drift alone: a 500-event day's realised PR-AUC is too noisy for a performance trigger.
+    "policy": {"triggers": {"drift": {"n": 1, "m": 1}, "performance": {"enabled": False},
+                            "age": {"enabled": False}, "volume": {"enabled": False}}},
+}  # fmt: skip
+# What a day's decision is made of: every column but the eventual quality, which is
+# measured at the end of the history on purpose.
+DECIDED = ("model_version", "model_trees", "rows", "estimated", "realised_known", "flagged",
+           "score_flagged", "action", "trigger", "reason", "retrained", "train_mode",
+           "promoted", "gate_reason", "train_rows", "trees_added")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    return load_settings(write_params(tmp_path_factory.mktemp("replay"), **SECTIONS))
+
+
+@pytest.fixture(scope="module")
+def simulated(settings):
+    dataset = settings.dataset
+    events = pd.concat(
+        [simulate_day(dataset, settings.simulator, i) for i in range(DAYS)], ignore_index=True
+    )
+    arrived = events[TRUTH_LABEL_TIME]
+    # ingest keeps a label at most label_delay_days days after its event's day
+    age = arrived.dt.normalize() - events[dataset.event_timestamp].dt.normalize()
+    known = arrived.notna() & (age.dt.days <= dataset.label_delay_days)
+    known &= arrived < pd.Timestamp(START + dt.timedelta(days=DAYS), tz="UTC")
+    labels = pd.DataFrame({
+        dataset.event_id: events.loc[known, dataset.event_id],
+        dataset.label: events.loc[known, TRUTH_LABEL].astype(int),
+        dataset.label_timestamp: arrived[known],
+        LABEL_DATE: arrived[known].dt.date,
+    }).reset_index(drop=True)  # fmt: skip
+    features = events[[*dataset.id_columns(), *dataset.features]].copy()
+    features[EVENT_DATE] = features[dataset.event_timestamp].dt.date
+    return features, labels
+
+
+def history_of(settings, simulated, labels=None) -> History:
+    features, landed = simulated
+    return History(settings, features.copy(), (landed if labels is None else labels).copy())
+
+
+def scored_days():
+    return [START + dt.timedelta(days=i) for i in range(WARMUP, DAYS)]
+
+
+def replayed(settings, history, names=("default", "daily_full", "never")):
+    start = first_model(history, START + dt.timedelta(days=WARMUP))
+    return [replay_policy(history, policy_named(n, settings.policy), start, scored_days())
+            for n in names]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def runs(settings, simulated):
+    return replayed(settings, history_of(settings, simulated))
+
+
+def decided(run, until: dt.date) -> list[tuple]:
+    return [tuple(row.get(c) for c in DECIDED) for row in run.rows if row["day"] <= until]
+
+
+def test_no_policy_sees_a_label_before_it_matured(settings, simulated, runs):
+    """Labels that arrived after day X are rewritten (every one flipped, and every
+    unlabelled event of the history labelled positive from X + 1 on): nothing any policy
+    decided, trained or measured on the days up to X may change. The control rewrites the
+    labels that arrived on day X itself, which the decision of day X may use: something
+    must change, or this test could not see a peek."""
+    dataset = settings.dataset
+    features, labels = simulated
+    x = START + dt.timedelta(days=DAYS - 6)
+    later = cutoff_instant(x + dt.timedelta(days=1))
+
+    def flipped(where) -> pd.DataFrame:
+        out = labels.copy()
+        out.loc[where, dataset.label] = 1 - out.loc[where, dataset.label]
+        return out
+
+    after = labels[dataset.label_timestamp] >= later
+    poisoned = flipped(after)
+    unlabelled = features[~features[dataset.event_id].isin(labels[dataset.event_id])]
+    fake = pd.DataFrame({
+        dataset.event_id: unlabelled[dataset.event_id],
+        dataset.label: 1,
+        dataset.label_timestamp: later + pd.Timedelta(hours=1),
+        LABEL_DATE: x + dt.timedelta(days=1),
+    })  # fmt: skip
+    poisoned = pd.concat([poisoned, fake], ignore_index=True)
+    for before, after_run in zip(runs, replayed(settings, history_of(settings, simulated, poisoned)),
+                                 strict=True):  # fmt: skip
+        assert decided(before, x) == decided(after_run, x), before.policy
+        assert any(r["retrained"] for r in before.rows if r["day"] <= x) or before.policy == "never"
+
+    on_x = labels[dataset.label_timestamp].between(cutoff_instant(x - dt.timedelta(days=2)), later,
+                                                   inclusive="left")  # fmt: skip
+    control = replayed(settings, history_of(settings, simulated, flipped(on_x)), ("default",))
+    assert decided(runs[0], x) != decided(control[0], x)
+
+
+def test_two_replays_give_the_same_scoreboard(settings, simulated, runs):
+    again = replayed(settings, history_of(settings, simulated))
+
+    def counted(rows: list[dict]) -> list[dict]:  # without the measured seconds
+        return [{k: v for k, v in r.items() if k not in MEASURED and not k.endswith("seconds")}
+                for r in rows]  # fmt: skip
+
+    assert counted(summarise(runs)) == counted(summarise(again))
+    for a, b in zip(runs, again, strict=True):
+        assert counted(a.rows) == counted(b.rows)
+
+
+def test_the_policies_act_as_named(runs):
+    default, daily, never = runs
+    assert all(r["action"] == NONE and not r["retrained"] for r in never.rows)
+    assert {r["model_version"] for r in never.rows} == {1}
+    assert all(r["action"] == RETRAIN_FULL and r["train_mode"] == "stateless" for r in daily.rows)
+    # The covariate shift from ONSET: the default policy retrains after it, not before.
+    onset = START + dt.timedelta(days=ONSET)
+    retrains = [r for r in default.rows if r["action"] in RETRAIN_ACTIONS]
+    assert retrains and all(r["day"] >= onset for r in retrains)
+    assert all(r["trigger"] != "none" and r["reason"] for r in retrains)
+    board = {b["policy"]: b for b in summarise(runs)}
+    assert board["never"]["train_work"] == 0 and board["never"]["retrains"] == 0
+    assert board["daily_full"]["retrains"] == len(scored_days())
+    assert 0 < board["default"]["train_work"] < board["daily_full"]["train_work"]
+    assert board["daily_full"]["work_vs_daily_full"] == 1.0
+    # Scored days whose labels all matured by the end carry the realised quality.
+    matured = [r for r in default.rows if r["matured"]]
+    assert matured and all(r["pr_auc"] is not None for r in matured)
+    assert all(r["pr_auc"] is None for r in default.rows if not r["matured"])
+
+
+def test_only_the_named_trigger_stays_on(settings):
+    drift = policy_named("drift", settings.policy).rules
+    assert drift.triggers.drift.enabled and drift.triggers.drift.n == 1
+    assert not any(getattr(drift.triggers, t).enabled for t in ("age", "volume", "performance"))
+    performance = policy_named("performance", settings.policy).rules
+    assert performance.triggers.performance.enabled and not performance.triggers.drift.enabled
+    assert policy_named("default", settings.policy).rules == settings.policy
+
+
+def test_unknown_policies_and_scenarios_fail_listing_the_choices():
+    with pytest.raises(ReplayError, match="unknown policy 'sometimes': choose from never, "
+                       "daily_full, weekly_full, drift, performance, default"):  # fmt: skip
+        check_choices(["default", "sometimes"], None)
+    with pytest.raises(ReplayError, match=r"unknown scenario 'tsunami': choose from stable, "
+                       r"covariate_shift, .*concept_drift"):  # fmt: skip
+        check_choices(["never"], "tsunami")
+    with pytest.raises(ReplayError, match="no policy given"):
+        check_choices([], None)
+    assert set(POLICIES) == {"never", "daily_full", "weekly_full", "drift", "performance",
+                             "default"}  # fmt: skip
+
+
+class _Page(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.tags: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        self._in_cell = tag in ("td", "th")
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self._in_cell = False
+
+    def handle_data(self, data):
+        if self._in_cell and data.strip():
+            self.cells.append(data.strip())
+
+
+def test_the_scoreboard_page_holds_the_table_and_the_plots(runs, tmp_path):
+    board = summarise(runs)
+    truth = {"scenario": "covariate_shift", "onset_date": str(START + dt.timedelta(days=ONSET))}
+    page = write_scoreboard(tmp_path / "board.html", "test-replay", "covariate_shift", runs, board,
+                            truth, {"cutoff": "2026-01-12", "trees": 40})  # fmt: skip
+    html = page.read_text(encoding="utf-8")
+    parsed = _Page()
+    parsed.feed(html)
+    for heading in ("policy", "mean PR-AUC", "retrains", "promotions", "false retrains",
+                    "rows x trees", "training CPU-s", "quality / daily_full"):  # fmt: skip
+        assert heading in parsed.cells
+    for run, b in zip(runs, board, strict=True):
+        assert run.policy in parsed.cells
+        assert f"{b['mean_pr_auc']:.4f}" in parsed.cells
+    assert parsed.tags.count("svg") == 2  # daily quality, and the frontier
+    assert "true drift onset 2026-01-16" in html
+
+
+def test_a_history_without_the_day_is_refused(settings, simulated, tmp_path):
+    from regrow.replay.history import load_history
+    from regrow.storage.lakehouse import Lakehouse
+
+    empty = Lakehouse(settings.lakehouse, root=str(tmp_path / "none"))
+    with pytest.raises(ReplayError, match=r"silver.features has no partition for 2 day\(s\)"):
+        load_history(settings, empty, [START, START + dt.timedelta(days=1)])
