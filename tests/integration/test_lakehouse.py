@@ -234,6 +234,27 @@ def test_partition_values_that_need_escaping_are_overwritten_and_read_back(spark
     ]
 
 
+def test_a_root_with_a_space_and_unicode_is_written_and_read(spark, make_settings, tmp_path):
+    """A root such as ``~/My Documents/données``: delta-rs gives the data files' URIs with
+    the root %-escaped (``My%20Documents``), which is no path on disk."""
+    root = tmp_path / "My Documents" / "données"
+    lakehouse = Lakehouse.from_settings(make_settings(lakehouse={"root": str(root)}))
+    rows = [("e1", 1.0, dt.date(2026, 1, 1)), ("e2", 2.0, dt.date(2026, 1, 2))]
+    lakehouse.write(events(spark, rows), "bronze.events", partition_by=["event_date"])
+    df = spark.createDataFrame([("x y", 1), ("é", 2)], "city string, n long")
+    lakehouse.write(df, "silver.cities", partition_by=["city"])
+    assert rows_of(lakehouse.read(spark, "bronze.events")) == sorted(rows)
+    assert rows_of(
+        lakehouse.read(spark, "bronze.events", partitions={"event_date": rows[1][2]})
+    ) == [rows[1]]
+    assert arrow_rows(lakehouse.to_arrow("bronze.events"), "event_id", "amount") == [
+        ("e1", 1.0), ("e2", 2.0)
+    ]  # fmt: skip
+    assert rows_of(lakehouse.read(spark, "silver.cities")) == [("x y", 1), ("é", 2)]
+    assert arrow_rows(lakehouse.to_arrow("silver.cities"), "city", "n") == [("x y", 1), ("é", 2)]
+    assert (root / "bronze" / "events" / "_delta_log").is_dir()
+
+
 # ---------------------------------------------------------------------------- schema
 def test_an_added_column_is_merged_and_old_rows_read_null(spark, lakehouse):
     lakehouse.write(events(spark, [("a", 1.0, D1)]), "bronze.events", partition_by=["event_date"])

@@ -44,7 +44,7 @@ def read_dataframe(
     dt_ = location.load(version)
     partition_cols = list(dt_.metadata().partition_columns)
     spark_schema = from_arrow_schema(table_schema(dt_))  # as spark_schema() gives it
-    files = dt_.file_uris(file_pruning_predicate=partition_filters(partitions))
+    files = data_file_uris(dt_, partition_filters(partitions))
     if not files:
         return spark.createDataFrame([], spark_schema)
     if not remote and _hive_layout(files, partition_cols):
@@ -110,8 +110,29 @@ def file_specs(dt_: DeltaTable, filters: list | None) -> list[dict[str, Any]]:
     for uri in dt_.file_uris(file_pruning_predicate=filters):
         rel = uri.removeprefix(table_uri).removeprefix(local_root).lstrip("/")
         values = by_path.get(rel) or by_path.get(unquote(rel)) or {}
-        specs.append({"uri": uri, "values": {k: partition_str(v) for k, v in values.items()}})
+        specs.append({"uri": _root_decoded(dt_, uri),
+                      "values": {k: partition_str(v) for k, v in values.items()}})  # fmt: skip
     return specs
+
+
+def data_file_uris(dt_: DeltaTable, filters: list | None) -> list[str]:
+    """The current data files as their storage names them.
+
+    delta-rs's ``file_uris()`` gives the table's root %-escaped (``/tmp/My%20Documents/t``)
+    but the partition folders as they are on disk (delta-rs escapes those in the folder
+    names themselves: ``city=x%20y``), so only the root is decoded.
+    """
+    return [_root_decoded(dt_, uri) for uri in dt_.file_uris(file_pruning_predicate=filters)]
+
+
+def _root_decoded(dt_: DeltaTable, uri: str) -> str:
+    from urllib.parse import unquote
+
+    table_uri = dt_.table_uri.rstrip("/")
+    for root in (table_uri, table_uri.removeprefix("file://")):
+        if uri.startswith(root + "/"):
+            return unquote(root) + uri[len(root) :]
+    return uri
 
 
 def read_delta_file(
