@@ -226,3 +226,29 @@ def test_run_name_is_a_safe_folder_name():
 
 def test_suite_path_is_the_table_name_as_json():
     assert suite_path("expectations", "bronze.events") == Path("expectations/bronze.events.json")
+
+
+def test_the_features_suite_expects_only_the_columns_the_windows_make(tmp_path):
+    """Without windows (a dataset without an entity) silver.features has no derived
+    column: the suite must not expect one, or every day is blocked."""
+    import yaml
+
+    from regrow.settings import load_settings
+    from regrow.validation.suites import build_suite
+    from tests.conftest import REPO
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["features"] = {"windows": [], "sum_columns": [], "ratio_columns": []}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    settings = load_settings(tmp_path / "params.yaml")
+    columns = {
+        e.column for e in build_suite(settings.dataset, "silver.features", settings.features).expectations
+        if getattr(e, "column", None)
+    }  # fmt: skip
+    assert "seconds_since_prior_event" not in columns and "prior_events_1h" not in columns
+    windowed = load_settings(REPO / "params.yaml")
+    columns = {
+        e.column for e in build_suite(windowed.dataset, "silver.features", windowed.features).expectations
+        if getattr(e, "column", None)
+    }  # fmt: skip
+    assert {"seconds_since_prior_event", "prior_events_1h"} <= columns

@@ -250,16 +250,18 @@ def _silver_feature_expectations(dataset: DatasetSettings, features: FeatureSett
     out += [
         _expect("ExpectColumnValuesToBeBetween", CRITICAL, column=c, min_value=0) for c in counts
     ]
-    # Strictly earlier: a previous event is at least a microsecond before.
-    out.append(
-        _expect(
-            "ExpectColumnValuesToBeBetween",
-            CRITICAL,
-            column=SECONDS_SINCE_PRIOR,
-            min_value=0,
-            strict_min=True,
+    # Strictly earlier: a previous event is at least a microsecond before. (No windows,
+    # e.g. a dataset without an entity: no such column.)
+    if SECONDS_SINCE_PRIOR in derived:
+        out.append(
+            _expect(
+                "ExpectColumnValuesToBeBetween",
+                CRITICAL,
+                column=SECONDS_SINCE_PRIOR,
+                min_value=0,
+                strict_min=True,
+            )
         )
-    )
     return out + _row_count()
 
 
