@@ -60,14 +60,17 @@ def user_params(repo: Path, landing: Path, **sections: dict) -> dict:
     return raw
 
 
-def write_landing(root: Path, days: int, per_day: int, seed: int = 7) -> dict[str, int]:
+def write_landing(
+    root: Path, days: int, per_day: int, seed: int = 7, delay_days: int = DELAY_DAYS
+) -> dict[str, int]:
     """``days`` days of applications from :data:`START` as CSV landing files under
-    ``root``, and the decisions known by the last day; returns the rows written."""
+    ``root``, and the decisions known by the last day (each within ``delay_days`` of its
+    application); returns the rows written."""
     rng = np.random.default_rng(seed)
     frames = [_day(START + dt.timedelta(days=i), per_day, rng) for i in range(days)]
     events = pd.concat(frames, ignore_index=True)
     last = pd.Timestamp(START + dt.timedelta(days=days), tz="UTC")  # exclusive
-    labels = _labels(events, rng)
+    labels = _labels(events, rng, delay_days)
     labels = labels[labels["Known At"] < last]
     for day, rows in events.groupby(events["Submitted At"].dt.date):
         _csv(root / "events" / str(day), rows.drop(columns=["__default"]))
@@ -106,16 +109,16 @@ def _day(day: dt.date, n: int, rng: np.random.Generator) -> pd.DataFrame:
     })  # fmt: skip
 
 
-def _labels(events: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-    """A default is known 1 to ``DELAY_DAYS`` days after the application (one in ten exactly
-    ``DELAY_DAYS`` days after: the window's last instant); a third of the repaid loans get an
+def _labels(events: pd.DataFrame, rng: np.random.Generator, delay_days: int) -> pd.DataFrame:
+    """A default is known 1 to ``delay_days`` days after the application (one in ten exactly
+    ``delay_days`` days after: the window's last instant); a third of the repaid loans get an
     explicit 0."""
     defaulted = events[events["__default"]]
     repaid = events[~events["__default"]].sample(frac=1 / 3, random_state=1)
     known = pd.concat([defaulted, repaid])
-    delay = pd.to_timedelta(rng.integers(86_400, DELAY_DAYS * 86_400, len(known)), "s")
+    delay = pd.to_timedelta(rng.integers(86_400, delay_days * 86_400, len(known)), "s")
     on_the_boundary = rng.random(len(known)) < 0.1
-    delay = delay.where(~on_the_boundary, pd.Timedelta(days=DELAY_DAYS))
+    delay = delay.where(~on_the_boundary, pd.Timedelta(days=delay_days))
     return pd.DataFrame({
         "Application ID": known["Application ID"].to_numpy(),
         "Defaulted": known["__default"].astype(int).to_numpy(),
