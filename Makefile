@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # JARS=skip: no JVM jars (no Maven here): the delta-rs engine only, and the delta-spark tests fail.
 JARS ?= fetch
 
-.PHONY: help setup jars check-java demo demo-broken-feed test bench lint mlflow clean spark-start spark-stop
+.PHONY: help setup jars check-java demo demo-broken-feed test bench bench-quick lint mlflow clean spark-start spark-stop
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,8 +51,12 @@ test: setup ## run the whole test suite (fails when no test is collected)
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	  exit $$status
 
-bench: setup ## run the benchmarks; results go to bench/results/
+bench: setup ## run the benchmarks; results go to bench/results/ (hours: the replay is a year of three scenarios)
 	$(RUN) python -m bench
+
+bench-quick: setup ## the replay benchmark on small sizes (a few minutes); results go to bench/results/quick/
+	REGROW_BENCH_REPLAY_DAYS=40 REGROW_BENCH_REPLAY_EVENTS=1000 REGROW_BENCH_REPLAY_SCENARIOS=concept_drift \
+	  $(RUN) python -m bench --only replay --results bench/results/quick
 
 spark-start: setup ## start the local Spark Connect server (127.0.0.1:15002): one warm JVM for the DAG tasks and the CLI
 	$(RUN) regrow spark start
