@@ -84,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run again the days whose DAG run already succeeded (default: skip them, as "
         "`airflow backfill create` does without --reprocess-behavior)",
     )
+    parser.add_argument(
+        "--replay-days",
+        type=int,
+        default=REPLAY_DAYS,
+        help="days of the closing replay (default, never) of a small covariate-shift world in "
+        "data/demo-replay; 0 skips it",
+    )
     args = parser.parse_args(argv)
     setup_logging("%(asctime)s %(message)s", datefmt="%H:%M:%S")
     # A line per day or step, the demo's own: the stages' logs (every table write) would
@@ -101,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.dataset, settings.simulator, settings.landing, landing_root, args.days
     )
     logger.info(
-        "1/7 simulated %d day(s) of '%s': %d events, %d labels -> %s",
+        "1/8 simulated %d day(s) of '%s': %d events, %d labels -> %s",
         len(summary.days), settings.simulator.scenario, summary.rows["events"],
         summary.rows["labels"], landing_root,
     )  # fmt: skip
@@ -123,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             training_set(ctx, required=False)
         report(ctx)
+        if not args.scenario and args.replay_days:
+            trained = replay_policies(ctx, params, Path(args.workdir).resolve().parent,
+                                      args.replay_days) and trained  # fmt: skip
     logger.info("done in %.0fs", time.monotonic() - started)
 
     truth = json.loads(Path(summary.truth_path).read_text()) if summary.truth_path else {}
@@ -177,11 +187,11 @@ def load_history(ctx: StageContext, days: list[dt.date], rerun: bool = False) ->
     built = set(ctx.lakehouse.partition_rows(FEATURES))
     todo = days if rerun else [d for d in days if str(d) not in built]
     if len(todo) < len(days):
-        logger.info("2/7 %d history day(s) already built: skipped (--rerun builds them again)",
+        logger.info("2/8 %d history day(s) already built: skipped (--rerun builds them again)",
                     len(days) - len(todo))  # fmt: skip
     if not todo:
         return []
-    logger.info("2/7 history %s..%s: one range backfill in this process", todo[0], todo[-1])
+    logger.info("2/8 history %s..%s: one range backfill in this process", todo[0], todo[-1])
     started, total, finished = time.monotonic(), len(todo), []
 
     def progress(day: dict) -> None:
@@ -221,7 +231,7 @@ def run_days(
     ]  # fmt: skip
     if done:
         logger.info(
-            "2/7 %d day(s) already ran successfully (%s..%s): skipped, as a backfill does "
+            "2/8 %d day(s) already ran successfully (%s..%s): skipped, as a backfill does "
             "(--rerun runs them again)",
             len(done), done[0], done[-1],
         )  # fmt: skip
@@ -229,7 +239,7 @@ def run_days(
     if not days:
         return []
     logger.info(
-        "2/7 the newest %d day(s) through the %s DAG (real Airflow), %d at a time (%s)",
+        "2/8 the newest %d day(s) through the %s DAG (real Airflow), %d at a time (%s)",
         len(days), DAG_ID, len(envs), home,
     )  # fmt: skip
     free: Queue = Queue()
@@ -276,11 +286,11 @@ def training_set(ctx: StageContext, required: bool, cutoff: dt.date | None = Non
     try:
         result = build_trainset(ctx, cutoff)
     except (TrainsetError, LakehouseError, LeakageError) as err:
-        logger.log(logging.ERROR if required else logging.INFO, "3/7 no training set: %s", err)
+        logger.log(logging.ERROR if required else logging.INFO, "3/8 no training set: %s", err)
         return not required
     m = result.manifest
     logger.info(
-        "3/7 training set of cut-off %s (labels as known then, %s) -> %s",
+        "3/8 training set of cut-off %s (labels as known then, %s) -> %s",
         m["cutoff_date"], m["matured"], result.path,
     )  # fmt: skip
     for name, split in m["splits"].items():
@@ -308,20 +318,20 @@ def first_model(ctx: StageContext, newest: dt.date, days_watched: int = 8) -> bo
 
     try:
         if ctx.registry.alias(CHAMPION) is not None:
-            logger.info("3/7 champion v%s exists: the loop starts from it",
+            logger.info("3/8 champion v%s exists: the loop starts from it",
                         ctx.registry.alias(CHAMPION).version)  # fmt: skip
             return True
         if not training_set(ctx, True, newest - dt.timedelta(days=days_watched - 1)):
             return False
         _retrain(ctx, "stateless", "demo", "4/7")
     except (RegistryError, TrainingError, TrainsetError) as err:
-        logger.error("4/7 the first model failed: %s", err)
+        logger.error("4/8 the first model failed: %s", err)
         return False
     return ctx.registry.alias(CHAMPION) is not None or _no_champion()
 
 
 def _no_champion() -> bool:
-    logger.error("4/7 the first model did not pass the gate: no champion to watch")
+    logger.error("4/8 the first model did not pass the gate: no champion to watch")
     return False
 
 
@@ -346,7 +356,7 @@ def daily_loop(ctx: StageContext) -> bool:
                   if d >= start)  # fmt: skip
     metric = settings.evaluate.primary_metric
     logger.info(
-        "5/7 the daily loop over %d day(s), %s..%s: score -> monitor -> decide -> retrain",
+        "5/8 the daily loop over %d day(s), %s..%s: score -> monitor -> decide -> retrain",
         len(days), days[0], days[-1],
     )  # fmt: skip
     path = None
@@ -442,7 +452,7 @@ def lineage_of_top(ctx: StageContext) -> bool:
     entity_id = settings.dataset.entity_id or event_id
     for row in top:
         logger.info(
-            "6/7 top of %s: %s %s (%s) score %.3f decision %s", day, event_id, row[event_id],
+            "6/8 top of %s: %s %s (%s) score %.3f decision %s", day, event_id, row[event_id],
             row[entity_id], row["score"], row["decision"],
         )  # fmt: skip
     if top:
@@ -453,9 +463,63 @@ def lineage_of_top(ctx: StageContext) -> bool:
     return True
 
 
+# The closing replay: a small world (600 events a day, labels within 2 days) whose inputs
+# shift on day 10 (the demo's covariate shift), replayed under the default policy and never.
+REPLAY_DAYS, REPLAY_WARMUP = 18, 9
+REPLAY_SECTIONS = {
+    "dataset": {"label_delay_days": 2},
+    "simulator": {"events_per_day": 600, "n_entities": 800, "mean_label_delay_days": 1.0,
+                  "drift_onset_day": 10},
+    "features": {"windows": ["1h", "24h"]},
+    "split": {"window_days": 14, "test_days": 2, "validation_days": 2},
+    "train": {"min_rows": 300, "min_positives": 5},
+    "monitor": {"min_rows": 300, "performance": {"bootstrap": 50, "min_positives": 5}},
+    "policy": {"triggers": {"drift": {"n": 1, "m": 1}}},
+}  # fmt: skip
+
+
+def replay_policies(ctx: StageContext, params: Path, data_dir: Path, days: int) -> bool:
+    """8/8: which policy pays? A short replay of a covariate-shift world under ``default`` and
+    ``never`` (regrow replay), in its own folder; prints the scoreboard and its page."""
+    from regrow.model.registry import artifact_location, tracking_uri
+    from regrow.replay.run import replay
+    from regrow.replay.scoreboard import table_text
+    from regrow.validation import write_suites
+
+    workdir = data_dir / "demo-replay"
+    raw = yaml.safe_load(params.read_text(encoding="utf-8"))
+    for name, values in REPLAY_SECTIONS.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    raw["lakehouse"]["root"] = str(workdir / "lakehouse")
+    raw["reports_dir"] = str(workdir / "reports")
+    # The demo's MLflow: `make mlflow` shows the replay's runs beside the models'.
+    raw["mlflow"] |= {"tracking_uri": tracking_uri(ctx.settings),
+                      "artifact_location": artifact_location(ctx.settings)}  # fmt: skip
+    workdir.mkdir(parents=True, exist_ok=True)
+    replay_params = workdir / "params.yaml"
+    replay_params.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    settings = load_settings(replay_params)
+    # Its own suites, generated from the contract (its feature windows are not the demo's).
+    write_suites(settings.dataset, settings.resolve(settings.validation.expectations_dir),
+                 settings.features)  # fmt: skip
+    logger.info(
+        "8/8 replay: %d days of covariate_shift under default and never (%s)", days, workdir
+    )
+    found = replay(
+        stage_context(settings, "demo-replay", spark=ctx.spark), ["default", "never"], days,
+        scenario="covariate_shift", workdir=workdir, warmup_days=REPLAY_WARMUP,
+        progress=lambda line: logger.info("    %s", line),
+    )  # fmt: skip
+    for row in table_text(found.scoreboard):
+        logger.info("    %s", "  ".join(f"{cell:>12}" for cell in row))
+    logger.info("    scoreboard: %s", found.page)
+    logger.info("    regrow replay --scenario NAME --days N --policy ... replays any history")
+    return True
+
+
 def report(ctx: StageContext) -> None:
     settings, lakehouse = ctx.settings, ctx.lakehouse
-    logger.info("7/7 tables under %s:", lakehouse.root)
+    logger.info("7/8 tables under %s:", lakehouse.root)
     for info in lakehouse.tables():
         logger.info("    %-20s v%-4d %8d rows  %s", info.table, info.version, info.rows, info.uri)
     if lakehouse.exists("bronze.quarantine"):
