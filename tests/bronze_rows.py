@@ -73,9 +73,10 @@ def _frame(spark, columns: dict[str, str], rows: list[dict], time_column: str, d
     return spark.createDataFrame(values, ddl)
 
 
-def land_simulated(spark, lakehouse, settings, days: int, end: dt.date | None = None) -> None:
-    """Simulated days ``0..days-1`` as ingest leaves them: bronze.events, and in
-    bronze.labels the labels that arrived within the label window (and before ``end``)."""
+def simulated(settings, days: int, end: dt.date | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Simulated days ``0..days-1``: the events (with the simulator's truth columns), and
+    the labels ingest keeps: those that arrived within the label window (and before
+    ``end``)."""
     dataset = settings.dataset
     events = pd.concat(
         [simulate_day(dataset, settings.simulator, i) for i in range(days)], ignore_index=True
@@ -92,6 +93,14 @@ def land_simulated(spark, lakehouse, settings, days: int, end: dt.date | None = 
         dataset.label: events.loc[known, TRUTH_LABEL].astype(int),
         dataset.label_timestamp: arrived[known],
     })  # fmt: skip
+    return events, labels
+
+
+def land_simulated(spark, lakehouse, settings, days: int, end: dt.date | None = None) -> None:
+    """Simulated days ``0..days-1`` as ingest leaves them: bronze.events, and in
+    bronze.labels the labels that arrived within the label window (and before ``end``)."""
+    dataset = settings.dataset
+    events, labels = simulated(settings, days, end)
     columns = list(dataset.event_columns())
     write_events(spark, lakehouse, dataset, records(events[columns], dataset.event_timestamp))
     write_labels(spark, lakehouse, dataset, records(labels, dataset.label_timestamp))

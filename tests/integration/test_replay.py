@@ -56,7 +56,8 @@ def loans(tmp_path_factory, spark, mlflow_template):
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     table = Lakehouse.from_settings(load_settings(root / "params.yaml")).to_arrow(REPLAY)
-    again = runner.invoke(app, args)  # the same replay: its rows replaced, the same content
+    # The same replay, its policies in two threads: its rows replaced, the same content.
+    again = runner.invoke(app, [*args, "--workers", "2"])
     return root, landing, first, again, table
 
 

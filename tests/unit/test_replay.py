@@ -14,7 +14,6 @@ import pytest
 
 from regrow.catalog import EVENT_DATE, LABEL_DATE
 from regrow.data.labels import cutoff_instant
-from regrow.data.simulate.world import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 from regrow.model.decisions import NONE, RETRAIN_ACTIONS, RETRAIN_FULL
 from regrow.replay.engine import first_model, replay_policy
 from regrow.replay.history import History, ReplayError
@@ -22,6 +21,7 @@ from regrow.replay.policies import POLICIES, policy_named
 from regrow.replay.run import check_choices
 from regrow.replay.scoreboard import MEASURED, summarise, write_scoreboard
 from regrow.settings import load_settings
+from tests.bronze_rows import simulated as simulated_days
 from tests.conftest import write_params
 
 START, DAYS, ONSET, WARMUP = dt.date(2026, 1, 1), 26, 15, 11
@@ -54,20 +54,9 @@ def settings(tmp_path_factory):
 @pytest.fixture(scope="module")
 def simulated(settings):
     dataset = settings.dataset
-    events = pd.concat(
-        [simulate_day(dataset, settings.simulator, i) for i in range(DAYS)], ignore_index=True
-    )
-    arrived = events[TRUTH_LABEL_TIME]
-    # ingest keeps a label at most label_delay_days days after its event's day
-    age = arrived.dt.normalize() - events[dataset.event_timestamp].dt.normalize()
-    known = arrived.notna() & (age.dt.days <= dataset.label_delay_days)
-    known &= arrived < pd.Timestamp(START + dt.timedelta(days=DAYS), tz="UTC")
-    labels = pd.DataFrame({
-        dataset.event_id: events.loc[known, dataset.event_id],
-        dataset.label: events.loc[known, TRUTH_LABEL].astype(int),
-        dataset.label_timestamp: arrived[known],
-        LABEL_DATE: arrived[known].dt.date,
-    }).reset_index(drop=True)  # fmt: skip
+    events, labels = simulated_days(settings, DAYS, end=START + dt.timedelta(days=DAYS))
+    labels = labels.drop(columns=[dataset.entity_id]).reset_index(drop=True)
+    labels[LABEL_DATE] = labels[dataset.label_timestamp].dt.date
     features = events[[*dataset.id_columns(), *dataset.features]].copy()
     features[EVENT_DATE] = features[dataset.event_timestamp].dt.date
     return features, labels

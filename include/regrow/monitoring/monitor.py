@@ -274,7 +274,8 @@ def _require_scored(ctx: StageContext, day: dt.date) -> None:
         )
 
 
-def _feature_kinds(settings: Settings) -> dict[str, str]:
+def feature_kinds(settings: Settings) -> dict[str, str]:
+    """Each monitored feature (the contract's and the derived ones) and its kind."""
     dataset = settings.dataset
     kinds = {c: NUMERIC for c in dataset.numeric_features}
     kinds |= {c: CATEGORICAL for c in dataset.categorical_features}
@@ -286,7 +287,7 @@ def _feature_kinds(settings: Settings) -> dict[str, str]:
 def _unmeasured(settings: Settings) -> list[CheckResult]:
     """Every drift check of a day, unmeasured (to record why none could be made)."""
     results = []
-    for column, kind in _feature_kinds(settings).items():
+    for column, kind in feature_kinds(settings).items():
         results += [CheckResult(DRIFT, column, kind), CheckResult(NULL_RATE, column, kind)]
     results.append(CheckResult(PREDICTION_DRIFT, SCORE, SCORE_KIND))
     return results
@@ -307,7 +308,7 @@ def _drift_results(
     feature_days: dict[str, int],
 ) -> list[CheckResult]:
     settings = ctx.settings
-    kinds = _feature_kinds(settings)
+    kinds = feature_kinds(settings)
     derived = derived_columns(settings.features)
     reference, current = _read_features(ctx, reference_days), _read_features(ctx, current_days)
     missing = {c: k for c, k in kinds.items() if c not in reference.columns}

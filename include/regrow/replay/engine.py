@@ -44,10 +44,8 @@ from regrow.model.training import (
     warm_start_cap,
 )
 from regrow.monitoring import drift, performance
-from regrow.monitoring.monitor import matured_day
+from regrow.monitoring.monitor import feature_kinds, matured_day
 from regrow.monitoring.results import (
-    BOOLEAN,
-    CATEGORICAL,
     DRIFT,
     FLAGGED,
     INSUFFICIENT,
@@ -222,15 +220,6 @@ def retrain(
 
 
 # ------------------------------------------------------------------------- monitoring
-def _kinds(settings) -> dict[str, str]:
-    dataset = settings.dataset
-    kinds = {c: NUMERIC for c in dataset.numeric_features}
-    kinds |= {c: CATEGORICAL for c in dataset.categorical_features}
-    kinds |= {c: BOOLEAN for c in dataset.boolean_features}
-    kinds |= {c: NUMERIC for c in derived_columns(settings.features)}
-    return kinds
-
-
 class Monitor:
     """The monitor of one policy: drift and performance of a day, from the history and the
     scores the policy's champions gave each day."""
@@ -238,7 +227,7 @@ class Monitor:
     def __init__(self, history: History) -> None:
         self.history = history
         self.settings = history.settings
-        self.kinds = _kinds(self.settings)
+        self.kinds = feature_kinds(self.settings)
         self.derived = set(derived_columns(self.settings.features))
         days = history.days
         lookback = self.settings.features.lookback_days()
