@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from regrow.monitoring.report import CSS, RC, figure_html
 from regrow.replay.policies import DAILY_FULL, NEVER
@@ -220,9 +221,10 @@ def _frontier_chart(board: Sequence[dict[str, Any]]) -> Figure:
         ax.annotate(b["policy"], (b["train_work"], b["mean_pr_auc"]), fontsize=8,
                     xytext=(4, 4), textcoords="offset points")  # fmt: skip
     if any(b["train_work"] > 0 for b in board):
-        ax.set_xscale(
-            "symlog", linthresh=max(1, min(b["train_work"] for b in board if b["train_work"] > 0))
-        )
+        smallest = min(b["train_work"] for b in board if b["train_work"] > 0)
+        ax.set_xscale("symlog", linthresh=max(1, smallest))
+        # Plain numbers: the page's rc turns mathtext (the log axis' 10^k labels) off.
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
     ax.set_xlabel("training compute (rows x trees added)", fontsize=9)
     ax.set_ylabel("mean PR-AUC", fontsize=9)
     return fig
