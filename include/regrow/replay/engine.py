@@ -76,7 +76,7 @@ class Champion:
     model: Model
     version: int
     cutoff: dt.date  # its training set's cut-off: its age counts from here
-    window: Window  # the event days of its training candidates (the monitor's reference)
+    window: Window  # the days of the rows it was trained on (the monitor's reference)
     train_end: dt.datetime  # its newest training event
     gate_value: float | None  # the backtest primary metric it was accepted on
     warm_starts_in_a_row: int = 0
@@ -144,7 +144,7 @@ def first_model(history: History, cutoff: dt.date) -> Start:
         ReplayError-worthy TrainsetError / TrainingError: the cut-off's training set
             cannot make a model (the message says why).
     """
-    splits, window = training_splits(history, cutoff)
+    splits = training_splits(history, cutoff)
     transform = fit_transform(splits[TRAIN], history.settings)
     settings = history.settings
     started, cpu = time.perf_counter(), time.thread_time()
@@ -153,7 +153,7 @@ def first_model(history: History, cutoff: dt.date) -> Start:
     metric = settings.evaluate.primary_metric
     backtest = evaluate(result.model, {BACKTEST: splits[TEST]}, settings.dataset, settings.evaluate)
     champion = Champion(
-        result.model, 1, cutoff, window, _train_end(splits, settings),
+        result.model, 1, cutoff, *_trained_on(result.facts),
         backtest.sets[BACKTEST].get(metric), trees=result.model.trees,
     )  # fmt: skip
     facts = {
@@ -164,19 +164,23 @@ def first_model(history: History, cutoff: dt.date) -> Start:
     return Start(champion, splits[TEST], facts)
 
 
-def training_splits(history: History, cutoff: dt.date) -> tuple[dict[str, pd.DataFrame], Window]:
+def training_splits(history: History, cutoff: dt.date) -> dict[str, pd.DataFrame]:
     """The train/validation/test splits of ``cutoff`` (matured labels only, split by time,
-    train balanced as configured), and the event days of its candidates."""
+    train balanced as configured)."""
     settings = history.settings
     frame = history.matured(cutoff)
     splits = split_by_time(frame, settings.split, settings.dataset)
     splits[TRAIN] = balance(splits[TRAIN], settings.split, settings.dataset)
-    days = frame[EVENT_DATE]
-    return splits, (days.min(), days.max())
+    return splits
 
 
-def _train_end(splits: dict[str, pd.DataFrame], settings) -> dt.datetime:
-    return splits[TRAIN][settings.dataset.event_timestamp].max().to_pydatetime()
+def _trained_on(facts: dict[str, Any]) -> tuple[Window, dt.datetime]:
+    """The days of the rows a model was trained on (the monitor's reference, as the
+    ``train_window`` lineage tag) and its newest training event (``train_last_event``):
+    for a warm start, the new rows only."""
+    first = dt.datetime.fromisoformat(facts["train_first_event"])
+    last = dt.datetime.fromisoformat(facts["train_last_event"])
+    return (first.date(), last.date()), last
 
 
 def retrain(
@@ -190,7 +194,7 @@ def retrain(
     cutoff = day + dt.timedelta(days=1)
     out = Retrain()
     try:
-        splits, window = training_splits(history, cutoff)
+        splits = training_splits(history, cutoff)
         transform = fit_transform(splits[TRAIN], settings)
         parent = Parent(champion.model, str(champion.version), champion.train_end,
                         champion.warm_starts_in_a_row)  # fmt: skip
@@ -213,7 +217,7 @@ def retrain(
         return out, champion
     warm = result.mode == WARM_START
     return out, Champion(
-        result.model, champion.version + 1, cutoff, window, _train_end(splits, settings),
+        result.model, champion.version + 1, cutoff, *_trained_on(result.facts),
         mine.sets[BACKTEST].get(settings.evaluate.primary_metric),
         champion.warm_starts_in_a_row + 1 if warm else 0, result.model.trees,
     )  # fmt: skip
