@@ -223,3 +223,17 @@ def test_a_history_without_the_day_is_refused(settings, simulated, tmp_path):
     empty = Lakehouse(settings.lakehouse, root=str(tmp_path / "none"))
     with pytest.raises(ReplayError, match=r"silver.features has no partition for 2 day\(s\)"):
         load_history(settings, empty, [START, START + dt.timedelta(days=1)])
+
+
+def test_tables_built_under_other_settings_are_not_reused(settings, tmp_path):
+    from regrow.replay.run import check_built_under
+
+    root = tmp_path / "lakehouse"
+    check_built_under(settings, root)  # records what they are built under
+    check_built_under(settings, root)  # the same settings: the days are reused
+    other = settings.model_copy(
+        update={"features": settings.features.model_copy(update={"windows": ["1h"]})}
+    )
+    with pytest.raises(ReplayError, match="built under other dataset, landing or features "
+                       f"settings than params.yaml's now: remove {root}"):  # fmt: skip
+        check_built_under(other, root)

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCENARIOS: tuple[str, ...] = typing.get_args(Scenario)
+# What a replay's landing was simulated with, and what its tables were built under.
+SIMULATED, BUILT_UNDER = "_replay_simulation.json", "_replay_built_under.json"
 
 
 @dataclass
@@ -212,18 +214,20 @@ def replay(
 
 
 def _simulate(settings: Settings, days: int, say: Callable[[str], None]) -> list[dt.date]:
+    """The scenario's landing files, simulated unless an earlier replay in this workdir
+    simulated the same (the simulator's settings and the contract are recorded beside)."""
     root = settings.resolve(settings.landing.path)
-    truth = Path(root) / TRUTH_FILE
-    sim = settings.simulator
-    wanted = {"scenario": sim.scenario, "seed": sim.seed, "days": days,
-              "start_date": sim.start_date.isoformat()}  # fmt: skip
-    if truth.exists():
-        found = json.loads(truth.read_text(encoding="utf-8"))
-        if all(found.get(k) == v for k, v in wanted.items()):
-            say(f"landing: {days} simulated day(s) of {sim.scenario} already in {root}")
-            return range_days(sim.start_date, sim.start_date + dt.timedelta(days=days - 1))
+    sim = settings.simulator.model_copy(update={"days": days})
+    marker = Path(root) / SIMULATED
+    wanted = {"simulator": sim.model_dump(mode="json"),
+              "dataset": settings.dataset.model_dump(mode="json"),
+              "format": settings.landing.format}  # fmt: skip
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == wanted:
+        say(f"landing: {days} simulated day(s) of {sim.scenario} already in {root}")
+        return range_days(sim.start_date, sim.start_date + dt.timedelta(days=days - 1))
     claim_landing(root, replace=True)
     summary = write_landing(settings.dataset, sim, settings.landing, root, days)
+    marker.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
     say(f"landing: simulated {days} day(s) of {sim.scenario}: {summary.rows['events']} events")
     return list(summary.days)
 
@@ -292,6 +296,7 @@ def _columns_of(path: str, fmt: str) -> list[str]:
 def _data_stages(ctx: StageContext, days: list[dt.date], say: Callable[[str], None]) -> None:
     """The range backfill of the days not built yet (a resumed replay keeps the others)."""
     lakehouse = ctx.lakehouse
+    check_built_under(ctx.settings, Path(lakehouse.root))
     built = set(lakehouse.partition_rows(FEATURES)) if lakehouse.exists(FEATURES) else set()
     todo = [d for d in days if str(d) not in built]
     if not todo:
@@ -308,6 +313,29 @@ def _data_stages(ctx: StageContext, days: list[dt.date], say: Callable[[str], No
 
     figures_seen: list[dict[str, Any]] = []
     backfill(ctx, todo[0], days[-1], progress=progress)
+
+
+def check_built_under(settings: Settings, root: Path) -> None:
+    """The replay's lakehouse keeps the days it built for the next replay in the same
+    workdir, unless the settings its tables depend on changed since: then it refuses,
+    naming the folder (its days would not be what params.yaml now describes).
+
+    Raises:
+        ReplayError: ``root`` was built under another contract, landing or feature set.
+    """
+    wanted = {name: getattr(settings, name).model_dump(mode="json")
+              for name in ("dataset", "landing", "features")}  # fmt: skip
+    marker = root / BUILT_UNDER
+    if marker.exists():
+        if json.loads(marker.read_text(encoding="utf-8")) != wanted:
+            raise ReplayError(
+                f"the replay's tables in {root} were built under other dataset, landing or "
+                f"features settings than params.yaml's now: remove {root} (or give another "
+                f"--workdir) to build them again"
+            )
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")
 
 
 def _run_policies(
