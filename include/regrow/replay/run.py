@@ -201,7 +201,7 @@ def replay(
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     commit = ctx.lakehouse.replace_records(REPLAY, table, {"replay_id": rid})
     truth = _truth(settings) if scenario is not None else {}
-    board = summarise(runs, base.evaluate.primary_metric)
+    board = summarise(runs)
     page = write_scoreboard(
         Path(base.resolve(base.reports_dir)) / "replay" / f"{rid}.html",
         rid, source, runs, board, truth, start.facts,

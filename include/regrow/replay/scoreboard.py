@@ -67,7 +67,7 @@ COLUMNS = (
 MEASURED = frozenset({"train_cpu_seconds", "wall_seconds"})
 
 
-def summarise(runs: Sequence[PolicyRun], metric: str = "pr_auc") -> list[dict[str, Any]]:
+def summarise(runs: Sequence[PolicyRun]) -> list[dict[str, Any]]:
     """One row per policy: mean daily quality on the matured days, retrains, promotions,
     false retrains, training compute, and the ratios to ``daily_full`` and ``never`` when
     they were replayed too."""
