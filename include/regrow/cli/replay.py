@@ -77,4 +77,6 @@ def replay(
         f"{report.scored_from}; gold.replay v{report.table_version}; MLflow run "
         f"{report.mlflow_run_id}"
     )
+    took = ", ".join(f"{k.replace('_', ' ')} {v:.0f} s" for k, v in report.seconds.items())
+    typer.echo(f"took: {took}")
     typer.echo(f"scoreboard: {report.page}")
