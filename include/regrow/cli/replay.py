@@ -64,7 +64,8 @@ def replay(
     source = scenario or (landing.name if landing else "replay")
     where = workdir or Path(ctx.settings.resolve("data/replay")) / source
     report = run_replay(
-        ctx, policies, days, scenario=scenario, landing=landing, workdir=where,
+        ctx, policies, days, scenario=scenario, workdir=where,
+        landing=landing.resolve() if landing else None,  # as typed: from here, not params.yaml
         warmup_days=warmup_days, workers=workers, progress=typer.echo,
     )  # fmt: skip
     cells = table_text(report.scoreboard)
