@@ -126,9 +126,8 @@ def _params(root: Path, days: int, events: int) -> Path:
     path = write_params(root)
     raw = yaml.safe_load(path.read_text())
     raw["dataset"]["label_delay_days"] = 5
-    settings = load_settings(path)
-    warmup = default_warmup(settings.model_copy(update={"dataset": settings.dataset.model_copy(
-        update={"label_delay_days": 5})}))  # fmt: skip
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    warmup = default_warmup(load_settings(path))
     raw["simulator"] |= {"days": days, "events_per_day": events, "mean_label_delay_days": 2.0,
                          "drift_onset_day": warmup + (days - warmup) // 4,
                          "n_entities": max(3000, events)}  # fmt: skip

@@ -83,6 +83,10 @@ class Champion:
     trees: int = 0
     _reference: dict[str, Any] | None = field(default=None, repr=False)
 
+    def parent(self) -> Parent:
+        """The champion as a warm start's parent (and the warm-start caps') see it."""
+        return Parent(self.model, str(self.version), self.train_end, self.warm_starts_in_a_row)
+
 
 @dataclass
 class Start:
@@ -141,8 +145,8 @@ def first_model(history: History, cutoff: dt.date) -> Start:
     version 1, accepted on its backtest (the replay's starting point, not a gated model).
 
     Raises:
-        ReplayError-worthy TrainsetError / TrainingError: the cut-off's training set
-            cannot make a model (the message says why).
+        TrainsetError, TrainingError: the cut-off's training set cannot make a model
+            (the message says why; ``regrow replay`` turns it into a ReplayError).
     """
     splits = training_splits(history, cutoff)
     transform = fit_transform(splits[TRAIN], history.settings)
@@ -196,8 +200,7 @@ def retrain(
     try:
         splits = training_splits(history, cutoff)
         transform = fit_transform(splits[TRAIN], settings)
-        parent = Parent(champion.model, str(champion.version), champion.train_end,
-                        champion.warm_starts_in_a_row)  # fmt: skip
+        parent = champion.parent()
         started, cpu = time.perf_counter(), time.thread_time()
         result = train(splits, transform, settings.dataset, settings.train, cutoff, parent, mode)
         out.cpu_seconds = round(time.thread_time() - cpu, 4)
@@ -460,9 +463,9 @@ def _decide_by_rules(
     about = ChampionFacts(str(champion.version), champion.cutoff, champion.gate_value)
     outcome = decide(rules, history, about, requests, higher)
     if outcome.mode == WARM_START:
-        parent = Parent(champion.model, str(champion.version), champion.train_end,
-                        champion.warm_starts_in_a_row)  # fmt: skip
-        cap = warm_start_cap(settings.train.warm_start, parent, day + dt.timedelta(days=1))
+        cap = warm_start_cap(
+            settings.train.warm_start, champion.parent(), day + dt.timedelta(days=1)
+        )
         if cap:
             outcome = decide(rules, history, about, requests, higher, warm_start_cap=cap)
     trigger = "+".join(t.name for t in outcome.fired) or "none"

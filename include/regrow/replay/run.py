@@ -262,12 +262,11 @@ def _landed(settings: Settings, days: int) -> list[dt.date]:
         "labels": [dataset.event_id, dataset.label, dataset.label_timestamp],
     }
     for kind, columns in needed.items():
-        day = next(
-            (d for d in chosen if landing_files.find_files(root, settings.landing, kind, d)), None
-        )
-        if day is None:
+        found = (landing_files.find_files(root, settings.landing, kind, d) for d in chosen)
+        files = next((f for f in found if f), None)
+        if files is None:
             continue
-        path = landing_files.find_files(root, settings.landing, kind, day)[0]
+        path = files[0]
         header = _columns_of(path, settings.landing.format)
         missing = [c for c in columns if c not in header]
         if missing:
