@@ -1,84 +1,113 @@
 # syntax=docker/dockerfile:1
-# One image for the Airflow scheduler / DAG processor / API server / workers and for the
-# Spark jobs they submit (spark-submit runs from the same venv, `local[*]` or a cluster).
+# regrow's image: the official Apache Airflow image (its Python, its `airflow` user, uid
+# 50000 in group 0, AIRFLOW_HOME=/opt/airflow) plus Java 17 for Spark, regrow's locked
+# Python environment, the pinned Delta Lake and hadoop-aws jars, and regrow's entrypoint.
+# One image for the API server, the scheduler (LocalExecutor: the tasks run there), the DAG
+# processor, the triggerer and the Spark jobs they run (docker-compose.yaml runs them all).
 #
-#   docker build -t regrow .
-#   docker run --rm -e _AIRFLOW_DB_MIGRATE=true regrow airflow dags list
+#   docker build -t regrow --build-arg REGROW_GIT_COMMIT="$(git rev-parse HEAD)" .
+#   docker run --rm regrow airflow dags list
 #
-# The Delta Lake JVM connector and hadoop-aws (s3a://) are baked into $REGROW_JARS_DIR, so
-# `lakehouse.engine: auto` (or delta-spark) runs on Delta's own connector in this image.
+# AIRFLOW_VERSION is apache-airflow's version in uv.lock (tests/unit/test_docker_files.py
+# checks it), so the base image's Airflow and the locked one are the same release.
+#
+# How the locked set is installed (docker/install.sh, which CI also runs outside Docker):
+# the official image keeps Airflow and its extras in a virtualenv at /home/airflow/.local,
+# which is on PATH and is $VIRTUAL_ENV. `uv sync --frozen --no-dev` runs INTO that venv
+# (UV_PROJECT_ENVIRONMENT): a sync is exact, so it keeps the image's interpreter and removes
+# every package uv.lock does not list (the image's other providers and extras), installs
+# the locked versions of the rest, and regrow. A second venv beside it would leave two
+# Airflows in the image, the image's on $VIRTUAL_ENV and ours; this way there is one, the
+# locked one, and the image's PATH, sudo path and Airflow user setup stay as they are.
 
-ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG AIRFLOW_VERSION=3.3.2
+ARG PYTHON_VERSION=3.11
 ARG UV_VERSION=0.13.9
 
 FROM ghcr.io/astral-sh/uv:${UV_VERSION} AS uv
 
-FROM ${PYTHON_IMAGE}
+FROM apache/airflow:${AIRFLOW_VERSION}-python${PYTHON_VERSION}
 
+ARG AIRFLOW_VERSION
+ARG PYTHON_VERSION
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
+# Java 17 for Spark (the official image is Debian bookworm), and ps for Spark's scripts.
 # Debian security updates arrive under the same package names: versions are not pinned.
+USER 0
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        openjdk-17-jre-headless ca-certificates curl procps tini \
+    && apt-get install -y --no-install-recommends openjdk-17-jre-headless procps \
+    && apt-get clean \
     && rm -rf /var/lib/apt/lists/* \
-    && ln -s "$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")" /usr/lib/jvm/java-17
+    && ln -s "$(dirname "$(dirname "$(readlink -f "$(command -v java)")")")" /usr/lib/jvm/java-17 \
+    && mkdir -p /opt/regrow \
+    && chown airflow:0 /opt/regrow \
+    && chmod 775 /opt/regrow
 
 COPY --from=uv /uv /uvx /usr/local/bin/
+COPY --chmod=755 docker/entrypoint.sh /usr/local/bin/regrow-entrypoint
 
-ENV REGROW_HOME=/opt/regrow
-ENV JAVA_HOME=/usr/lib/jvm/java-17 \
-    UV_PROJECT_ENVIRONMENT=${REGROW_HOME}/.venv \
+# The image's airflow user (uid 50000, group 0).
+USER 50000
+
+ENV REGROW_HOME=/opt/regrow \
+    REGROW_JARS_DIR=/opt/regrow/jars \
+    JAVA_HOME=/usr/lib/jvm/java-17 \
+    UV_PROJECT_ENVIRONMENT=/home/airflow/.local \
     UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_DOWNLOADS=never \
+    UV_CACHE_DIR=/tmp/.cache/uv \
     PYTHONUNBUFFERED=1
-ENV PATH=${REGROW_HOME}/.venv/bin:${PATH} \
-    SPARK_HOME=${REGROW_HOME}/.venv/lib/python3.11/site-packages/pyspark \
-    PYSPARK_PYTHON=${REGROW_HOME}/.venv/bin/python \
-    PYSPARK_DRIVER_PYTHON=${REGROW_HOME}/.venv/bin/python
+ENV SPARK_HOME=/home/airflow/.local/lib/python${PYTHON_VERSION}/site-packages/pyspark \
+    PYSPARK_PYTHON=/home/airflow/.local/bin/python \
+    PYSPARK_DRIVER_PYTHON=/home/airflow/.local/bin/python
 
-WORKDIR ${REGROW_HOME}
+WORKDIR /opt/regrow
 
-# Dependencies first (cached while only the code changes), exactly as locked.
-COPY pyproject.toml uv.lock README.md ./
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
-
-# Spark's JVM side, baked in (no download at container start): the jars regrow pins for the
-# locked pyspark (Delta Lake's connector and its Kernel modules, hadoop-aws and the AWS SDK
-# it was built against), each checked against its pinned SHA-1. The same stdlib-only script
-# `make setup` runs, before the project is installed so that this layer outlives code changes.
+# The locked dependencies and the jars first: this layer outlives changes of regrow's code.
+# The jars (~700 MB: Delta Lake's connector and Kernel, hadoop-aws and the AWS SDK bundle it
+# was built against, each checked against its pinned SHA-1) are fetched into a BuildKit
+# cache, so a rebuild downloads nothing, and copied into $REGROW_JARS_DIR, where every regrow
+# Spark session finds them: `lakehouse.engine: auto` picks delta-spark in this image.
 ARG REGROW_MAVEN_REPO=https://repo1.maven.org/maven2
-ENV REGROW_JARS_DIR=${REGROW_HOME}/jars
-COPY include/regrow/orchestration/jars.py /tmp/regrow-jars.py
-RUN REGROW_MAVEN_REPO="${REGROW_MAVEN_REPO}" python /tmp/regrow-jars.py fetch \
-    && rm /tmp/regrow-jars.py
+COPY --chown=airflow:0 pyproject.toml uv.lock README.md .python-version ./
+COPY --chown=airflow:0 docker/install.sh docker/install.sh
+COPY --chown=airflow:0 include/regrow/orchestration/jars.py include/regrow/orchestration/jars.py
+RUN --mount=type=cache,target=/tmp/.cache/uv,uid=50000,gid=0 \
+    --mount=type=cache,target=/tmp/.cache/regrow-jars,uid=50000,gid=0 \
+    REGROW_MAVEN_REPO="${REGROW_MAVEN_REPO}" bash docker/install.sh --no-project \
+        --venv /home/airflow/.local --jars "${REGROW_JARS_DIR}" \
+        --jars-cache /tmp/.cache/regrow-jars
 
-# The project itself (editable, so dags/ and jobs/ import the same regrow package).
-COPY include/ include/
-COPY dags/ dags/
-COPY jobs/ jobs/
-COPY params.yaml ./
-COPY docker/entrypoint.sh /usr/local/bin/regrow-entrypoint
-RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev \
-    && python -c "from regrow.orchestration import jars; assert jars.present(jars.DELTA) and jars.present(jars.S3A)"
+# regrow itself, editable from /opt/regrow (its DAG helpers find jobs/ beside include/), and
+# what it reads at run time: the DAGs, the Spark jobs, the expectation suites, params.yaml.
+COPY --chown=airflow:0 include/ include/
+COPY --chown=airflow:0 dags/ dags/
+COPY --chown=airflow:0 jobs/ jobs/
+COPY --chown=airflow:0 plugins/ plugins/
+COPY --chown=airflow:0 expectations/ expectations/
+COPY --chown=airflow:0 params.yaml dvc.yaml ./
+COPY --chown=airflow:0 docker/stack_init.py docker/stack_init.py
+RUN --mount=type=cache,target=/tmp/.cache/uv,uid=50000,gid=0 \
+    bash docker/install.sh --venv /home/airflow/.local --no-jars \
+    && python -c "from regrow.orchestration import jars; assert jars.present(jars.DELTA) and jars.present(jars.S3A)" \
+    && test "$(airflow version 2>/dev/null | tail -n 1)" = "${AIRFLOW_VERSION}" \
+    && mkdir -p data reports /opt/airflow/config \
+    && chmod -R g+rwX data reports /opt/airflow/config
 
-# Airflow's convention: uid 50000, group 0, so that any uid an orchestrator picks can write.
-RUN useradd --uid 50000 --gid 0 --home-dir /home/airflow --create-home airflow \
-    && mkdir -p "${REGROW_HOME}/airflow_home" "${REGROW_HOME}/data" "${REGROW_HOME}/reports" \
-    && chown -R airflow:0 "${REGROW_HOME}/airflow_home" "${REGROW_HOME}/data" "${REGROW_HOME}/reports" \
-    && chmod -R g+rwX "${REGROW_HOME}/airflow_home" "${REGROW_HOME}/data" "${REGROW_HOME}/reports"
-
-ENV AIRFLOW_HOME=${REGROW_HOME}/airflow_home \
-    AIRFLOW__CORE__DAGS_FOLDER=${REGROW_HOME}/dags \
+# The commit that regrow records as lineage on every model version (an image has no .git).
+ARG REGROW_GIT_COMMIT=unknown
+ENV REGROW_GIT_COMMIT=${REGROW_GIT_COMMIT} \
+    REGROW_PARAMS=/opt/regrow/params.yaml \
+    AIRFLOW__CORE__DAGS_FOLDER=/opt/regrow/dags \
+    AIRFLOW__CORE__PLUGINS_FOLDER=/opt/regrow/plugins \
     AIRFLOW__CORE__LOAD_EXAMPLES=False \
-    AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}' \
-    REGROW_PARAMS=${REGROW_HOME}/params.yaml
+    AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'
 
-USER 50000
-
-ENTRYPOINT ["/usr/bin/tini", "--", "/usr/local/bin/regrow-entrypoint"]
+# The official image's dumb-init forwards signals to the process group (DUMB_INIT_SETSID=1);
+# regrow's entrypoint migrates the metadata database when _AIRFLOW_DB_MIGRATE=true, then
+# execs the command (a bare Airflow subcommand such as `scheduler` runs as `airflow ...`).
+ENTRYPOINT ["/usr/bin/dumb-init", "--", "/usr/local/bin/regrow-entrypoint"]
 CMD ["airflow", "version"]
