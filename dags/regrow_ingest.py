@@ -6,9 +6,10 @@ Daily, with `catchup` for backfills. A run covers one whole UTC day, its logical
 
 1. **wait_for_events**: a sensor (reschedule mode: it frees its worker slot between
    pokes) that looks for the day's event files,
-   `{landing.path}/events/YYYY-MM-DD/*.{landing.format}`, local or `s3://`. It logs the
+   `{landing.path}/events/YYYY-MM-DD/*.{landing.format}`, local or `s3://` (there, the
+   Amazon provider's `S3KeySensor` on the `airflow.aws_conn_id` connection). It logs the
    pattern it waits for on every poke; after `airflow.sensor_timeout_seconds` without a
-   file, the run fails.
+   file, the run fails. The files found go to XCom.
 2. **ingest_events**: `jobs/ingest.py --date <ds>` through `SparkSubmitOperator` on the
    `airflow.spark_conn_id` connection (`local[*]` by default, a cluster master to scale
    out). It replaces the day's partitions of `bronze.events`, `bronze.quarantine` and
@@ -55,6 +56,8 @@ from regrow.orchestration.dags import (
     asset,
     dag_settings,
     default_args,
+    landing_on_s3,
+    s3_landing_sensor,
     spark_job,
     start_date,
 )
@@ -133,7 +136,10 @@ def regrow_ingest():
         outlets=[SILVER_FEATURES],
     )  # fmt: skip
 
-    waiting = wait_for_events()
+    # An s3:// landing path is awaited by the Amazon provider's S3KeySensor instead.
+    waiting = (
+        s3_landing_sensor("wait_for_events", "events") if landing_on_s3() else wait_for_events()
+    )
     choose_path() >> [waiting, backfill_range]
     backfill_range >> publish_range()
     waiting >> ingest_events >> validate_bronze

@@ -129,7 +129,8 @@ def spark_job(
     """A task that runs ``jobs/<job>`` with the DAG's params.yaml, as ``airflow.spark_via``
     says: on the Spark Connect server of ``airflow.spark_connect_conn_id`` (a warm JVM: the
     task pays no Spark start), or through ``SparkSubmitOperator`` on ``airflow.spark_conn_id``
-    (a JVM per task, e.g. on a cluster master).
+    (a JVM per task, e.g. on a cluster master; it fails at once, naming the connection,
+    when that standalone master does not answer: :mod:`regrow.orchestration.submit`).
 
     Args:
         args: the job's own arguments (templated); by default the run's day and run id.
@@ -147,10 +148,10 @@ def spark_job(
             op_kwargs={"job": job, "conn_id": cfg.spark_connect_conn_id},
             **kwargs,
         )
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from regrow.orchestration.submit import SparkJobOperator
 
     daily = "{{ ds }}" in args  # a daily job's Spark application is named by its day
-    return SparkSubmitOperator(
+    return SparkJobOperator(
         task_id=task_id,
         application=str(JOBS_FOLDER / job),
         conn_id=cfg.spark_conn_id,
@@ -158,6 +159,33 @@ def spark_job(
         name=f"regrow_{task_id}" + ("_{{ ds_nodash }}" if daily else ""),
         conf=spark_submit_conf(),
         **kwargs,
+    )
+
+
+def landing_on_s3() -> bool:
+    """Whether ``landing.path`` is an ``s3://`` URI (its sensor: :func:`s3_landing_sensor`)."""
+    settings = dag_settings()
+    return settings.resolve(settings.landing.path).startswith("s3://")
+
+
+def s3_landing_sensor(task_id: str, kind: str) -> BaseOperator:
+    """The Amazon provider's ``S3KeySensor`` on the run's day of ``kind`` files of an
+    ``s3://`` landing path, on the ``airflow.aws_conn_id`` connection, with the local
+    sensor's timings (reschedule mode): see :mod:`regrow.orchestration.operators`."""
+    from regrow.orchestration.operators import LandingKeySensor
+
+    settings = dag_settings()
+    cfg = settings.airflow
+    return LandingKeySensor(
+        task_id=task_id,
+        root=settings.resolve(settings.landing.path),
+        landing=settings.landing,
+        kind=kind,
+        aws_conn_id=cfg.aws_conn_id,
+        poke_interval=cfg.sensor_poke_interval_seconds,
+        timeout=cfg.sensor_timeout_seconds,
+        mode="reschedule",
+        doc_md="Done when the day's event files have landed in S3; their URIs go to XCom.",
     )
 
 
@@ -175,9 +203,9 @@ def mapped_spark_job(task_id: str, job: str, arguments: Any, **kwargs: Any):
             map_index_template="{{ task.op_args[1] }}",
             **kwargs,
         ).expand(op_args=arguments)
-    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+    from regrow.orchestration.submit import SparkJobOperator
 
-    return SparkSubmitOperator.partial(
+    return SparkJobOperator.partial(
         task_id=task_id,
         application=str(JOBS_FOLDER / job),
         conn_id=cfg.spark_conn_id,

@@ -10,9 +10,10 @@ DAG processor imports this module on every parse, and the tasks run in workers.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from regrow.orchestration.dags import asset, dag_settings, job_args
 
@@ -25,6 +26,21 @@ logger = logging.getLogger(__name__)
 
 # regrow_retrain's `mode` param: train.mode of params.yaml.
 DEFAULT_MODE = "default"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def on_aws(body: F) -> F:
+    """Run a task body with the AWS access of ``airflow.aws_conn_id`` (the connection, else
+    the environment): :func:`regrow.orchestration.aws.aws_environment`."""
+
+    @functools.wraps(body)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from regrow.orchestration.aws import aws_environment
+
+        with aws_environment(dag_settings()):
+            return body(*args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 def task_context(run_id: str | None, dag_id: str | None) -> StageContext:
@@ -49,6 +65,7 @@ def run_connect_job(job: str, args: list[str], conn_id: str) -> None:
     from airflow.exceptions import AirflowException
     from airflow.providers.apache.spark.hooks.spark_connect import SparkConnectHook
 
+    from regrow.orchestration.aws import aws_environment
     from regrow.orchestration.dags import JOBS_FOLDER
     from regrow.orchestration.spark import answers, remote_address
 
@@ -67,7 +84,8 @@ def run_connect_job(job: str, args: list[str], conn_id: str) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     logger.info("running jobs/%s %s on %s", job, " ".join(args), url)
-    code = module.main([*args, "--spark-remote", url])
+    with aws_environment(dag_settings()):  # the job runs in this process: the driver
+        code = module.main([*args, "--spark-remote", url])
     if code:
         raise AirflowException(f"jobs/{job} failed (exit code {code}); its log above says why")
 
@@ -204,6 +222,7 @@ def retrain_trigger(force: bool, dag_run, triggering_asset_events) -> str:
     return "schedule" if dag_run.run_type == "scheduled" else "manual"
 
 
+@on_aws
 def check_retrain_needed(params: Mapping[str, Any], run_id: str, dag_id: str) -> bool:
     """False (skip the rest of the run) when the champion was trained on this snapshot."""
     from regrow.model.retrain import retrain_needed
@@ -214,6 +233,7 @@ def check_retrain_needed(params: Mapping[str, Any], run_id: str, dag_id: str) ->
     return needed
 
 
+@on_aws
 def snapshot_trainset() -> dict[str, Any]:
     """Version the snapshot with DVC; its hash goes to XCom."""
     from regrow.model.versioning import snapshot_trainset
@@ -221,6 +241,7 @@ def snapshot_trainset() -> dict[str, Any]:
     return snapshot_trainset(dag_settings()).as_dict()
 
 
+@on_aws
 def train_model(
     params: Mapping[str, Any], run_id: str, dag_run, triggering_asset_events
 ) -> dict[str, Any]:
@@ -248,6 +269,7 @@ def train_model(
         raise AirflowFailException(str(err)) from err
 
 
+@on_aws
 def evaluate_challenger(facts: Mapping[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
     """Challenger vs champion on the same rows; the report goes to XCom."""
     from regrow.model.challenger import evaluate_challenger
@@ -255,6 +277,7 @@ def evaluate_challenger(facts: Mapping[str, Any], run_id: str, dag_id: str) -> d
     return evaluate_challenger(task_context(run_id, dag_id), version=facts["version"]).as_dict()
 
 
+@on_aws
 def decide_promotion(report: Mapping[str, Any], run_id: str, dag_id: str) -> dict[str, Any]:
     """The gate: promote or keep, recorded in gold.decisions with the DAG as actor."""
     from airflow.sdk.exceptions import AirflowFailException
@@ -270,6 +293,7 @@ def decide_promotion(report: Mapping[str, Any], run_id: str, dag_id: str) -> dic
     return outcome.as_dict()
 
 
+@on_aws
 def report_retrain(facts: Mapping[str, Any], outcome: Mapping[str, Any]) -> str:
     """Write the markdown report of the run; the log names it."""
     from regrow.model.challenger import Challenger
@@ -284,6 +308,7 @@ def report_retrain(facts: Mapping[str, Any], outcome: Mapping[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------- monitor
+@on_aws
 def days_to_monitor(params: Mapping[str, Any], run_id: str, dag_id: str) -> list[str]:
     """regrow_monitor's days, YYYY-MM-DD, oldest first: the ``dates`` param when it names
     any (a manual rerun), else every scored day not monitored yet (empty: nothing to do,
@@ -302,6 +327,7 @@ def days_to_monitor(params: Mapping[str, Any], run_id: str, dag_id: str) -> list
     return days
 
 
+@on_aws
 def decide_days(
     days: Sequence[str], params: Mapping[str, Any], run_id: str, dag_id: str
 ) -> list[dict[str, Any]]:
@@ -343,6 +369,7 @@ def request_retrain(decisions: Sequence[Mapping[str, Any]], outlet_events, reque
     return request
 
 
+@on_aws
 def report_days(days: Sequence[str], run_id: str, dag_id: str) -> list[str]:
     """The HTML report of each day; the log names each file."""
     from regrow.monitoring.monitor import report_day
