@@ -29,9 +29,13 @@ def test_connect_runs_the_job_in_a_python_task_on_the_connect_connection(via):
 
 
 def test_submit_runs_the_job_through_spark_submit_on_the_spark_connection(via):
+    from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+
     via("submit")
     task = dags.spark_job("ingest_events", "ingest.py")
-    assert type(task).__name__ == "SparkSubmitOperator"
+    # The provider's operator, checking its master first (regrow.orchestration.submit).
+    assert isinstance(task, SparkSubmitOperator)
+    assert type(task).__name__ == "SparkJobOperator"
     assert task.application.endswith("jobs/ingest.py")
     assert task._conn_id == "spark_default"
     assert task.application_args[:2] == ["--date", "{{ ds }}"]

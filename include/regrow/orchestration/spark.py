@@ -174,14 +174,14 @@ def get_spark(
         return builder.getOrCreate()
     # pyspark itself would make a Connect session when $SPARK_REMOTE is set.
     os.environ.pop("SPARK_REMOTE", None)
-    builder = SparkSession.builder.appName(spark_settings.app_name)
-    # Under spark-submit the master and driver memory come from its command line (the
-    # Airflow connection); a value set here would silently override them.
+    builder = SparkSession.builder
+    # Under spark-submit the master, driver memory and application name come from its
+    # command line (the Airflow connection, the task's name); a value set here would
+    # silently override them.
     submitted = "PYSPARK_GATEWAY_PORT" in os.environ
     if not submitted:
-        builder = builder.master(spark_settings.master).config(
-            "spark.driver.memory", spark_settings.driver_memory
-        )
+        builder = builder.appName(spark_settings.app_name).master(spark_settings.master)
+        builder = builder.config("spark.driver.memory", spark_settings.driver_memory)
     if not submitted and spark_settings.master.startswith("local"):
         # A local session talks to itself only: bind to loopback, not the first interface.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
