@@ -157,6 +157,13 @@ def performance_series(monitoring: pa.Table) -> list[dict[str, Any]]:
     return _series(_rows(monitoring, SCHEMA.names, "gold.monitoring"))
 
 
+def performance_html(series: list[dict[str, Any]]) -> str:
+    """The report's "estimated vs realised performance" figures (inline SVG, one per metric
+    of :data:`REPORTED_METRICS`) from :func:`performance_series`; a line when empty."""
+    with mpl.rc_context(RC):
+        return _performance(series)
+
+
 def write_performance_series(monitoring: pa.Table, path: Path, metric: str = "pr_auc") -> Path:
     """Write one metric's series as a CSV for ``dvc plots``: data_date, estimated, realised
     (an empty cell where a value is missing; a day with neither is left out)."""
