@@ -19,13 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.csv as pv
@@ -56,7 +52,6 @@ pytestmark = pytest.mark.slow
 
 # This test's ports (fixed: the lead gave each helper a range).
 MASTER_PORT, MASTER_WEB_PORT, WORKER_WEB_PORT = 17077, 18090, 18091
-S3_PORT = 5610
 BUCKET = "regrow-cluster"
 DAY = dt.date(2026, 1, 1)  # ingested and scored on the cluster
 DOWN_DAY = DAY + dt.timedelta(days=1)  # landed; its ingest meets a master that is down
@@ -76,47 +71,14 @@ def spark_connection(master: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[str]:
-    """A real S3 server (moto) on 127.0.0.1:S3_PORT with the bucket; the AWS_* environment
-    that regrow, spark-submit and the cluster's executors read, as today."""
+def s3(s3_server: str) -> str:
+    """The session's S3 server (moto on 127.0.0.1, tests/conftest.py) with this module's
+    bucket; its AWS_* environment is what regrow, spark-submit and the cluster's executors
+    read, as today."""
     import boto3
 
-    endpoint = f"http://127.0.0.1:{S3_PORT}"
-    moto = Path(sys.executable).with_name("moto_server")
-    proc = subprocess.Popen(
-        [str(moto), "-H", "127.0.0.1", "-p", str(S3_PORT)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": endpoint,
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", S3_PORT), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    pytest.fail(f"moto server did not start on {endpoint}")
-                time.sleep(0.2)
-        os.environ.update(env)
-        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        proc.terminate()
-        proc.wait(timeout=10)
+    boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=BUCKET)
+    return s3_server
 
 
 @pytest.fixture(scope="module")
