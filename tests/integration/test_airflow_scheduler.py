@@ -2,14 +2,16 @@
 scheduler, dag-processor, triggerer; LocalExecutor on SQLite, started by
 :mod:`regrow.orchestration.airflow_services`) whose scheduler runs the days
 (:mod:`regrow.orchestration.airflow_backfills`), and regrow_score following through the
-Asset ``silver.features``.
+Asset ``silver.features``, and regrow_monitor after it through ``gold.predictions``.
 
 A small simulated project in a temp dir: landing files for the days, a champion trained
 with the library beforehand (regrow_score fails a day without one), the local Spark
-Connect server that ``start`` brings up for ``airflow.spark_via: connect``. regrow_ingest
-and regrow_score are unpaused; regrow_monitor and regrow_retrain stay paused (their own
-tests cover them, and their runs would only cost minutes here). Then the same backfill
-again with ``--reprocess-behavior completed`` leaves every table's content as it was.
+Connect server that ``start`` brings up for ``airflow.spark_via: connect``. regrow_ingest,
+regrow_score and regrow_monitor are unpaused; regrow_retrain stays paused (two days make no
+training set: a retrain it ran would fail on too few matured labels, so its own test covers
+it). Then the same backfill again with ``--reprocess-behavior completed`` leaves every
+table's content as it was: the days are ingested and scored again, and regrow_monitor,
+triggered again, finds no day it has not monitored.
 """
 
 from __future__ import annotations
@@ -28,12 +30,16 @@ from types import SimpleNamespace
 import pytest
 
 from regrow.catalog import (
+    DECISION_DATE,
+    DECISIONS,
     EVENT_DATE,
     EVENTS,
     FEATURES,
     INGESTED_AT,
     LABELS,
     MODEL_VERSIONS,
+    MONITOR_DATE,
+    MONITORING,
     PREDICTIONS,
     QUARANTINE,
     RELEASED_AT,
@@ -61,12 +67,13 @@ START = dt.date(2026, 1, 1)
 # a minute or more for no new behaviour.
 DAYS = [START, START + dt.timedelta(days=1)]
 PORTS = range(8180, 8190)  # this test's api-server ports
-INGEST, SCORE = "regrow_ingest", "regrow_score"
+INGEST, SCORE, MONITOR = "regrow_ingest", "regrow_score", "regrow_monitor"
 # Columns a reprocessed day may change by design: when a row was written, the Delta
 # versions it was read from (they grow with every write), and the scoring run's id (the
 # Asset-triggered scoring run is a new run; the backfill's ingest runs keep their ids).
 VOLATILE = {INGESTED_AT, RELEASED_AT, SOURCE_VERSION, SOURCE_VERSIONS}
-TABLES = (EVENTS, QUARANTINE, LABELS, FEATURES, SILVER_LABELS, PREDICTIONS, MODEL_VERSIONS)
+TABLES = (EVENTS, QUARANTINE, LABELS, FEATURES, SILVER_LABELS, PREDICTIONS, MODEL_VERSIONS,
+          MONITORING, DECISIONS)  # fmt: skip
 TIMEOUT = 1800  # a safety net for a stuck scheduler, not an assertion on speed
 
 
@@ -106,7 +113,7 @@ def project(tmp_path_factory: pytest.TempPathFactory, mlflow_template: Path) -> 
 @pytest.fixture(scope="module")
 def services(project: SimpleNamespace):
     home = project.tmp / "airflow_home"
-    # Paused at creation, then the two DAGs under test unpaused (a backfill runs only on an
+    # Paused at creation, then the three DAGs under test unpaused (a backfill runs only on an
     # unpaused DAG; an Asset triggers only an unpaused one).
     extra = {"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}
     started = time.monotonic()
@@ -116,7 +123,7 @@ def services(project: SimpleNamespace):
         env = airflow_services.environment(home, extra)
         subprocess.run(
             [_airflow_cli(), "dags", "unpause", "--treat-dag-id-as-regex", "-y",
-             f"^({INGEST}|{SCORE})$"],
+             f"^({INGEST}|{SCORE}|{MONITOR})$"],
             env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         yield SimpleNamespace(services=running, env=env, home=home)
@@ -127,29 +134,31 @@ def services(project: SimpleNamespace):
 
 
 def backfill(services: SimpleNamespace, reprocess: str) -> airflow_backfills.BackfillRun:
-    """``airflow backfill create`` for DAYS, then wait for its runs and for regrow_score to
-    have consumed every Asset event they published."""
+    """``airflow backfill create`` for DAYS, then wait for its runs, and for regrow_score and
+    then regrow_monitor to have consumed every Asset event published before them."""
     started = time.monotonic()
     backfill_ids = airflow_backfills.create_backfill(
         services.env, INGEST, DAYS[0], DAYS[-1], reprocess=reprocess
     )
     result = airflow_backfills.wait_for_backfill(services.env, backfill_ids, timeout=TIMEOUT)
-    _wait_for_scoring(services.env)
+    for follower in (SCORE, MONITOR):
+        _wait_for_asset_runs(services.env, follower)
     logger.info("backfill %s (%s): %.1f s", backfill_ids, reprocess, time.monotonic() - started)
     return result
 
 
-def _wait_for_scoring(env) -> None:
+def _wait_for_asset_runs(env, dag_id: str) -> None:
+    """Until ``dag_id`` has no Asset event queued and no run queued or running."""
     deadline = time.monotonic() + TIMEOUT
     while (
-        _sql(env, "SELECT count(*) FROM asset_dag_run_queue WHERE target_dag_id = ?", SCORE)[0][0]
+        _sql(env, "SELECT count(*) FROM asset_dag_run_queue WHERE target_dag_id = ?", dag_id)[0][0]
         or _sql(
             env,
             "SELECT count(*) FROM dag_run WHERE dag_id = ? AND state IN ('queued', 'running')",
-            SCORE,
+            dag_id,
         )[0][0]
     ):
-        assert time.monotonic() < deadline, "regrow_score did not finish"
+        assert time.monotonic() < deadline, f"{dag_id} did not finish"
         time.sleep(2)
 
 
@@ -159,9 +168,9 @@ def _sql(env, query: str, *args) -> list[tuple]:
         return conn.execute(query, args).fetchall()
 
 
-def _score_runs(env) -> list[tuple[str, str, str]]:
+def _runs(env, dag_id: str) -> list[tuple[str, str, str]]:
     return _sql(
-        env, "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = ? ORDER BY id", SCORE
+        env, "SELECT run_id, run_type, state FROM dag_run WHERE dag_id = ? ORDER BY id", dag_id
     )
 
 
@@ -185,7 +194,8 @@ def first(project, services) -> SimpleNamespace:
         result=result,
         tables=contents(project.settings),
         versions=versions(project.settings),
-        score_runs=_score_runs(services.env),
+        score_runs=_runs(services.env, SCORE),
+        monitor_runs=_runs(services.env, MONITOR),
     )
 
 
@@ -196,7 +206,8 @@ def second(project, services, first) -> SimpleNamespace:
         result=result,
         tables=contents(project.settings),
         versions=versions(project.settings),
-        score_runs=_score_runs(services.env),
+        score_runs=_runs(services.env, SCORE),
+        monitor_runs=_runs(services.env, MONITOR),
     )
 
 
@@ -243,6 +254,20 @@ def test_regrow_score_follows_through_the_asset(project, services, first):
         assert features > 0 and predictions == features, day
 
 
+def test_regrow_monitor_follows_scoring_through_the_asset(project, first):
+    runs = first.monitor_runs
+    assert runs, "regrow_monitor never ran"
+    assert {(run_type, state) for _, run_type, state in runs} == {("asset_triggered", "success")}
+    # Every backfilled day was monitored, and the policy decided once on each of them.
+    lakehouse = lakehouse_of(project.settings)
+    monitored = lakehouse.sql(f"SELECT DISTINCT {MONITOR_DATE} d FROM {MONITORING} ORDER BY 1")
+    assert [r["d"] for r in monitored.to_pylist()] == DAYS
+    decided = lakehouse.sql(
+        f"SELECT {DECISION_DATE} d FROM {DECISIONS} WHERE actor = 'airflow:{MONITOR}' ORDER BY 1"
+    )
+    assert [r["d"] for r in decided.to_pylist()] == DAYS
+
+
 def test_the_same_backfill_reprocessed_changes_no_table(project, services, first, second):
     assert min(second.result.backfill_ids) > max(first.result.backfill_ids)
     assert second.result.runs == dict.fromkeys(DAYS, "success"), second.result
@@ -251,6 +276,8 @@ def test_the_same_backfill_reprocessed_changes_no_table(project, services, first
         assert second.versions[table] > version, table
     assert len(second.score_runs) > len(first.score_runs)
     assert {(t, s) for _, t, s in second.score_runs} == {("asset_triggered", "success")}
-    assert all(first.tables[table] for table in (EVENTS, FEATURES, PREDICTIONS))
+    assert len(second.monitor_runs) > len(first.monitor_runs)
+    assert {(t, s) for _, t, s in second.monitor_runs} == {("asset_triggered", "success")}
+    assert all(first.tables[t] for t in (EVENTS, FEATURES, PREDICTIONS, MONITORING, DECISIONS))
     for table in TABLES:
         assert second.tables[table] == first.tables[table], table
