@@ -14,7 +14,7 @@ JARS ?= fetch
 # `make airflow`: the port of the Airflow UI and API (127.0.0.1).
 AIRFLOW_PORT ?= 8080
 
-.PHONY: help setup jars check-java demo demo-broken-feed test bench bench-quick lint mlflow clean spark-start spark-stop airflow airflow-stop airflow-backfill
+.PHONY: help setup jars check-java demo demo-broken-feed test test-stack bench bench-quick lint mlflow clean spark-start spark-stop airflow airflow-stop airflow-backfill
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,11 @@ demo-broken-feed: setup ## 4 days whose last has a broken feed: that day is bloc
 
 test: setup browser ## run the whole test suite (fails when no test is collected)
 	$(RUN) pytest $(PYTEST_ARGS); status=$$?; \
+	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
+	  exit $$status
+
+test-stack: setup ## the tests that run a real Airflow scheduler (backfills) and a Spark standalone cluster (~1 hour on 2 cores; make test leaves them out)
+	$(RUN) pytest -m stack $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	  exit $$status
 

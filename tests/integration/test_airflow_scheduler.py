@@ -58,7 +58,8 @@ from tests.snapshots import write_snapshot
 
 logger = logging.getLogger(__name__)
 # Minutes of Airflow services and Spark jobs: started first (see pytest_collection_modifyitems).
-pytestmark = pytest.mark.slow
+# stack: `make test-stack` runs this file (`make test` leaves it out: see pyproject.toml).
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
 
 START = dt.date(2026, 1, 1)
 # Two days: the fewest that make a range the scheduler runs one after the other

@@ -48,7 +48,8 @@ from tests.snapshots import write_snapshot
 
 logger = logging.getLogger(__name__)
 # Minutes of spark-submit applications on a one-core cluster: started first.
-pytestmark = pytest.mark.slow
+# stack: `make test-stack` runs this file (`make test` leaves it out: see pyproject.toml).
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
 
 # This test's ports (fixed: the lead gave each helper a range).
 MASTER_PORT, MASTER_WEB_PORT, WORKER_WEB_PORT = 17077, 18090, 18091
