@@ -25,6 +25,7 @@ from regrow.data.simulate.world import (
     simulate_day,
 )
 from regrow.settings import DatasetSettings, LandingSettings, SimulatorSettings
+from regrow.storage.options import fsspec_options
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def claim_landing(root: str, replace: bool = False) -> None:
         ValueError: ``root`` holds landing files the simulator did not write (the user's
             own data), naming the path and the setting that leaves it alone.
     """
-    fs, _ = fsspec.core.url_to_fs(root)
+    fs, _ = _landing_fs(root)
     root = root.rstrip("/")
     folders = [f"{root}/{kind}" for kind in ("events", "labels") if fs.exists(f"{root}/{kind}")]
     if not any(fs.find(folder) for folder in folders):
@@ -92,7 +93,7 @@ def write_landing(
         raise ValueError(f"days must be > 0, got {days}")
     frames = [simulate_day(dataset, sim, d) for d in range(days)]
     labels = _labels_by_day(dataset, sim, frames, days)
-    fs, _ = fsspec.core.url_to_fs(root)
+    fs, _ = _landing_fs(root)
     root = root.rstrip("/")
     written: list[str] = []
     per_day = []
@@ -253,6 +254,15 @@ def _parquet(rows: pd.DataFrame, types: dict[str, str]) -> bytes:
     buffer = io.BytesIO()
     pq.write_table(table.replace_schema_metadata(None), buffer)
     return buffer.getvalue()
+
+
+def _landing_fs(root: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem of ``root`` with the S3 endpoint of this moment's environment.
+
+    fsspec keeps one filesystem per set of arguments: without the endpoint among them, an
+    S3 filesystem made while ``AWS_ENDPOINT_URL`` named one server (an Airflow task's
+    connection) would be handed out again after it names another."""
+    return fsspec.core.url_to_fs(root, **fsspec_options(root))
 
 
 def _text(value: object) -> str:
