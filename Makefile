@@ -53,7 +53,7 @@ test: setup browser ## run the whole test suite (fails when no test is collected
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	  exit $$status
 
-test-stack: setup ## the tests that run a real Airflow scheduler (backfills) and a Spark standalone cluster (~1 hour on 2 cores; make test leaves them out)
+test-stack: setup ## the tests that run a real Airflow scheduler (backfills) and a Spark standalone cluster (~30 minutes on 2 cores; make test leaves them out)
 	$(RUN) pytest -m stack $(PYTEST_ARGS); status=$$?; \
 	  if [ $$status -eq 5 ]; then echo "pytest collected no tests: that is a failure here"; fi; \
 	  exit $$status
