@@ -188,9 +188,10 @@ def contents(settings) -> dict[str, list[tuple]]:
     return tables
 
 
-@pytest.fixture(scope="module")
-def first(project, services) -> SimpleNamespace:
-    result = backfill(services, "none")
+def backfilled(project, services, reprocess: str) -> SimpleNamespace:
+    """A backfill of DAYS, then what the tests compare: the tables, their versions, and
+    the runs of the DAGs that followed it."""
+    result = backfill(services, reprocess)
     return SimpleNamespace(
         result=result,
         tables=contents(project.settings),
@@ -198,18 +199,16 @@ def first(project, services) -> SimpleNamespace:
         score_runs=_runs(services.env, SCORE),
         monitor_runs=_runs(services.env, MONITOR),
     )
+
+
+@pytest.fixture(scope="module")
+def first(project, services) -> SimpleNamespace:
+    return backfilled(project, services, "none")
 
 
 @pytest.fixture(scope="module")
 def second(project, services, first) -> SimpleNamespace:
-    result = backfill(services, "completed")
-    return SimpleNamespace(
-        result=result,
-        tables=contents(project.settings),
-        versions=versions(project.settings),
-        score_runs=_runs(services.env, SCORE),
-        monitor_runs=_runs(services.env, MONITOR),
-    )
+    return backfilled(project, services, "completed")
 
 
 def versions(settings) -> dict[str, int]:
