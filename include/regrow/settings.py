@@ -539,6 +539,27 @@ class PolicySettings(_Section):
     mode: Literal["warm_start", "stateless"] = "warm_start"
 
 
+class ReplaySettings(_Section):
+    """``regrow replay`` (regrow.replay)."""
+
+    # The value of freshness (`regrow replay --freshness`): each day t is scored by the
+    # model trained at the cut-off of day t - k (everything known before day t - k), for
+    # every k of this list (days of staleness; 0 is a model trained the night before).
+    freshness_days: list[int] = [0, 1, 3, 7, 14]
+
+    @field_validator("freshness_days")
+    @classmethod
+    def _check_freshness(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("replay.freshness_days needs at least one number of days")
+        negative = [k for k in value if k < 0]
+        if negative:
+            raise ValueError(
+                f"replay.freshness_days are days of staleness (0 or more), not {negative}"
+            )
+        return sorted(set(value))
+
+
 class MlflowSettings(_Section):
     """Tracking and registry. Default: a local SQLite store + local artifact directory."""
 
@@ -611,6 +632,7 @@ class Settings(_Section):
     score: ScoreSettings = ScoreSettings()
     monitor: MonitorSettings = MonitorSettings()
     policy: PolicySettings = PolicySettings()
+    replay: ReplaySettings = ReplaySettings()
     mlflow: MlflowSettings = MlflowSettings()
     spark: SparkSettings = SparkSettings()
     airflow: AirflowSettings = AirflowSettings()

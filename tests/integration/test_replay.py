@@ -38,6 +38,7 @@ SECTIONS = {
     "train": {"min_rows": 200, "min_positives": 5},
     "monitor": {"min_rows": 150, "performance": {"bootstrap": 20, "min_positives": 5}},
     "policy": {"triggers": {"drift": {"n": 1, "m": 1}}},
+    "replay": {"freshness_days": [2, 0]},
 }
 
 
@@ -138,6 +139,42 @@ def test_mlflow_has_a_parent_run_and_a_child_per_policy(loans):
     assert len(client.get_metric_history(weekly.info.run_id, "daily_pr_auc")) >= 1
     assert any(a.path.endswith(".html") for a in client.list_artifacts(last.info.run_id))
     assert json.loads(json.dumps(last.data.params))["source"] == "my history"
+
+
+def test_the_value_of_freshness_alone_reuses_the_days_and_records_each_staleness(loans):
+    """``--freshness`` without a policy, on the days the replays above built: each day
+    whose 2-day-stale model lies after the warm-up is scored by the model of its own
+    cut-off and by the one 2 days older; gold.replay, the page and MLflow have both."""
+    root, landing, *_ = loans
+    params = root / "params.yaml"
+    result = CliRunner().invoke(app, ["replay", "--landing", str(landing), "--days", str(DAYS),
+                                      "--freshness", "--warmup-days", str(WARMUP),
+                                      "--params", str(params)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "already built" in out and "the value of freshness" in out
+    assert re.search(r"^0 d\s+\d+\s+0\.\d{4}\s+0\.\d{4}\s+1\.000$", out, re.M), out
+    assert re.search(r"^2 d\s+\d+\s+0\.\d{4}", out, re.M), out
+    settings = load_settings(params)
+    rows = Lakehouse.from_settings(settings).to_arrow(REPLAY).to_pylist()
+    replay_id = re.search(r"^replay (\S+):", out, re.M).group(1)
+    mine = [r for r in rows if r["replay_id"] == replay_id]
+    days = [START + dt.timedelta(days=i) for i in range(WARMUP + 2, DAYS)]
+    for k in (0, 2):
+        series = sorted(
+            (r for r in mine if r["policy"] == f"freshness_{k}d"), key=lambda r: r["day"]
+        )
+        assert [r["day"] for r in series] == days
+        assert all(f"({k} day(s) stale)" in r["reason"] for r in series)
+        assert all((r["pr_auc"] is not None) == r["matured"] for r in series)
+    assert {r["policy"] for r in mine} == {"freshness_0d", "freshness_2d"}
+    html = Path(out.split("scoreboard: ", 1)[1].strip()).read_text(encoding="utf-8")
+    assert "The value of freshness" in html and "<svg" in html
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    parent = re.search(r"MLflow run (\w+)", out).group(1)
+    history = client.get_metric_history(parent, "freshness_pr_auc")
+    assert sorted(m.step for m in history) == [0, 2]
+    assert client.get_run(parent).data.params["freshness_days"] == "0,2"
 
 
 def test_a_landing_without_the_contracts_columns_fails_at_once(tmp_path):

@@ -1,7 +1,8 @@
 """The replay engine on an in-memory history (no Spark: the simulator's days as silver
 leaves them, without windowed features): a policy never sees a label before it matured,
 two runs give the same scoreboard, the policies decide as named, bad names fail at once,
-and the scoreboard page holds its table and plots.
+the value of freshness scores each day with the model of the cut-off k days before it, and
+the scoreboard page holds its tables and plots.
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ import pytest
 from regrow.catalog import EVENT_DATE, LABEL_DATE
 from regrow.data.labels import cutoff_instant
 from regrow.model.decisions import NONE, RETRAIN_ACTIONS, RETRAIN_FULL
-from regrow.replay.engine import first_model, replay_policy
+from regrow.model.evaluation import metrics as eval_metrics
+from regrow.replay.engine import first_model, replay_policy, train_stateless
+from regrow.replay.freshness import replay_rows, value_of_freshness
 from regrow.replay.history import History, ReplayError
 from regrow.replay.policies import POLICIES, policy_named
 from regrow.replay.run import check_choices
 from regrow.replay.scoreboard import MEASURED, summarise, write_scoreboard
-from regrow.settings import load_settings
+from regrow.settings import ConfigError, load_settings
 from tests.bronze_rows import simulated as simulated_days
 from tests.conftest import write_params
 
@@ -174,6 +177,7 @@ def test_unknown_policies_and_scenarios_fail_listing_the_choices():
         check_choices(["never"], "tsunami")
     with pytest.raises(ReplayError, match="no policy given"):
         check_choices([], None)
+    check_choices([], None, freshness=True)  # the value of freshness alone is a replay
     assert set(POLICIES) == {"never", "daily_full", "weekly_full", "drift", "performance",
                              "default"}  # fmt: skip
 
@@ -237,3 +241,90 @@ def test_tables_built_under_other_settings_are_not_reused(settings, tmp_path):
     with pytest.raises(ReplayError, match="built under other dataset, landing or features "
                        f"settings than params.yaml's now: remove {root}"):  # fmt: skip
         check_built_under(other, root)
+
+
+STALENESS = [5, 0, 2, 2]  # as a user may write it: unsorted, repeated
+
+
+@pytest.fixture(scope="module")
+def freshness(settings, simulated):
+    history = history_of(settings, simulated)
+    first = START + dt.timedelta(days=WARMUP)
+    return history, value_of_freshness(history, STALENESS, scored_days(), first)
+
+
+def test_freshness_scores_each_day_with_the_model_of_the_cutoff_k_days_before(freshness):
+    """Every staleness scores the same days: those whose stalest model's cut-off is at or
+    after the first model's. A row's quality is that of the stateless model of its day's
+    cut-off minus k, trained again here; the model of the next cut-off gives another
+    quality (the control: otherwise this test could not tell the cut-offs apart)."""
+    history, found = freshness
+    first = START + dt.timedelta(days=WARMUP)
+    assert found.staleness == [0, 2, 5]
+    assert found.days == [d for d in scored_days() if d >= first + dt.timedelta(days=5)]
+    assert found.models == len({d - dt.timedelta(days=k) for d in found.days for k in (0, 2, 5)})
+    assert [(r["staleness_days"], r["day"]) for r in found.rows] == [
+        (k, d) for k in (0, 2, 5) for d in found.days
+    ]
+    matured = [r for r in found.rows if r["matured"]]
+    assert matured and all(r["pr_auc"] is not None and r["error"] is None for r in matured)
+    assert all(r["pr_auc"] is None for r in found.rows if not r["matured"])
+
+    def quality(cutoff: dt.date, day: dt.date) -> float:
+        result, *_ = train_stateless(history, cutoff)
+        frame = history.day(day)
+        y = history.positives(frame, history.days[-1]).astype("int32")
+        return eval_metrics(y, result.model.predict(frame), 10)["pr_auc"]
+
+    row = next(r for r in matured if r["staleness_days"] == 2)
+    assert row["cutoff"] == row["day"] - dt.timedelta(days=2)
+    assert row["pr_auc"] == pytest.approx(quality(row["cutoff"], row["day"]), abs=1e-12)
+    assert row["pr_auc"] != quality(row["cutoff"] + dt.timedelta(days=1), row["day"])
+
+
+def test_freshness_is_summed_up_per_staleness_and_recorded_as_series(freshness, settings):
+    _, found = freshness
+    by_k = {s["staleness_days"]: s for s in found.summary}
+    assert list(by_k) == [0, 2, 5]
+    measured = sum(1 for d in found.days if d <= max(r["day"] for r in found.rows if r["matured"]))
+    assert all(s["days_measured"] == measured for s in found.summary)
+    assert by_k[0]["pr_auc_vs_freshest"] == 1.0
+    assert by_k[5]["pr_auc_vs_freshest"] == pytest.approx(
+        by_k[5]["mean_pr_auc"] / by_k[0]["mean_pr_auc"]
+    )
+    rows = replay_rows(found)
+    assert {r["policy"] for r in rows} == {"freshness_0d", "freshness_2d", "freshness_5d"}
+    assert all(r["action"] == "none" and not r["retrained"] for r in rows)
+    stale = next(r for r in rows if r["policy"] == "freshness_5d")
+    assert f"cut-off {stale['day'] - dt.timedelta(days=5)} (5 day(s) stale)" in stale["reason"]
+
+
+def test_too_few_days_for_the_stalest_model_are_refused(settings, simulated):
+    history = history_of(settings, simulated)
+    with pytest.raises(ReplayError, match=r"replay.freshness_days goes up to 30 day\(s\) of "
+                       r"staleness, but only 15 day\(s\) follow the warm-up"):  # fmt: skip
+        value_of_freshness(history, [0, 30], scored_days(), START + dt.timedelta(days=WARMUP))
+
+
+def test_freshness_days_are_days_of_staleness(tmp_path):
+    with pytest.raises(ConfigError, match="replay.freshness_days are days of staleness"):
+        load_settings(write_params(tmp_path, replay={"freshness_days": [0, -3]}))
+
+
+def test_the_page_holds_the_value_of_freshness(runs, freshness, tmp_path):
+    _, found = freshness
+    for with_policies in (runs, []):
+        board = summarise(with_policies)
+        page = write_scoreboard(tmp_path / "board.html", "test-replay", "stable", with_policies,
+                                board, {}, {"cutoff": "2026-01-12", "trees": 40}, found)  # fmt: skip
+        html = page.read_text(encoding="utf-8")
+        parsed = _Page()
+        parsed.feed(html)
+        assert "The value of freshness" in html
+        for k in ("0 d", "2 d", "5 d"):
+            assert k in parsed.cells
+        for entry in found.summary:
+            assert f"{entry['mean_pr_auc']:.4f}" in parsed.cells
+        # the policies' two plots, and the staleness plot
+        assert parsed.tags.count("svg") == (3 if with_policies else 1)
+        assert ("Scoreboard" in html) == bool(with_policies)

@@ -40,6 +40,7 @@ from regrow.model.training import (
     Model,
     Parent,
     TrainingError,
+    TrainResult,
     train,
     warm_start_cap,
 )
@@ -148,12 +149,8 @@ def first_model(history: History, cutoff: dt.date) -> Start:
         TrainsetError, TrainingError: the cut-off's training set cannot make a model
             (the message says why; ``regrow replay`` turns it into a ReplayError).
     """
-    splits = training_splits(history, cutoff)
-    transform = fit_transform(splits[TRAIN], history.settings)
     settings = history.settings
-    started, cpu = time.perf_counter(), time.thread_time()
-    result = train(splits, transform, settings.dataset, settings.train, cutoff, mode=STATELESS)
-    cpu, seconds = time.thread_time() - cpu, time.perf_counter() - started
+    result, splits, cpu, seconds = train_stateless(history, cutoff)
     metric = settings.evaluate.primary_metric
     backtest = evaluate(result.model, {BACKTEST: splits[TEST]}, settings.dataset, settings.evaluate)
     champion = Champion(
@@ -166,6 +163,23 @@ def first_model(history: History, cutoff: dt.date) -> Start:
         "seconds": round(seconds, 3), metric: champion.gate_value,
     }  # fmt: skip
     return Start(champion, splits[TEST], facts)
+
+
+def train_stateless(
+    history: History, cutoff: dt.date
+) -> tuple[TrainResult, dict[str, pd.DataFrame], float, float]:
+    """A stateless model of ``cutoff``'s training set: the training result, its splits,
+    and the training thread's CPU seconds and wall seconds.
+
+    Raises:
+        TrainsetError, TrainingError: the cut-off's training set cannot make a model.
+    """
+    settings = history.settings
+    splits = training_splits(history, cutoff)
+    transform = fit_transform(splits[TRAIN], settings)
+    started, cpu = time.perf_counter(), time.thread_time()
+    result = train(splits, transform, settings.dataset, settings.train, cutoff, mode=STATELESS)
+    return result, splits, time.thread_time() - cpu, time.perf_counter() - started
 
 
 def training_splits(history: History, cutoff: dt.date) -> dict[str, pd.DataFrame]:

@@ -39,6 +39,7 @@ from regrow.data.simulate.ground_truth import TRUTH_FILE
 from regrow.data.transform import TrainsetError
 from regrow.model.training import TrainingError
 from regrow.replay.engine import PolicyRun, first_model, replay_policy
+from regrow.replay.freshness import Freshness, replay_rows, value_of_freshness
 from regrow.replay.history import ReplayError, load_history
 from regrow.replay.policies import POLICIES, policy_named
 from regrow.replay.scoreboard import SCHEMA, summarise, write_scoreboard
@@ -69,17 +70,22 @@ class ReplayReport:
     mlflow_run_id: str | None
     seconds: dict[str, float] = field(default_factory=dict)
     first_model: dict[str, Any] = field(default_factory=dict)
+    # With --freshness: per staleness k, the mean quality of the days scored k days stale.
+    freshness: list[dict[str, Any]] = field(default_factory=list)
 
 
-def check_choices(policies: Sequence[str], scenario: str | None) -> None:
-    """Fail at once on an unknown policy or scenario, listing the valid ones."""
+def check_choices(policies: Sequence[str], scenario: str | None, freshness: bool = False) -> None:
+    """Fail at once on an unknown policy or scenario, listing the valid ones (no policy is
+    a choice only with ``freshness``)."""
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ReplayError(
             f"unknown policy {', '.join(map(repr, unknown))}: choose from {', '.join(POLICIES)}"
         )
-    if not policies:
-        raise ReplayError(f"no policy given: choose from {', '.join(POLICIES)}")
+    if not policies and not freshness:
+        raise ReplayError(
+            f"no policy given: choose from {', '.join(POLICIES)} (or give --freshness)"
+        )
     if scenario is not None and scenario not in SCENARIOS:
         raise ReplayError(f"unknown scenario {scenario!r}: choose from {', '.join(SCENARIOS)}")
 
@@ -105,14 +111,20 @@ def replay_settings(
 
 
 def replay_id(
-    source: str, days: int, warmup: int, policies: Sequence[str], settings: Settings
+    source: str,
+    days: int,
+    warmup: int,
+    policies: Sequence[str],
+    settings: Settings,
+    freshness: bool = False,
 ) -> str:
     """The same history, days and policies under the same settings: the same id (a rerun
     replaces its rows); anything else: another."""
     name = "".join(c if c.isalnum() or c in "-_" else "-" for c in source)[:40]
     digest = hashlib.sha256(
         json.dumps(
-            [source, days, warmup, sorted(policies), settings.model_dump(mode="json")],
+            [source, days, warmup, sorted(policies), settings.model_dump(mode="json")]
+            + (["freshness"] if freshness else []),
             sort_keys=True,
             default=str,
         ).encode()
@@ -137,16 +149,19 @@ def replay(
     workdir: Path,
     warmup_days: int | None = None,
     workers: int = 1,
+    freshness: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> ReplayReport:
-    """Replay ``days`` days of a scenario or of a landing directory under ``policies``.
+    """Replay ``days`` days of a scenario or of a landing directory under ``policies``;
+    with ``freshness``, also score each day with models ``replay.freshness_days`` stale
+    (:mod:`regrow.replay.freshness`).
 
     Raises:
         ReplayError: an unknown policy or scenario, a landing directory without the
             contract's columns or without enough days, too few days for the warm-up.
     """
     say = progress or (lambda text: logger.info("%s", text))
-    check_choices(policies, scenario)
+    check_choices(policies, scenario, freshness)
     if (scenario is None) == (landing is None):
         raise ReplayError("give one of --scenario or --landing")
     base = ctx.settings
@@ -168,7 +183,7 @@ def replay(
         source = Path(str(landing)).name or "landing"
         history_days = _landed(settings, days)
     seconds["landing"] = round(time.perf_counter() - started, 1)
-    rid = replay_id(source, days, warmup, policies, base)
+    rid = replay_id(source, days, warmup, policies, base, freshness)
 
     # The data stages' own context: the replay's settings and lakehouse, this Spark.
     data_ctx = dataclasses.replace(
@@ -196,20 +211,30 @@ def replay(
     )
     runs = _run_policies(history, policies, start, scored, workers, say)
     seconds["policies"] = round(time.perf_counter() - started, 1)
+    fresh = None
+    if freshness:
+        started = time.perf_counter()
+        fresh = value_of_freshness(
+            history, settings.replay.freshness_days, scored, cutoff, workers, say
+        )
+        seconds["freshness"] = round(time.perf_counter() - started, 1)
 
     rows = [{"replay_id": rid, "source": source, **row} for run in runs for row in run.rows]
+    if fresh is not None:
+        rows += [{"replay_id": rid, "source": source, **row} for row in replay_rows(fresh)]
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     commit = ctx.lakehouse.replace_records(REPLAY, table, {"replay_id": rid})
     truth = _truth(settings) if scenario is not None else {}
     board = summarise(runs)
     page = write_scoreboard(
         Path(base.resolve(base.reports_dir)) / "replay" / f"{rid}.html",
-        rid, source, runs, board, truth, start.facts,
+        rid, source, runs, board, truth, start.facts, fresh,
     )  # fmt: skip
-    run_id = _log_mlflow(ctx, rid, source, runs, board, page, start.facts, days)
+    run_id = _log_mlflow(ctx, rid, source, runs, board, page, start.facts, days, fresh)
     return ReplayReport(
         rid, source, str(history_days[0]), str(history_days[-1]), str(scored[0]),
         list(policies), board, str(page), commit.version, run_id, seconds, start.facts,
+        fresh.summary if fresh is not None else [],
     )  # fmt: skip
 
 
@@ -364,10 +389,11 @@ def _truth(settings: Settings) -> dict[str, Any]:
 
 def _log_mlflow(
     ctx: StageContext, rid: str, source: str, runs: list[PolicyRun], board: list[dict[str, Any]],
-    page: Path, first: dict[str, Any], days: int,
+    page: Path, first: dict[str, Any], days: int, fresh: Freshness | None = None,
 ) -> str | None:  # fmt: skip
     """One parent run per replay, a child per policy (its summary as metrics, its daily
-    realised quality as a metric series)."""
+    realised quality as a metric series); the value of freshness as the parent's metrics
+    (``freshness_pr_auc`` and ``freshness_roc_auc``, one step per staleness in days)."""
     from mlflow.entities import Metric, Param
 
     registry = ctx.registry
@@ -380,6 +406,13 @@ def _log_mlflow(
         mlflow.log_params({"source": source, "days": days, "policies": ",".join(r.policy for r in runs),
                            "first_model_cutoff": first["cutoff"]})  # fmt: skip
         mlflow.log_artifact(str(page))
+        if fresh is not None:
+            mlflow.log_param("freshness_days", ",".join(map(str, fresh.staleness)))
+            for entry in fresh.summary:
+                for name in ("pr_auc", "roc_auc"):
+                    if entry[f"mean_{name}"] is not None:
+                        mlflow.log_metric(f"freshness_{name}", entry[f"mean_{name}"],
+                                          step=entry["staleness_days"])  # fmt: skip
         client, experiment = registry.client, registry.experiment_id()
         for run in runs:
             child = client.create_run(

@@ -29,6 +29,7 @@ from regrow.replay.policies import DAILY_FULL, NEVER
 
 if TYPE_CHECKING:
     from regrow.replay.engine import PolicyRun
+    from regrow.replay.freshness import Freshness
 
 logger = logging.getLogger(__name__)
 
@@ -119,11 +120,23 @@ def table_text(board: Sequence[dict[str, Any]]) -> list[list[str]]:
     shown = [c for c in COLUMNS if any(b.get(c[0]) is not None for b in board)]
     out = [[heading for _, heading, _ in shown]]
     for b in board:
-        out.append([_cell(b.get(key), fmt) for key, _, fmt in shown])
+        out.append([format_cell(b.get(key), fmt) for key, _, fmt in shown])
     return out
 
 
-def _cell(value: Any, fmt: str) -> str:
+def freshness_table(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """The value of freshness per staleness as text cells, with a heading row."""
+    head = ["staleness", "days", "mean PR-AUC", "mean ROC-AUC", "PR-AUC / freshest"]
+    return [head] + [
+        [f"{s['staleness_days']} d", str(s["days_measured"]),
+         format_cell(s["mean_pr_auc"], "{:.4f}"), format_cell(s["mean_roc_auc"], "{:.4f}"),
+         format_cell(s["pr_auc_vs_freshest"], "{:.3f}")]
+        for s in summary
+    ]  # fmt: skip
+
+
+def format_cell(value: Any, fmt: str) -> str:
+    """A table cell: the value formatted, or a dash for none."""
     return "n/a" if value is None else fmt.format(value)
 
 
@@ -135,15 +148,14 @@ def write_scoreboard(
     board: Sequence[dict[str, Any]],
     truth: dict[str, Any],
     first: dict[str, Any],
+    freshness: Freshness | None = None,
 ) -> Path:
-    """Write the scoreboard page to ``path`` and return it."""
-    cells = table_text(board)
-    head = "".join(f"<th>{escape(c)}</th>" for c in cells[0])
-    body = "".join(
-        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:]
-    )
+    """Write the scoreboard page to ``path`` and return it (with ``freshness``, its
+    section too; without policies, only that section)."""
     onset = truth.get("onset_date")
     days = [r["day"] for r in runs[0].rows] if runs and runs[0].rows else []
+    if not days and freshness is not None:
+        days = freshness.days
     heading = f"regrow — replay {replay_id}"
     facts = [
         f"history: {escape(source)}",
@@ -153,29 +165,76 @@ def write_scoreboard(
     if truth:
         facts.append(f"scenario: {escape(str(truth.get('scenario')))}"
                      + (f", true drift onset {onset}" if onset else ", no drift"))  # fmt: skip
+    sections = []
     with mpl.rc_context(RC):
-        figures = [
-            figure_html(_quality_chart(runs, onset), "daily PR-AUC per policy (7-day mean)"),
-            figure_html(_frontier_chart(board), "cost–quality frontier"),
-        ]
+        if runs:
+            sections += [
+                '<h2>Scoreboard</h2>\n<table class="scoreboard">' + _table_html(table_text(board)),
+                "<p>Quality: PR-AUC and ROC-AUC of each day's scores against its eventually "
+                "matured labels (days whose labels had not all matured by the end are left "
+                "out). Compute: rows x trees added over the replay's retrains (the same on "
+                "every run) and the training thread's CPU seconds (measured). A false retrain "
+                "was kept by the gate, or did worse than the model it replaced on the days "
+                "after it.</p>",
+                "<h2>Daily quality</h2>",
+                figure_html(_quality_chart(runs, onset), "daily PR-AUC per policy (7-day mean)"),
+                "<h2>Cost and quality</h2>",
+                figure_html(_frontier_chart(board), "cost–quality frontier"),
+            ]
+        if freshness is not None:
+            sections += [
+                "<h2>The value of freshness</h2>",
+                '<table class="freshness">' + _table_html(freshness_table(freshness.summary)),
+                f"<p>Each of the {len(freshness.days)} day(s) {freshness.days[0]}.."
+                f"{freshness.days[-1]} is scored by the stateless model trained at the cut-off "
+                "k days before it (everything known before day t − k), for each k; quality "
+                "against its eventually matured labels, as above. One model per cut-off: "
+                f"{freshness.models} trained, {freshness.train_cpu_seconds:.1f} training "
+                "CPU-s.</p>",
+                figure_html(_freshness_chart(freshness), "mean PR-AUC against staleness"),
+            ]
     page = (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f"<title>{escape(heading)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
         f"<h1>{escape(heading)}</h1>\n<p>{' · '.join(facts)}</p>\n"
-        f'<h2>Scoreboard</h2>\n<table class="scoreboard"><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table>\n"
-        "<p>Quality: PR-AUC and ROC-AUC of each day's scores against its eventually matured "
-        "labels (days whose labels had not all matured by the end are left out). Compute: "
-        "rows x trees added over the replay's retrains (the same on every run) and the "
-        "training thread's CPU seconds (measured). A false retrain was kept by the gate, or "
-        "did worse than the model it replaced on the days after it.</p>\n"
-        "<h2>Daily quality</h2>\n" + figures[0] + "\n"
-        "<h2>Cost and quality</h2>\n" + figures[1] + "\n</body>\n</html>\n"
+        + "\n".join(sections)
+        + "\n</body>\n</html>\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     logger.info("wrote the replay scoreboard to %s", path)
     return path
+
+
+def _table_html(cells: list[list[str]]) -> str:
+    """A table's head and body (after its opening tag), every cell escaped."""
+    head = "".join(f"<th>{escape(c)}</th>" for c in cells[0])
+    body = "".join(
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:]
+    )
+    return f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _freshness_chart(freshness: Freshness) -> Figure:
+    """Mean PR-AUC per staleness, with the standard error of the daily values."""
+    fig = Figure(figsize=(6, 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    ks, means, errors = [], [], []
+    for k in freshness.staleness:
+        values = [r["pr_auc"] for r in freshness.rows
+                  if r["staleness_days"] == k and r["pr_auc"] is not None]  # fmt: skip
+        if not values:
+            continue
+        ks.append(k)
+        means.append(float(np.mean(values)))
+        errors.append(float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1
+                      else 0.0)  # fmt: skip
+    ax.errorbar(ks, means, yerr=errors, marker="o", capsize=3, linewidth=1.4)
+    ax.set_xticks(freshness.staleness)
+    ax.set_xlabel("staleness k (days between the model's cut-off and the day it scores)",
+                  fontsize=9)  # fmt: skip
+    ax.set_ylabel("mean PR-AUC", fontsize=9)
+    return fig
 
 
 def _quality_chart(runs: Sequence[PolicyRun], onset: str | None) -> Figure:
