@@ -136,7 +136,7 @@ def freshness_table(summary: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 def format_cell(value: Any, fmt: str) -> str:
-    """A table cell: the value formatted, or a dash for none."""
+    """A table cell: the value formatted, or "n/a" for none."""
     return "n/a" if value is None else fmt.format(value)
 
 
@@ -169,7 +169,8 @@ def write_scoreboard(
     with mpl.rc_context(RC):
         if runs:
             sections += [
-                '<h2>Scoreboard</h2>\n<table class="scoreboard">' + _table_html(table_text(board)),
+                "<h2>Scoreboard</h2>",
+                _table_html(table_text(board), "scoreboard"),
                 "<p>Quality: PR-AUC and ROC-AUC of each day's scores against its eventually "
                 "matured labels (days whose labels had not all matured by the end are left "
                 "out). Compute: rows x trees added over the replay's retrains (the same on "
@@ -184,11 +185,12 @@ def write_scoreboard(
         if freshness is not None:
             sections += [
                 "<h2>The value of freshness</h2>",
-                '<table class="freshness">' + _table_html(freshness_table(freshness.summary)),
+                _table_html(freshness_table(freshness.summary), "freshness"),
                 f"<p>Each of the {len(freshness.days)} day(s) {freshness.days[0]}.."
                 f"{freshness.days[-1]} is scored by the stateless model trained at the cut-off "
                 "k days before it (everything known before day t − k), for each k; quality "
-                "against its eventually matured labels, as above. One model per cut-off: "
+                "is measured against the day's eventually matured labels, as for a policy. "
+                "One model per cut-off: "
                 f"{freshness.models} trained, {freshness.train_cpu_seconds:.1f} training "
                 "CPU-s.</p>",
                 figure_html(_freshness_chart(freshness), "mean PR-AUC against staleness"),
@@ -206,13 +208,13 @@ def write_scoreboard(
     return path
 
 
-def _table_html(cells: list[list[str]]) -> str:
-    """A table's head and body (after its opening tag), every cell escaped."""
+def _table_html(cells: list[list[str]], css_class: str) -> str:
+    """Text cells as an HTML table (the first row its heading), every cell escaped."""
     head = "".join(f"<th>{escape(c)}</th>" for c in cells[0])
     body = "".join(
         "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in cells[1:]
     )
-    return f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<table class="{css_class}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
 def _freshness_chart(freshness: Freshness) -> Figure:
