@@ -465,6 +465,25 @@ def test_bad_day_arguments_are_refused(tmp_path):
         _write(settings, tmp_path, days=0)
 
 
+def test_a_day_may_use_every_event_id_of_its_day_and_no_more(monkeypatch):
+    """A day's ids are ``day_index * ids-per-day + 0..n-1``: a day of exactly ids-per-day
+    events fits (the 10M-row benchmark day was refused by an off-by-one), one more does not.
+    The id space is shrunk to a day's volume here, so the boundary is cheap to reach."""
+    from regrow.data.simulate import world
+
+    settings = _settings(scenario="stable")
+    dataset = settings.dataset
+    n = len(simulate_day(dataset, settings.simulator, 3))
+    monkeypatch.setattr(world, "_IDS_PER_DAY", n)
+    full = simulate_day(dataset, settings.simulator, 3)
+    ids = full[dataset.event_id]
+    assert len(full) == n and ids.is_unique
+    assert not set(ids) & set(simulate_day(dataset, settings.simulator, 4)[dataset.event_id])
+    monkeypatch.setattr(world, "_IDS_PER_DAY", n - 1)
+    with pytest.raises(ValueError, match=f"{n} events exceed the {n - 1} event ids of a day"):
+        simulate_day(dataset, settings.simulator, 3)
+
+
 def test_truth_file_records_the_scenario_and_the_daily_counts(tmp_path):
     settings = _settings(scenario="covariate_shift", drift_strength=0.8)
     summary = _write(settings, tmp_path)

@@ -123,7 +123,7 @@ def simulate_day(dataset: DatasetSettings, sim: SimulatorSettings, day_index: in
     strength = sim.drift_strength if drifting else 0.0
     day = sim.start_date + dt.timedelta(days=day_index)
     n = _volume(sim, day_index)
-    if n >= _IDS_PER_DAY:
+    if n > _IDS_PER_DAY:
         raise ValueError(f"day {day}: {n} events exceed the {_IDS_PER_DAY} event ids of a day")
     rngs = day_streams(sim.seed, STREAM_DAY, day_index)
 
