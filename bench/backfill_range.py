@@ -4,7 +4,8 @@ silver, day after day in one Spark application.
 
 ``REGROW_BENCH_BACKFILL_DAYS`` (default 365) and ``REGROW_BENCH_BACKFILL_EVENTS`` (default
 2,000) size it; with fewer days the year is projected from the median day, and the
-result says so.
+result says so. ``REGROW_BENCH_INTERPRETED_BELOW_MIB`` overrides params.yaml's
+``spark.interpreted_below_mib`` (0: the days compiled, to compare with interpreted ones).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def run(ctx: BenchContext) -> Measurement:
     root = ctx.work_dir / "backfill_range"
     root.mkdir(parents=True, exist_ok=True)
     settings = load_settings(write_params(root))
+    below = os.environ.get("REGROW_BENCH_INTERPRETED_BELOW_MIB")
+    if below is not None:
+        spark_settings = settings.spark.model_copy(update={"interpreted_below_mib": float(below)})
+        settings = settings.model_copy(update={"spark": spark_settings})
     simulator = settings.simulator.model_copy(
         update={"days": days, "events_per_day": events, "scenario": "stable"}
     )
@@ -86,6 +91,10 @@ def run(ctx: BenchContext) -> Measurement:
             "last": str(last),
             "land_s": round(landed, 1),
             "blocked": report.blocked,
+            # Spark's expressions interpreted, not compiled: days below
+            # spark.interpreted_below_mib.
+            "interpreted": report.interpreted,
+            "interpreted_below_mib": settings.spark.interpreted_below_mib,
         },
         timings={"backfill_total": [total], "day_median": [median_day]}
         | {f"stage_{k}_median": [v] for k, v in stage_medians.items()},

@@ -579,6 +579,10 @@ class SparkSettings(_Section):
     shuffle_partitions: int = Field(default=4, gt=0)
     driver_memory: str = "2g"
     conf: dict[str, str] = {}
+    # A range backfill of days whose landed event files are smaller than this (the median
+    # day) runs Spark's expressions interpreted instead of compiled: compiling costs a
+    # small day more than it saves (docs/spark.md). 0: always compiled.
+    interpreted_below_mib: float = Field(default=2.0, ge=0)
     # A Spark Connect server (sc://host:port) to run on instead of a Spark in this process;
     # unset: $SPARK_REMOTE if set, else a local session.
     remote: str | None = None

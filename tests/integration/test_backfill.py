@@ -47,6 +47,9 @@ VOLATILE = {RUN_ID, INGESTED_AT, SOURCE_FILE, "_source_version", "_source_versio
             "ingest_date"}  # fmt: skip
 
 
+FACTORY_MODE = "spark.sql.codegen.factoryMode"
+
+
 def world(root):
     from regrow.settings import load_settings
 
@@ -75,8 +78,12 @@ def both(spark, tmp_path_factory):
         validate_day(ctx, day, tables=list(SILVER_TABLES))
     ranged = world(tmp_path_factory.mktemp("ranged"))
     seen = []
+
+    def progress(day: dict) -> None:  # with how Spark ran the day's expressions
+        seen.append(day | {FACTORY_MODE: spark.conf.get(FACTORY_MODE)})
+
     report = backfill(
-        context_of(ranged, spark, "backfill"), DAY0, DAY0 + dt.timedelta(days=DAYS - 1), seen.append
+        context_of(ranged, spark, "backfill"), DAY0, DAY0 + dt.timedelta(days=DAYS - 1), progress
     )
     return one_by_one, ranged, report, seen
 
@@ -113,6 +120,29 @@ def test_days_run_in_order_and_data_docs_are_built_once(both):
     assert report.blocked is None and report.data_docs.endswith("index.html")
     docs = ranged.resolve(ranged.reports_dir) + "/data_docs/index.html"
     assert "bronze.events" in open(docs, encoding="utf-8").read()
+
+
+def test_small_days_run_interpreted_and_the_session_is_given_back(both, spark):
+    """Days of 300 events are far below spark.interpreted_below_mib: the range ran with
+    Spark's expressions interpreted (so the tables above equal across both modes: the
+    day-by-day run compiled them), and the session has its own settings back after it."""
+    _, _, report, seen = both
+    assert report.interpreted
+    assert [d[FACTORY_MODE] for d in seen] == ["NO_CODEGEN"] * DAYS
+    assert spark.conf.get(FACTORY_MODE) == "FALLBACK"
+    assert spark.conf.get("spark.sql.codegen.wholeStage") == "true"
+
+
+def test_the_users_own_codegen_conf_is_left_as_it_is(spark):
+    from regrow.settings import SparkSettings
+    from regrow.storage.session import interpreted
+
+    own = SparkSettings(conf={"spark.sql.codegen.wholeStage": "true"})
+    spark.conf.set("spark.sql.codegen.wholeStage", "true")
+    with interpreted(spark, own):
+        assert spark.conf.get(FACTORY_MODE) == "NO_CODEGEN"
+        assert spark.conf.get("spark.sql.codegen.wholeStage") == "true"
+    assert spark.conf.get(FACTORY_MODE) == "FALLBACK"
 
 
 def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path):
@@ -153,7 +183,8 @@ def test_a_blocked_day_stops_the_range_there_naming_it(spark, tmp_path):
     from regrow.data.backfill import BackfillBlocked
     from regrow.settings import load_settings
 
-    sections = {**SECTIONS, "simulator": {**SECTIONS["simulator"], "days": 3}}
+    sections = {**SECTIONS, "simulator": {**SECTIONS["simulator"], "days": 3},
+                "spark": {"interpreted_below_mib": 0}}  # fmt: skip
     settings = load_settings(write_params(tmp_path, **sections))
     root = settings.resolve(settings.landing.path)
     simulate.write_landing(settings.dataset, settings.simulator, settings.landing, root, 3)
@@ -166,6 +197,7 @@ def test_a_blocked_day_stops_the_range_there_naming_it(spark, tmp_path):
     with pytest.raises(BackfillBlocked) as caught:
         backfill(context_of(settings, spark, "blocked"), DAY0, ahead)
     report = caught.value.report
+    assert not report.interpreted  # interpreted_below_mib 0: always compiled
     assert [d["day"] for d in report.days] == [str(DAY0)]
     assert report.blocked.startswith(f"{blocked}: ") and f"bronze of {ahead}" in report.blocked
     lakehouse = lakehouse_of(settings)

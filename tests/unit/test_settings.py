@@ -54,6 +54,7 @@ def test_the_repo_params_load_into_typed_settings():
         ("split", {"matured": "soon"}, "split.matured", "'soon'"),
         ("split", {"test_days": 0}, "split.test_days", "0"),
         ("split", {"cutoff_date": "2026-02-30"}, "split.cutoff_date", "2026-02-30"),
+        ("spark", {"interpreted_below_mib": -1}, "spark.interpreted_below_mib", "-1"),
     ],
 )
 def test_a_bad_key_or_value_names_the_dotted_key_and_the_value(

@@ -13,6 +13,10 @@ next day's ingest runs while a day is validated and built (it needs only earlier
 so a blocked day's next day has its bronze too, as the DAG's next run would; no later day
 is touched.
 
+Days smaller than ``spark.interpreted_below_mib`` of landed events (the median of the
+first, middle and last day) run with Spark's expressions interpreted instead of compiled,
+which costs a small day less (:data:`regrow.storage.session.INTERPRETED`).
+
 With ``keep_going`` a day that fails (no landing files, an ingest or storage error, a
 blocked validation) is recorded in the report's ``failed`` with why, and the range goes on
 with the next day; :class:`BackfillBlocked` at the end names every failed day. A later day
@@ -23,9 +27,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +40,7 @@ from regrow.data import landing
 from regrow.data.features import build_features
 from regrow.data.ingest import IngestReport, ingest_day
 from regrow.data.labels import build_labels
+from regrow.storage.session import interpreted
 from regrow.validation import ValidationError, build_docs, validate_day
 
 if TYPE_CHECKING:
@@ -70,6 +77,7 @@ class BackfillReport:
     failed: dict[str, str] = field(default_factory=dict)  # with keep_going: day -> why
     data_docs: str | None = None
     seconds: float = 0.0
+    interpreted: bool = False  # Spark's expressions interpreted, not compiled (small days)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +94,16 @@ def unlanded_days(ctx: StageContext, days: list[dt.date]) -> list[dt.date]:
     settings = ctx.settings
     root = settings.resolve(settings.landing.path)
     return [d for d in days if not landing.find_files(root, settings.landing, "events", d)]
+
+
+def median_day_mib(ctx: StageContext, days: list[dt.date]) -> float:
+    """The median size of a day's landed event files, over the range's first, middle and
+    last day (a sample: listing a year of days on S3 costs more than it tells)."""
+    settings = ctx.settings
+    root = settings.resolve(settings.landing.path)
+    sample = sorted({days[0], days[len(days) // 2], days[-1]})
+    sizes = [landing.landed_bytes(root, settings.landing, "events", d) for d in sample]
+    return statistics.median(sizes) / 2**20
 
 
 def check_landed(ctx: StageContext, days: list[dt.date]) -> None:
@@ -133,6 +151,31 @@ def backfill(
     started = time.perf_counter()
     if not days:
         raise BackfillBlocked(report)
+    limit = ctx.settings.spark.interpreted_below_mib
+    day_mib = median_day_mib(ctx, days)
+    report.interpreted = day_mib < limit
+    logger.info(
+        "backfill %s..%s: days of %.2f MiB of events, Spark's expressions %s "
+        "(spark.interpreted_below_mib %s)",
+        first, last, day_mib, "interpreted" if report.interpreted else "compiled", limit,
+    )  # fmt: skip
+    with interpreted(ctx.spark, ctx.settings.spark) if report.interpreted else nullcontext():
+        _run_days(ctx, days, report, progress, keep_going)
+    report.data_docs = build_docs(ctx.settings)
+    report.seconds = round(time.perf_counter() - started, 1)
+    if report.blocked or report.failed:
+        raise BackfillBlocked(report)
+    return report
+
+
+def _run_days(
+    ctx: StageContext,
+    days: list[dt.date],
+    report: BackfillReport,
+    progress: Callable[[dict[str, Any]], None] | None,
+    keep_going: bool,
+) -> None:
+    """The range's days, one after another (the next one ingested ahead), into ``report``."""
     # The next day is ingested while this one is validated and built: its ingest needs only
     # the earlier days' bronze, and a small day's stages wait mostly on Spark's job round
     # trips, which overlap. Reads name their partitions, so neither sees the other's days.
@@ -185,11 +228,6 @@ def backfill(
             report.days.append(figures)
             if progress:
                 progress(figures)
-    report.data_docs = build_docs(ctx.settings)
-    report.seconds = round(time.perf_counter() - started, 1)
-    if report.blocked or report.failed:
-        raise BackfillBlocked(report)
-    return report
 
 
 def _skip(report: BackfillReport, day: dt.date, err: Exception) -> None:

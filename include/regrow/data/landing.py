@@ -182,6 +182,17 @@ def find_files(root: str, landing: LandingSettings, kind: Kind, day: dt.date) ->
     return scan_day(root, landing, kind, day).sources
 
 
+def landed_bytes(root: str, landing: LandingSettings, kind: Kind, day: dt.date) -> int:
+    """The size of the day's landing files of one kind that are read (compressed ones as
+    they lie); 0 if none has arrived."""
+    total = 0
+    with reaching(root, "landing.path"):
+        for source in find_files(root, landing, kind, day):
+            fs, path = fsspec.core.url_to_fs(source, **fsspec_options(source))
+            total += fs.size(path)
+    return total
+
+
 def landed_days(root: str, kind: Kind) -> list[dt.date]:
     """Every day that has a folder of ``kind`` files, oldest first."""
     base = f"{root.rstrip('/')}/{kind}"
