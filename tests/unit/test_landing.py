@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 from pathlib import Path
 
 import pytest
 
-from regrow.data.landing import day_dir, day_pattern, find_files, landed_days, read_as, scan_day
+from regrow.data.landing import (
+    day_dir,
+    day_pattern,
+    find_files,
+    landed_bytes,
+    landed_days,
+    read_as,
+    scan_day,
+)
 from regrow.settings import LandingSettings
 
 DAY = dt.date(2026, 1, 2)
@@ -109,6 +118,19 @@ def test_find_files_returns_the_days_files_of_the_format_sorted(tmp_path):
         str(part0),
         str(part1),
     ]
+
+
+def test_landed_bytes_counts_the_files_read_as_they_lie(tmp_path):
+    folder = tmp_path / "events" / str(DAY)
+    folder.mkdir(parents=True)
+    (folder / "part-00000.csv").write_bytes(b"x" * 1000)
+    (folder / "part-00001.CSV.gz").write_bytes(gzip.compress(b"y" * 5000))  # 5,000 unpacked
+    (folder / "notes.txt").write_bytes(b"z" * 300)  # not read, not counted
+    _land(tmp_path, "labels", DAY, "part-00000.csv")
+
+    packed = (folder / "part-00001.CSV.gz").stat().st_size
+    assert landed_bytes(str(tmp_path), CSV, "events", DAY) == 1000 + packed
+    assert landed_bytes(str(tmp_path), CSV, "events", DAY + dt.timedelta(days=1)) == 0
 
 
 def test_find_files_ignores_other_kinds_days_and_formats(tmp_path):
