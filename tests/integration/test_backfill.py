@@ -145,6 +145,21 @@ def test_the_users_own_codegen_conf_is_left_as_it_is(spark):
     assert spark.conf.get(FACTORY_MODE) == "FALLBACK"
 
 
+def test_days_whose_landing_files_are_gone_run_compiled(spark, tmp_path):
+    """The CLI's day loops and the daily jobs decide as the range does, from the days'
+    landed files; with none left (a landing cleaned up) a day's size is unknown."""
+    from regrow.data.backfill import interpreted_if_small
+
+    settings = world(tmp_path)
+    ctx = context_of(settings, spark, "sizes")
+    days = [DAY0 + dt.timedelta(days=i) for i in range(DAYS)]
+    with interpreted_if_small(ctx, days) as small:
+        assert small and spark.conf.get(FACTORY_MODE) == "NO_CODEGEN"
+    shutil.rmtree(f"{settings.resolve(settings.landing.path)}/events")
+    with interpreted_if_small(ctx, days) as small:
+        assert not small and spark.conf.get(FACTORY_MODE) == "FALLBACK"
+
+
 def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path):
     settings = world(tmp_path)
     ctx = context_of(settings, spark, "bad")

@@ -130,6 +130,7 @@ def ingest(
     `regrow validate` would block it.
     """
     from regrow.data import landing
+    from regrow.data.backfill import interpreted_if_small
     from regrow.data.ingest import ingest_day, release_labels
 
     if all_days == (date is not None) and not (retry_quarantine and date is None):
@@ -155,7 +156,8 @@ def ingest(
         _echo_released(report.released_labels, day)
         _check_quarantine(settings.validation, report)
 
-    run_days(days, run, keep_going)
+    with interpreted_if_small(ctx, days):
+        run_days(days, run, keep_going)
     if retry_quarantine:
         released = release_labels(ctx)
         _echo_released(released)
@@ -225,13 +227,13 @@ def silver_command(name: str, help: str, stage: Callable[[], Callable], describe
         all_days: AllOption = False,
         keep_going: KeepGoingOption = False,
     ) -> None:
+        from regrow.data.backfill import interpreted_if_small
+
         ctx = context_of(params, run_id)
         build = stage()
-        run_days(
-            _silver_days(ctx.lakehouse, date, to, all_days),
-            lambda day: typer.echo(describe(day, build(ctx, day))),
-            keep_going,
-        )
+        days = _silver_days(ctx.lakehouse, date, to, all_days)
+        with interpreted_if_small(ctx, days):
+            run_days(days, lambda day: typer.echo(describe(day, build(ctx, day))), keep_going)
 
     app.command(name, help=help)(command)
 
@@ -343,6 +345,7 @@ def validate(
     critical expectation fails (the day is blocked); warnings are printed, not fatal.
     """
     from regrow.data import landing
+    from regrow.data.backfill import interpreted_if_small
     from regrow.validation import ValidationError, validate_day
 
     if all_days == (date is not None):
@@ -357,27 +360,28 @@ def validate(
         else [date.date()]
     )
     kwargs = {"tables": table} if table else {}
-    for day in days:
-        try:
-            outcomes = validate_day(ctx, day, **kwargs).outcomes
-        except ValidationError as err:  # one line per failed expectation, and Data Docs
-            echo_error(str(err))
-            blocked.append(day)
-            outcomes_by_day[str(day)] = {"blocked": True}
-            continue
-        outcomes_by_day[str(day)] = {
-            o.table: {"passed": o.success, "expectations": len(o.results),
-                      "warnings": len(o.warnings)}
-            for o in outcomes
-        }  # fmt: skip
-        for outcome in outcomes:
-            typer.echo(
-                f"{outcome.table} {day}: passed, {len(outcome.results)} expectations, "
-                f"{len(outcome.warnings)} warning(s)"
-            )
-            for warning in outcome.warnings:
-                typer.echo(f"  warning: {warning.describe(outcome.table)}")
-        typer.echo(f"Data Docs: {outcomes[-1].data_docs_path}")
+    with interpreted_if_small(ctx, days):
+        for day in days:
+            try:
+                outcomes = validate_day(ctx, day, **kwargs).outcomes
+            except ValidationError as err:  # one line per failed expectation, and Data Docs
+                echo_error(str(err))
+                blocked.append(day)
+                outcomes_by_day[str(day)] = {"blocked": True}
+                continue
+            outcomes_by_day[str(day)] = {
+                o.table: {"passed": o.success, "expectations": len(o.results),
+                          "warnings": len(o.warnings)}
+                for o in outcomes
+            }  # fmt: skip
+            for outcome in outcomes:
+                typer.echo(
+                    f"{outcome.table} {day}: passed, {len(outcome.results)} expectations, "
+                    f"{len(outcome.warnings)} warning(s)"
+                )
+                for warning in outcome.warnings:
+                    typer.echo(f"  warning: {warning.describe(outcome.table)}")
+            typer.echo(f"Data Docs: {outcomes[-1].data_docs_path}")
     if summary is not None:
         # Only outcomes, no run ids or times: the same data gives the same file, so a
         # rerun of the DVC stage does not make every later stage stale.

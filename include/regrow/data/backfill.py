@@ -15,7 +15,8 @@ is touched.
 
 Days smaller than ``spark.interpreted_below_mib`` of landed events (the median of the
 first, middle and last day) run with Spark's expressions interpreted instead of compiled,
-which costs a small day less (:data:`regrow.storage.session.INTERPRETED`).
+which costs a small day less (:func:`interpreted_if_small`; the CLI's day loops and the
+daily jobs use it too).
 
 With ``keep_going`` a day that fails (no landing files, an ingest or storage error, a
 blocked validation) is recorded in the report's ``failed`` with why, and the range goes on
@@ -29,9 +30,9 @@ import datetime as dt
 import logging
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +97,7 @@ def unlanded_days(ctx: StageContext, days: list[dt.date]) -> list[dt.date]:
     return [d for d in days if not landing.find_files(root, settings.landing, "events", d)]
 
 
-def median_day_mib(ctx: StageContext, days: list[dt.date]) -> float:
+def median_day_mib(ctx: StageContext, days: Sequence[dt.date]) -> float:
     """The median size of a day's landed event files, over the range's first, middle and
     last day (a sample: listing a year of days on S3 costs more than it tells)."""
     settings = ctx.settings
@@ -104,6 +105,25 @@ def median_day_mib(ctx: StageContext, days: list[dt.date]) -> float:
     sample = sorted({days[0], days[len(days) // 2], days[-1]})
     sizes = [landing.landed_bytes(root, settings.landing, "events", d) for d in sample]
     return statistics.median(sizes) / 2**20
+
+
+@contextmanager
+def interpreted_if_small(ctx: StageContext, days: Sequence[dt.date]) -> Iterator[bool]:
+    """Run the block with Spark's expressions interpreted if ``days`` are small (below
+    ``spark.interpreted_below_mib`` of landed events, by :func:`median_day_mib`), else
+    compiled as ever; yields which. Days with no landing files left count as large: their
+    size is unknown."""
+    limit = ctx.settings.spark.interpreted_below_mib
+    day_mib = median_day_mib(ctx, days) if days else 0.0
+    small = 0 < day_mib < limit
+    logger.info(
+        "%s..%s: days of %.2f MiB of events, Spark's expressions %s "
+        "(spark.interpreted_below_mib %s)",
+        days[0] if days else None, days[-1] if days else None, day_mib,
+        "interpreted" if small else "compiled", limit,
+    )  # fmt: skip
+    with interpreted(ctx.spark, ctx.settings.spark) if small else nullcontext():
+        yield small
 
 
 def check_landed(ctx: StageContext, days: list[dt.date]) -> None:
@@ -151,15 +171,8 @@ def backfill(
     started = time.perf_counter()
     if not days:
         raise BackfillBlocked(report)
-    limit = ctx.settings.spark.interpreted_below_mib
-    day_mib = median_day_mib(ctx, days)
-    report.interpreted = day_mib < limit
-    logger.info(
-        "backfill %s..%s: days of %.2f MiB of events, Spark's expressions %s "
-        "(spark.interpreted_below_mib %s)",
-        first, last, day_mib, "interpreted" if report.interpreted else "compiled", limit,
-    )  # fmt: skip
-    with interpreted(ctx.spark, ctx.settings.spark) if report.interpreted else nullcontext():
+    with interpreted_if_small(ctx, days) as small:
+        report.interpreted = small
         _run_days(ctx, days, report, progress, keep_going)
     report.data_docs = build_docs(ctx.settings)
     report.seconds = round(time.perf_counter() - started, 1)

@@ -55,15 +55,18 @@ class RangeReport:
 
 
 def each_day(stage: Callable[..., Any]) -> Callable[..., Any]:
-    """``stage(ctx, day)`` for every day of ``day``..``to`` (``to`` None: ``day`` alone)."""
+    """``stage(ctx, day)`` for every day of ``day``..``to`` (``to`` None: ``day`` alone),
+    with Spark's expressions interpreted if the days are small (:func:`interpreted_if_small`)."""
+    from regrow.data.backfill import interpreted_if_small
 
     def over_range(ctx: Any, day: dt.date, to: dt.date | None = None, **options: Any) -> Any:
-        if to is None:
-            return stage(ctx, day, **options)
-        if to < day:
+        if to is not None and to < day:
             raise JobArgumentError(f"--to {to} is before --date {day}")
-        days = [day + dt.timedelta(days=k) for k in range((to - day).days + 1)]
-        return RangeReport([stage(ctx, d, **options) for d in days])
+        days = [day + dt.timedelta(days=k) for k in range(((to or day) - day).days + 1)]
+        with interpreted_if_small(ctx, days):
+            if to is None:
+                return stage(ctx, day, **options)
+            return RangeReport([stage(ctx, d, **options) for d in days])
 
     return over_range
 
