@@ -158,6 +158,12 @@ def test_days_whose_landing_files_are_gone_run_compiled(spark, tmp_path):
     shutil.rmtree(f"{settings.resolve(settings.landing.path)}/events")
     with interpreted_if_small(ctx, days) as small:
         assert not small and spark.conf.get(FACTORY_MODE) == "FALLBACK"
+    # A landing that cannot be listed (here a protocol fsspec does not know) does not fail
+    # the stages after ingest, which never read it: compiled, as an unknown size.
+    elsewhere = settings.landing.model_copy(update={"path": "nosuch://bucket/landing"})
+    ctx = context_of(settings.model_copy(update={"landing": elsewhere}), spark, "sizes")
+    with interpreted_if_small(ctx, days) as small:
+        assert not small and spark.conf.get(FACTORY_MODE) == "FALLBACK"
 
 
 def test_a_reversed_range_or_a_missing_day_fails_before_writing(spark, tmp_path):
