@@ -174,6 +174,12 @@ def commit_adds(rows: Sequence[Any], commit: Commit, started: float | None = Non
     )
     delta_schema = Schema.from_arrow(commit.arrow_schema)
     if not commit.exists:
+        # The create is tried once: when two writers create the table at the same moment,
+        # delta-rs retries the losing create as the next version, with its files added and
+        # none of the winner's removed, so two overwrites of one partition kept both
+        # writers' rows (tests/integration/test_concurrent_create.py). The loser fails here
+        # instead and commits below as an overwrite of what the winner wrote.
+        once = CommitProperties(custom_metadata=props.custom_metadata, max_commit_retries=0)
         try:
             transaction.create_table_with_add_actions(
                 uri,
@@ -182,7 +188,7 @@ def commit_adds(rows: Sequence[Any], commit: Commit, started: float | None = Non
                 mode="error",
                 partition_by=commit.partition_by or None,
                 storage_options=dict(location.storage_options),
-                commit_properties=props,
+                commit_properties=once,
             )
             version = _version_of(location, commit_id)
             return _commit_info(table, version, operation, actions, n_rows, started)
