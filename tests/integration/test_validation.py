@@ -137,6 +137,30 @@ def test_null_key_is_a_critical_failure_naming_table_partition_column_and_sample
     assert (failure.column, failure.unexpected_count, failure.element_count) == ("card_id", 1, 3)
 
 
+def test_the_offending_values_are_fetched_only_when_asked_for(spark, dataset, reports):
+    """The first pass asks for no offending value: GX's Spark fetcher is not called (it
+    would plan six DataFrames for an empty list). Asked for some, it is: a failing
+    partition's outcome still names them (the test above)."""
+    from great_expectations.execution_engine import SparkDFExecutionEngine
+    from great_expectations.expectations.registry import get_metric_provider
+
+    from regrow.validation.runner import COUNTS_ONLY, RESULT_FORMAT
+
+    run(spark, dataset, reports, [event(i) for i in range(3)])  # wraps GX's fetchers
+    engine = SparkDFExecutionEngine.__new__(SparkDFExecutionEngine)  # no Spark behind it
+    _, fetch = get_metric_provider("column_values.nonnull.unexpected_values", engine)
+
+    def ask(result_format):
+        return fetch(cls=None, execution_engine=None, metric_domain_kwargs={},
+                     metric_value_kwargs={"result_format": result_format}, metrics={})  # fmt: skip
+
+    assert ask(COUNTS_ONLY) == []
+    with pytest.raises(KeyError, match="unexpected_condition"):  # GX's own fetcher ran
+        ask(RESULT_FORMAT)
+    with pytest.raises(KeyError, match="unexpected_condition"):
+        ask({**COUNTS_ONLY, "result_format": "COMPLETE"})
+
+
 def test_a_schema_change_and_a_duplicate_id_fail_naming_columns_and_values(spark, dataset, reports):
     from pyspark.sql import functions as F
 

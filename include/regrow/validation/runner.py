@@ -9,6 +9,7 @@ under ``{reports_dir}/data_docs/``; validation results are kept under
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -39,11 +40,72 @@ RESULT_FORMAT: dict[str, Any] = {
 # The first pass: the same counts and observed values, but no offending values. GX fetches
 # them with one Spark job per row-level expectation even when there are none (a third of
 # a small partition's validation); with a count of 0 Spark plans an empty relation and
-# runs no job. Only a partition with unexpected values is validated again for them.
+# runs no job, and :func:`_no_values_when_none_asked` spares the planning too. Only a
+# partition with unexpected values is validated again for them.
 COUNTS_ONLY: dict[str, Any] = {**RESULT_FORMAT, "partial_unexpected_count": 0}
 DATA_DOCS_SITE = "regrow"
 # Newest validation results listed on the Data Docs index (older pages stay on disk).
 DATA_DOCS_INDEX_LIMIT = 500
+
+
+@functools.cache
+def _no_values_when_none_asked() -> None:
+    """Make GX's Spark providers of a map expectation's offending values return ``[]``
+    at once when the result format asks for none of them (``partial_unexpected_count`` 0,
+    not ``COMPLETE``), which is what they return anyway.
+
+    Why: GX 1.x computes the ``*.unexpected_values`` metric of every map expectation at
+    every result format but ``BOOLEAN_ONLY`` (``ColumnMapExpectation.
+    get_validation_dependencies``), and ``BOOLEAN_ONLY`` drops the counts and observed
+    values that ``gold.validation`` keeps. Its Spark provider builds
+    ``df.withColumn().filter().drop().select().limit(0).collect()``: no Spark job, but six
+    plans analysed by the JVM through py4j, about 35 ms an expectation and 1.5 s of a
+    2,000-event day's five suites (py-spy, 2026-12-04). GX has no setting for it, so the
+    registered Spark providers are wrapped, once; other engines and other counts are
+    untouched.
+    """
+    from great_expectations.expectations import registry
+    from great_expectations.expectations.metrics.map_metric_provider import (
+        column_map_condition_auxilliary_methods as column,
+    )
+    from great_expectations.expectations.metrics.map_metric_provider import (
+        column_pair_map_condition_auxilliary_methods as pair,
+    )
+    from great_expectations.expectations.metrics.map_metric_provider import (
+        multicolumn_map_condition_auxilliary_methods as multicolumn,
+    )
+
+    fetchers = {
+        column._spark_column_map_condition_values,
+        pair._spark_column_pair_map_condition_values,
+        multicolumn._spark_multicolumn_map_condition_values,
+    }
+    for name, definition in registry._registered_metrics.items():
+        providers = definition.get("providers", {})
+        provided = providers.get("SparkDFExecutionEngine")
+        if not name.endswith(".unexpected_values") or not provided:
+            continue
+        metric_class, fetch = provided
+        if fetch in fetchers:
+            providers["SparkDFExecutionEngine"] = metric_class, _asked_only(fetch)
+
+
+def _asked_only(fetch):
+    """``fetch``, or ``[]`` without Spark when its result format asks for no value."""
+
+    def values(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs, metrics,
+               **kwargs):  # fmt: skip
+        result_format = metric_value_kwargs["result_format"]
+        if (
+            result_format["result_format"] != "COMPLETE"
+            and result_format["partial_unexpected_count"] == 0
+        ):
+            return []
+        return fetch(cls, execution_engine, metric_domain_kwargs, metric_value_kwargs,
+                     metrics, **kwargs)  # fmt: skip
+
+    values.metric_fn_type = fetch.metric_fn_type  # the registry's tag (a VALUE metric)
+    return values
 
 
 def _context(reports_dir: str):
@@ -142,6 +204,7 @@ def validate(
     import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
+    _no_values_when_none_asked()
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     values = {
         **runtime_parameters(partition_day(partition), recent_counts, now),
