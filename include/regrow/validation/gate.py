@@ -119,20 +119,21 @@ def validate_day(
     spark, settings, lakehouse, run_id = ctx.spark, ctx.settings, ctx.lakehouse, ctx.run_id
     cfg = settings.validation
     reports_dir = settings.resolve(settings.reports_dir)
-    # A share of what landed that day: its bronze rows plus its quarantined rows.
-    landed = sum(
-        partition_counts(lakehouse, t).get(str(day), 0) for t in (EVENTS, LABELS, QUARANTINE)
-    )
-    max_quarantined = quarantine_limit(cfg, landed)
     unknown = [t for t in tables if t not in SUITES]
     if unknown:
         raise SuiteError(f"no suite is defined for table {unknown[0]!r} (known: {sorted(SUITES)})")
+    # Each table's rows per day, read once from its Delta log (a year's log is long).
+    needed = {EVENTS, LABELS, QUARANTINE, *tables, *(SOURCES.get(t, t) for t in tables)}
+    counts = {t: partition_counts(lakehouse, t) for t in sorted(needed)}
+    # A share of what landed that day: its bronze rows plus its quarantined rows.
+    landed = sum(counts[t].get(str(day), 0) for t in (EVENTS, LABELS, QUARANTINE))
+    max_quarantined = quarantine_limit(cfg, landed)
 
     def check(table: str) -> ValidationOutcome:
         column = TABLES[table].date_column
         partition = {column: day}
         df = lakehouse.read(spark, table, partitions=partition)
-        recent = recent_row_counts(lakehouse, table, day, cfg.recent_days)
+        recent = recent_row_counts(lakehouse, table, day, cfg.recent_days, counts[table])
         low, high = row_count_bounds(recent, cfg.row_count_factor)
         outcome = validate(
             df,
@@ -146,9 +147,7 @@ def validate_day(
                 ROW_COUNT_MIN: low,
                 ROW_COUNT_MAX: high,
                 MAX_QUARANTINED: max_quarantined,
-                SOURCE_ROWS: partition_counts(lakehouse, SOURCES.get(table, table)).get(
-                    str(day), 0
-                ),
+                SOURCE_ROWS: counts[SOURCES.get(table, table)].get(str(day), 0),
             },
             raise_on_critical=False,
             data_docs=data_docs,

@@ -37,10 +37,20 @@ def row_count_bounds(
     return max(1, math.floor(median / factor)), math.ceil(median * factor)
 
 
-def recent_row_counts(lakehouse: Lakehouse, table: str, day: dt.date, days: int = 7) -> list[int]:
+def recent_row_counts(
+    lakehouse: Lakehouse,
+    table: str,
+    day: dt.date,
+    days: int = 7,
+    counts: Mapping[str, int] | None = None,
+) -> list[int]:
     """Row counts of ``table``'s partitions in the ``days`` before ``day``, from the Delta
-    log's file statistics (no data is read); days without a partition are left out."""
-    counts = partition_counts(lakehouse, table)
+    log's file statistics (no data is read); days without a partition are left out.
+
+    Args:
+        counts: the table's :func:`partition_counts`, if the caller has them already.
+    """
+    counts = partition_counts(lakehouse, table) if counts is None else counts
     wanted = [str(day - dt.timedelta(days=n)) for n in range(days, 0, -1)]
     return [counts[d] for d in wanted if d in counts]
 
