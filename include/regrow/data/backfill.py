@@ -11,7 +11,7 @@ blocked by its validation stops the range there (the next days' features would r
 the days before it are complete, and :class:`BackfillBlocked` names the day and why. The
 next day's ingest runs while a day is validated and built (it needs only earlier bronze),
 so a blocked day's next day has its bronze too, as the DAG's next run would; no later day
-is touched.
+is touched. A day's labels are built beside its features, as the DAG's two tasks run.
 
 Days smaller than ``spark.interpreted_below_mib`` of landed events (the median of the
 first, middle and last day) run with Spark's expressions interpreted instead of compiled,
@@ -31,7 +31,7 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -198,8 +198,12 @@ def _run_days(
     # the earlier days' bronze, and a small day's stages wait mostly on Spark's job round
     # trips, which overlap. Reads name their partitions, so neither sees the other's days.
     # Great Expectations runs in this thread only (it is not thread-safe); ingest applies
-    # its row rules without it.
-    with ThreadPoolExecutor(1, thread_name_prefix="ingest-ahead") as ahead:
+    # its row rules without it. A day's labels are built beside its features: neither
+    # reads what the other writes (silver.labels joins bronze.labels to bronze.events).
+    with (
+        ThreadPoolExecutor(1, thread_name_prefix="ingest-ahead") as ahead,
+        ThreadPoolExecutor(1, thread_name_prefix="labels-beside") as beside,
+    ):
         pending = ahead.submit(_ingest_timed, ctx, days[0])
         t0 = time.perf_counter()
         for i, day in enumerate(days):
@@ -216,8 +220,12 @@ def _run_days(
                 continue
             try:
                 _timed(stages, "validate_bronze", validate_day, ctx, day, data_docs=False)
-                _timed(stages, "features", build_features, ctx, day)
-                _timed(stages, "labels", build_labels, ctx, day)
+                labelled = beside.submit(_timed, stages, "labels", build_labels, ctx, day)
+                try:
+                    _timed(stages, "features", build_features, ctx, day)
+                finally:
+                    wait([labelled])  # a failed features' error is the one raised
+                labelled.result()
                 _timed(stages, "validate_silver", validate_day, ctx, day,
                        tables=list(SILVER_TABLES), data_docs=False)  # fmt: skip
             except Exception as err:
