@@ -37,6 +37,7 @@ MODULES = (
     "bench.monitoring",
     "bench.daily_cycle",
     "bench.backfill_range",
+    "bench.duplicate_lookup",
     "bench.replay",
 )
 
