@@ -19,7 +19,7 @@ AIRFLOW_PORT ?= 8080
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: check-java .venv/.synced jars ## install uv if missing, the locked environment (uv sync --frozen), the JVM jars
+setup: check-java .venv/.synced jars ## install uv if missing, the locked environment (uv sync --frozen --compile-bytecode), the JVM jars
 
 jars: .venv/.synced ## fetch the pinned Delta Lake and hadoop-aws jars once (~/.cache/regrow/jars; JARS=skip: none)
 ifeq ($(JARS),skip)
