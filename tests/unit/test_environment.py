@@ -1,9 +1,9 @@
 """The environment `make setup` builds: its packages' bytecode is compiled.
 
-Where PYTHONDONTWRITEBYTECODE is set (this project's CI machines set it) Python writes no
-``.pyc``, so without ``uv sync --compile-bytecode`` every process compiles each module it
-imports: 8.5 s to import great_expectations instead of 3.7 s, paid by every CLI stage,
-Airflow task and test worker (docs/spark.md, "Where the test suite's time goes").
+Where PYTHONDONTWRITEBYTECODE is set (this machine sets it; CI runs on one like it)
+Python writes no ``.pyc``, so without ``uv sync --compile-bytecode`` every process compiles
+each module it imports: 8.5 s to import great_expectations instead of 3.7 s, paid by every
+CLI stage, Airflow task and test worker (docs/spark.md, "Where the test suite's time goes").
 """
 
 from __future__ import annotations
