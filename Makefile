@@ -29,7 +29,7 @@ else
 endif
 
 # --compile-bytecode: the installed packages' .pyc written once, here. Python writes none
-# itself where PYTHONDONTWRITEBYTECODE is set (it is on some CI machines, this one's too):
+# itself where PYTHONDONTWRITEBYTECODE is set (this machine sets it; many images do):
 # then every process compiled what it imported, e.g. 8.5 s to import great_expectations
 # instead of 3.7 s, in each CLI stage, Airflow task process and Spark driver.
 .venv/.synced: pyproject.toml uv.lock
