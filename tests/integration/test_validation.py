@@ -137,6 +137,54 @@ def test_null_key_is_a_critical_failure_naming_table_partition_column_and_sample
     assert (failure.column, failure.unexpected_count, failure.element_count) == ("card_id", 1, 3)
 
 
+def test_partitions_validated_one_after_another_each_get_their_own_result(spark, dataset, reports):
+    """A range validates a table's partitions with one context made once (its setup cost
+    a fifth of a small partition's validation): each run still judges its own rows and
+    parameters, keeps its own result on disk, and an edited suite is the one applied."""
+    import great_expectations as gx
+
+    from regrow.validation import runner
+    from regrow.validation.suites import _suite_json
+
+    suite = build_suite(dataset, EVENTS)
+    runner._prepared.cache_clear()
+
+    def check(rows, run_id, day_suite=suite):
+        partition = {"event_date": DAY}
+        return validate(frame(spark, EVENT_DDL, rows), day_suite, EVENTS, partition, run_id,
+                        reports, now=NOON, raise_on_critical=False)  # fmt: skip
+
+    clean = check([event(i) for i in range(3)], "run-a")
+    broken = check([event(0), event(1, card=None)], "run-b")
+    clean_again = check([event(i) for i in range(4)], "run-c")
+
+    assert runner._prepared.cache_info().misses == 1  # made once, used three times
+    assert clean.success and clean_again.success
+    [failure] = broken.critical_failures
+    assert (failure.column, failure.unexpected_count, failure.sample) == (
+        "card_id", 1, [None],
+    )  # fmt: skip
+    counts = {
+        o.run_id: next(
+            r.observed_value
+            for r in o.results
+            if r.expectation_type == "expect_table_row_count_to_be_between"
+        )
+        for o in (clean, broken, clean_again)
+    }  # fmt: skip
+    assert counts == {"run-a": 3, "run-b": 2, "run-c": 4}
+    stored = "\n".join(str(p) for p in Path(reports, "gx", "validations").rglob("*.json"))
+    assert all(f"__{run}" in stored for run in ("run-a", "run-b", "run-c"))
+
+    # The suite edited: card_id's expectations removed, so its nulls no longer fail.
+    raw = json.loads(_suite_json(suite))
+    raw["expectations"] = [e for e in raw["expectations"] if e["kwargs"].get("column") != "card_id"]
+    edited = gx.ExpectationSuite(**raw)
+    without = check([event(0), event(1, card=None)], "run-d", edited)
+    assert without.success and len(without.results) == len(raw["expectations"])
+    assert len(raw["expectations"]) < len(suite.expectations)
+
+
 def test_the_offending_values_are_fetched_only_when_asked_for(spark, dataset, reports):
     """The first pass asks for no offending value: GX's Spark fetcher is not called (it
     would plan six DataFrames for an empty list). Asked for some, it is: a failing
