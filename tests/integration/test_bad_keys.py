@@ -251,6 +251,35 @@ def test_rerunning_a_day_does_not_find_its_own_rows(world):
     assert len(bad) == 2
 
 
+def test_a_long_history_is_looked_up_through_the_days_ids_with_the_same_result(spark, world):
+    """Past SEMI_JOIN_HISTORY_RATIO times the day's rows, the lookup semi-joins the day's
+    ids before aggregating the history: the same first landings, key rules included."""
+    from regrow.data.row_rules import FIRST_LANDED, with_earlier_events
+
+    dataset, lakehouse = world.settings.dataset, lakehouse_of(world.settings)
+    day = D2 + dt.timedelta(days=1)
+    raw = spark.createDataFrame(
+        [(" ks2",), ("ks1",), ("nd2",), ("never-landed",), (None,)], f"`{dataset.event_id}` string"
+    )
+
+    def lookup(day_rows):
+        looked = with_earlier_events(raw, lakehouse, dataset, day, day_rows)
+        found = {
+            r[0]: r[1] and (r[1][0], r[1][1])
+            for r in looked.select(raw.columns[0], FIRST_LANDED).collect()
+        }
+        return found, looked._jdf.queryExecution().analyzed().toString()
+
+    semi, semi_plan = lookup(day_rows=0)  # any history is long against an empty day
+    whole, whole_plan = lookup(day_rows=None)
+
+    assert "LeftSemi" in semi_plan and "LeftSemi" not in whole_plan
+    assert semi == whole
+    first = str(world.d1.landed[D1_EVENTS])
+    assert semi[" ks2"] == semi["ks1"] == (D1, first)  # trimmed as the day's keys are
+    assert semi["nd2"][0] == D2 and semi["never-landed"] is None and semi[None] is None
+
+
 # ------------------------------------------------------------------ whitespace around keys
 def test_whitespace_around_keys_is_trimmed_never_a_second_entity(world):
     good, _ = world.d1.of("whitespace_keys", 5)

@@ -422,7 +422,7 @@ def ingest_day(ctx: StageContext, day: dt.date) -> IngestReport:
             landed = landings[plan.kind]
             raw = landed.rows
             if plan.kind == "events":
-                raw = with_earlier_events(raw, lakehouse, dataset, day)
+                raw = with_earlier_events(raw, lakehouse, dataset, day, landed.records)
             if plan.kind == "labels":  # after the day's events are in bronze
                 raw = with_known_events(raw, lakehouse, dataset, day)
             reports[plan.kind] = _ingest_kind(

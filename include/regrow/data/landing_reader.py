@@ -53,6 +53,11 @@ class Landed:
         refused = [f.source for f in self.staged if f.refused]
         return sorted(refused + [u.source for u in self.unread])
 
+    @property
+    def records(self) -> int:
+        """The records the files read hold (as their staging counted them)."""
+        return sum(f.records for f in self.staged if not f.refused)
+
     def text_is_clean(self, max_length: int | None) -> bool:
         """Whether the files' bytes show that no value breaks a text rule: no control
         character, no line longer than ``max_length`` (known of CSV files without quotes)."""
