@@ -54,6 +54,17 @@ def test_simulate_ingest_tables_query(spark, tmp_path):
     assert "2026-01-01: events 120 in -> 120 bronze, 0 quarantined" in ingested.output
     assert "2026-01-02: events 120 in -> 120 bronze, 0 quarantined" in ingested.output
 
+    # Many days: every day's results, and the Data Docs built once at the end.
+    validated = invoke("validate", "--all", "--params", params)
+    assert validated.exit_code == 0, validated.output
+    for day in ("2026-01-01", "2026-01-02"):
+        assert f"bronze.events {day}: passed" in validated.output
+        pages = tmp_path / "reports" / "data_docs" / "validations" / "bronze" / "events"
+        assert list(pages.glob(f"event_date={day}__*/*/*.html")), day
+    [docs] = [line for line in validated.output.splitlines() if line.startswith("Data Docs: ")]
+    assert docs == f"Data Docs: {tmp_path / 'reports' / 'data_docs' / 'index.html'}"
+    assert "2026-01-02" in Path(docs.removeprefix("Data Docs: ")).read_text()
+
     listed = invoke("tables", "--params", params)
     assert listed.exit_code == 0
     line = next(row for row in listed.output.splitlines() if row.startswith("bronze.events"))
