@@ -323,7 +323,7 @@ def first_model(ctx: StageContext, newest: dt.date, days_watched: int = 8) -> bo
             return True
         if not training_set(ctx, True, newest - dt.timedelta(days=days_watched - 1)):
             return False
-        _retrain(ctx, "stateless", "demo", "4/7")
+        _retrain(ctx, "stateless", "demo", "4/8")
     except (RegistryError, TrainingError, TrainsetError) as err:
         logger.error("4/8 the first model failed: %s", err)
         return False
