@@ -170,13 +170,17 @@ class _Prepared:
 
 
 @functools.lru_cache(maxsize=32)
-def _prepared(reports_dir: str, table: str, suite_json: str, data_docs: bool) -> _Prepared:
+def _prepared(
+    spark: Any, reports_dir: str, table: str, suite_json: str, data_docs: bool
+) -> _Prepared:
     """The context and checkpoints :func:`validate` runs a table's suite with, made once a
     process and reused for every partition: a range of days validates each table hundreds
     of times, and setting them up (context, datasource, suite, definition, checkpoints)
     cost about a fifth of a small partition's validation (cProfile, 2026-12-05). Each run
-    passes its own dataframe, suite parameters and run id; the suite's file content is part
-    of the key, so an edited suite gets a new one."""
+    passes its own dataframe, suite parameters and run id. The suite's file content is part
+    of the key, so an edited suite gets a new one; so is the Spark session, which GX's
+    execution engine keeps from its first run: a process that starts another session gets
+    a new one."""
     import great_expectations as gx
 
     context = _context(reports_dir)
@@ -271,7 +275,7 @@ def validate(
     suite_json = _suite_json(suite)
     run = RunIdentifier(run_name=_run_name(run_id, partition), run_time=now)
     with _GX_LOCK:
-        prepared = _prepared(reports_dir, table, suite_json, data_docs)
+        prepared = _prepared(df.sparkSession, reports_dir, table, suite_json, data_docs)
 
         def run_checkpoint(checkpoint: gx.Checkpoint):
             result = checkpoint.run(
@@ -287,12 +291,11 @@ def validate(
         docs = prepared.context.get_docs_sites_urls(
             resource_identifier=key, site_name=DATA_DOCS_SITE
         )
-    suite = prepared.suite
     url = docs[0]["site_url"] if docs and data_docs else None
     outcome = ValidationOutcome(
         table=table,
         partition=dict(partition),
-        suite=suite.name,
+        suite=prepared.suite.name,
         run_id=run_id,
         validated_at=now,
         results=_outcomes_of(suite_result.results, values, recent_counts),
