@@ -125,7 +125,16 @@ def forced_run(airflow, logged_in):
     form.get_by_role("button", name="Advanced Options").click()
     form.locator("input[name=dagRunId]").fill(RUN_ID)
     form.get_by_test_id("trigger-dag-submit").click()
-    form.wait_for(state="hidden")
+    # The form closes once the API server has created the run. In one CI run of ten
+    # (2026-12-05, the suite's other worker busy) it was still open after the minute's wait,
+    # and the file passed alone just after; why was not seen. The API server shares SQLite
+    # with the scheduler and the tasks, and has been slow to answer before (below): wait as
+    # long as for the run, and if the form never closes, say what it shows.
+    try:
+        form.wait_for(state="hidden", timeout=RUN_TIMEOUT_S * 1000)
+    except PlaywrightError as err:
+        pytest.fail(f"the trigger form stayed open ({err.message.splitlines()[0]}); it shows: "
+                    f"{form.inner_text(timeout=5_000)[:2000]!r}")  # fmt: skip
 
     api = f"{url}/api/v2/dags/regrow_retrain/dagRuns/{RUN_ID}"
     deadline = time.monotonic() + RUN_TIMEOUT_S
