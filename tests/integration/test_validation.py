@@ -209,6 +209,53 @@ def test_the_offending_values_are_fetched_only_when_asked_for(spark, dataset, re
         ask({**COUNTS_ONLY, "result_format": "COMPLETE"})
 
 
+def test_a_validated_partition_is_not_left_in_sparks_cache(spark, dataset, reports):
+    """GX caches every batch's dataframe and never releases it: a range would keep a
+    year of validated partitions in Spark's cache. A failing partition is run twice (for
+    its offending values) and released too."""
+    from pyspark import StorageLevel
+
+    suite = build_suite(dataset, EVENTS)
+    for rows in ([event(i) for i in range(3)], [event(0), event(1, card=None)]):
+        df = frame(spark, EVENT_DDL, rows)
+        validate(df, suite, EVENTS, {"event_date": DAY}, "r", reports, now=NOON,
+                 raise_on_critical=False)  # fmt: skip
+        assert df.storageLevel == StorageLevel.NONE, df.storageLevel
+
+
+def test_gx_still_checks_the_freshness_of_checkpoints_regrow_did_not_make(spark, dataset, reports):
+    """regrow's own checkpoints skip GX's per-run freshness check after the first; one made
+    elsewhere in the process still has its suite compared with the saved copy."""
+    import great_expectations as gx
+    import pandas as pd
+    from great_expectations.exceptions import CheckpointRunWithoutValidationDefinitionError
+
+    run(spark, dataset, reports, [event(i) for i in range(3)])  # regrow's checks wrapped
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas("theirs")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("all")
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name="theirs"))
+    definition = context.validation_definitions.add(
+        gx.ValidationDefinition(name="theirs", data=batch, suite=suite)
+    )
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name="theirs", validation_definitions=[definition])
+    )
+    frame_ = pd.DataFrame({"x": [1, 2]})
+    assert checkpoint.run(batch_parameters={"dataframe": frame_}).success
+    # Changed after it was saved: GX refuses to run it until it is saved again.
+    checkpoint.validation_definitions[0].suite.expectations.append(
+        gx.expectations.ExpectColumnToExist(column="x")
+    )
+    assert not checkpoint.is_fresh().success
+    with pytest.raises(Exception, match="(?i)fresh|changed|save") as err:
+        checkpoint.run(batch_parameters={"dataframe": frame_})
+    assert not isinstance(err.value, CheckpointRunWithoutValidationDefinitionError)
+
+
 def test_a_schema_change_and_a_duplicate_id_fail_naming_columns_and_values(spark, dataset, reports):
     from pyspark.sql import functions as F
 

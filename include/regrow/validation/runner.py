@@ -110,6 +110,56 @@ def _asked_only(fetch):
     return values
 
 
+# GX objects that :func:`_prepared` made and found fresh, by ``id`` (with the object, so
+# an id reused after it is gone never matches), the newest at most _TRUSTED_MAX; and the
+# diagnostics their freshness checks return.
+_TRUSTED: dict[int, Any] = {}
+_TRUSTED_MAX = 3 * 32
+_FRESH: dict[type, Any] = {}
+
+
+@functools.cache
+def _freshness_checked_once() -> None:
+    """Make GX's freshness checks of the checkpoints and validation definitions that
+    :func:`_prepared` made return at once after the first one; GX's others are checked as
+    ever.
+
+    Why: ``Checkpoint.run`` and ``ValidationDefinition.run`` check on every run that the
+    object and its suite still equal their saved copies (``is_fresh``: the stores read
+    back and compared field by field), a tenth of a small partition's validation
+    (cProfile and back-to-back runs, 2026-12-05). It guards a user who edits a suite
+    after saving it; regrow's are made in its own in-memory context, checked once when
+    made, and never changed (an edited suite file makes new ones). GX has no setting for
+    it, so the two methods are wrapped, once.
+    """
+    from great_expectations.checkpoint.checkpoint import Checkpoint
+    from great_expectations.core.validation_definition import ValidationDefinition
+
+    for cls in (Checkpoint, ValidationDefinition):
+        cls.is_fresh = _fresh_if_trusted(cls.is_fresh)
+
+
+def _fresh_if_trusted(is_fresh):
+    def checked(self):
+        if _TRUSTED.get(id(self)) is self:
+            return _FRESH[type(self)]
+        return is_fresh(self)
+
+    checked.__wrapped__ = is_fresh
+    return checked
+
+
+def _trust(*objects: Any) -> None:
+    """Check ``objects`` fresh now (GX raises if not) and skip the check from now on."""
+    for obj in objects:
+        diagnostics = obj.is_fresh()
+        diagnostics.raise_for_error()
+        _FRESH[type(obj)] = diagnostics
+        _TRUSTED[id(obj)] = obj
+    while len(_TRUSTED) > _TRUSTED_MAX:
+        del _TRUSTED[next(iter(_TRUSTED))]
+
+
 def _context(reports_dir: str):
     """An ephemeral GX context: suites, datasources and checkpoints live in memory (the
     suite files are the source of truth); validation results and Data Docs are files."""
@@ -208,12 +258,15 @@ def _prepared(
             )
         )
 
-    return _Prepared(
+    prepared = _Prepared(
         context,
         suite,
         counts_only=checkpoint(table, COUNTS_ONLY),
         with_values=checkpoint(f"{table} (offending values)", RESULT_FORMAT),
     )
+    checkpoints = (prepared.counts_only, prepared.with_values)
+    _trust(*checkpoints, *(d for c in checkpoints for d in c.validation_definitions))
+    return prepared
 
 
 def build_data_docs(reports_dir: str, suites: Sequence[gx.ExpectationSuite] = ()) -> str:
@@ -267,6 +320,7 @@ def validate(
     from great_expectations.core.run_identifier import RunIdentifier
 
     _no_values_when_none_asked()
+    _freshness_checked_once()
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
     values = {
         **runtime_parameters(partition_day(partition), recent_counts, now),
@@ -284,10 +338,15 @@ def validate(
             ((key, suite_result),) = result.run_results.items()
             return key, suite_result
 
-        key, suite_result = run_checkpoint(prepared.counts_only)
-        if any((r.result or {}).get("unexpected_count") for r in suite_result.results):
-            # The same run id: this result replaces the first one in the store and Data Docs.
-            key, suite_result = run_checkpoint(prepared.with_values)
+        try:
+            key, suite_result = run_checkpoint(prepared.counts_only)
+            if any((r.result or {}).get("unexpected_count") for r in suite_result.results):
+                # The same run id: it replaces the first result in the store and Data Docs.
+                key, suite_result = run_checkpoint(prepared.with_values)
+        finally:
+            # GX's Spark engine caches every batch's dataframe and never releases it: a
+            # range would keep each validated partition of a year in Spark's cache.
+            df.unpersist()
         docs = prepared.context.get_docs_sites_urls(
             resource_identifier=key, site_name=DATA_DOCS_SITE
         )
