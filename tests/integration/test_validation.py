@@ -212,7 +212,7 @@ def test_the_offending_values_are_fetched_only_when_asked_for(spark, dataset, re
 def test_a_validated_partition_is_not_left_in_sparks_cache(spark, dataset, reports):
     """GX caches every batch's dataframe and never releases it: a range would keep a
     year of validated partitions in Spark's cache. A failing partition is run twice (for
-    its offending values) and released too."""
+    its offending values) and released too; one its caller cached is left cached."""
     from pyspark import StorageLevel
 
     suite = build_suite(dataset, EVENTS)
@@ -221,6 +221,11 @@ def test_a_validated_partition_is_not_left_in_sparks_cache(spark, dataset, repor
         validate(df, suite, EVENTS, {"event_date": DAY}, "r", reports, now=NOON,
                  raise_on_critical=False)  # fmt: skip
         assert df.storageLevel == StorageLevel.NONE, df.storageLevel
+    # A dataframe its caller cached stays cached.
+    mine = frame(spark, EVENT_DDL, [event(i) for i in range(2)]).persist(StorageLevel.DISK_ONLY)
+    validate(mine, suite, EVENTS, {"event_date": DAY}, "r", reports, now=NOON)
+    assert mine.storageLevel == StorageLevel.DISK_ONLY
+    mine.unpersist()
 
 
 def test_gx_still_checks_the_freshness_of_checkpoints_regrow_did_not_make(spark, dataset, reports):

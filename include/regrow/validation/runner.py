@@ -46,6 +46,8 @@ RESULT_FORMAT: dict[str, Any] = {
 # partition with unexpected values is validated again for them.
 COUNTS_ONLY: dict[str, Any] = {**RESULT_FORMAT, "partial_unexpected_count": 0}
 DATA_DOCS_SITE = "regrow"
+# Tables and suites whose GX context a process keeps ready (:func:`_prepared`).
+PREPARED_MAX = 32
 # Newest validation results listed on the Data Docs index (older pages stay on disk).
 DATA_DOCS_INDEX_LIMIT = 500
 
@@ -114,7 +116,7 @@ def _asked_only(fetch):
 # an id reused after it is gone never matches), the newest at most _TRUSTED_MAX; and the
 # diagnostics their freshness checks return.
 _TRUSTED: dict[int, Any] = {}
-_TRUSTED_MAX = 3 * 32
+_TRUSTED_MAX = 4 * PREPARED_MAX  # two checkpoints and their definitions each
 _FRESH: dict[type, Any] = {}
 
 
@@ -219,7 +221,7 @@ class _Prepared:
     with_values: gx.Checkpoint
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=PREPARED_MAX)
 def _prepared(
     spark: Any, reports_dir: str, table: str, suite_json: str, data_docs: bool
 ) -> _Prepared:
@@ -318,6 +320,7 @@ def validate(
             end instead (:func:`build_data_docs`): rendering costs ~0.8 s a suite.
     """
     from great_expectations.core.run_identifier import RunIdentifier
+    from pyspark import StorageLevel
 
     _no_values_when_none_asked()
     _freshness_checked_once()
@@ -328,6 +331,10 @@ def validate(
     }
     suite_json = _suite_json(suite)
     run = RunIdentifier(run_name=_run_name(run_id, partition), run_time=now)
+    # GX's Spark engine caches every batch's dataframe and never releases it: a range would
+    # keep each validated partition of a year in Spark's cache. What GX cached is released
+    # after the run; a dataframe its caller had cached stays cached.
+    cached_by_caller = df.storageLevel != StorageLevel.NONE
     with _GX_LOCK:
         prepared = _prepared(df.sparkSession, reports_dir, table, suite_json, data_docs)
 
@@ -344,9 +351,8 @@ def validate(
                 # The same run id: it replaces the first result in the store and Data Docs.
                 key, suite_result = run_checkpoint(prepared.with_values)
         finally:
-            # GX's Spark engine caches every batch's dataframe and never releases it: a
-            # range would keep each validated partition of a year in Spark's cache.
-            df.unpersist()
+            if not cached_by_caller:
+                df.unpersist()
         docs = prepared.context.get_docs_sites_urls(
             resource_identifier=key, site_name=DATA_DOCS_SITE
         )
