@@ -62,6 +62,8 @@ def test_clean_days_land_every_row_in_bronze_and_reruns_are_idempotent(spark, st
         assert report.labels.rows_in == report.labels.bronze_rows == day["labels"]
     before = counts(lh, EVENTS, "event_date")
     assert before == {str(DAY0 + dt.timedelta(days=i)): 300 for i in range(3)}
+    # The first write made the quarantine table; clean days after it commit nothing to it.
+    assert lh.table_version(QUARANTINE) == 0
     version = lh.table_version(EVENTS)
 
     again = ingest_day(context_of(stable, spark, lakehouse=lh), DAY0 + dt.timedelta(days=1))
@@ -108,6 +110,12 @@ def test_same_file_landed_twice_adds_nothing(spark, stable):
     assert all(
         r["reason"] == f"duplicate transaction_id (first landed in {original})" for r in rejected
     )
+
+    # The copy taken away, a rerun quarantines nothing and clears what the first run kept.
+    (folder / "zz-copy.csv").unlink()
+    again = ingest_day(context_of(stable, spark, lakehouse=lh), DAY0)
+    assert (again.events.bronze_rows, again.events.quarantined_rows) == (300, 0)
+    assert quarantined(lh, "events", DAY0) == []
 
 
 def test_broken_feed_rows_go_to_quarantine_with_reasons(spark, make_settings):

@@ -546,21 +546,26 @@ def _ingest_kind(
     good_commit = lakehouse.write(
         good, table, "overwrite", partition_by=[date_column], partition={date_column: day}
     )
-    bad_commit = lakehouse.write(
-        rejected,
-        QUARANTINE,
-        "overwrite",
-        partition_by=list(TABLES[QUARANTINE].partition_by),
-        partition={INGEST_DATE: day, SOURCE_KIND: kind},
-    )
+    if good_commit.rows_written == rows_in and not _quarantine_to_replace(lakehouse, day):
+        # Every row reached bronze and the day's quarantine holds nothing to replace: an
+        # empty overwrite would be one more Spark job and Delta commit for no change.
+        quarantined = 0
+    else:
+        quarantined = lakehouse.write(
+            rejected,
+            QUARANTINE,
+            "overwrite",
+            partition_by=list(TABLES[QUARANTINE].partition_by),
+            partition={INGEST_DATE: day, SOURCE_KIND: kind},
+        ).rows_written
     report = KindReport(
         files=files.sources,
         not_read=landed.not_read,
         rows_in=rows_in,
         bronze_rows=good_commit.rows_written,
-        quarantined_rows=bad_commit.rows_written,
+        quarantined_rows=quarantined,
         # A clean day quarantines nothing: no job to count its reasons.
-        reasons=_reason_counts(rejected) if bad_commit.rows_written else {},
+        reasons=_reason_counts(rejected) if quarantined else {},
     )
     if report.rows_in != report.bronze_rows + report.quarantined_rows:
         raise IngestError(
@@ -578,6 +583,15 @@ def _ingest_kind(
         report.quarantined_rows,
     )
     return report
+
+
+def _quarantine_to_replace(lakehouse: Lakehouse, day: dt.date) -> bool:
+    """Whether ``bronze.quarantine`` must be written even if nothing is rejected: it holds
+    rows of ``day`` (of either kind, from an earlier run) or does not exist yet (its first
+    write creates it). From the Delta log, no data read."""
+    if not lakehouse.exists(QUARANTINE):
+        return True
+    return lakehouse.partition_rows(QUARANTINE, INGEST_DATE).get(str(day), 0) > 0
 
 
 def _reason_counts(rejected: DataFrame, top: int = 20) -> dict[str, int]:
