@@ -112,12 +112,11 @@ def _asked_only(fetch):
     return values
 
 
-# GX objects that :func:`_prepared` made and found fresh, by ``id`` (with the object, so
-# an id reused after it is gone never matches), the newest at most _TRUSTED_MAX; and the
-# diagnostics their freshness checks return.
-_TRUSTED: dict[int, Any] = {}
+# GX objects that :func:`_prepared` made and found fresh, by ``id``: the object (so an id
+# reused after it is gone never matches) and the diagnostics its check returned; the
+# newest at most _TRUSTED_MAX.
+_TRUSTED: dict[int, tuple[Any, Any]] = {}
 _TRUSTED_MAX = 4 * PREPARED_MAX  # two checkpoints and their definitions each
-_FRESH: dict[type, Any] = {}
 
 
 @functools.cache
@@ -143,9 +142,8 @@ def _freshness_checked_once() -> None:
 
 def _fresh_if_trusted(is_fresh):
     def checked(self):
-        if _TRUSTED.get(id(self)) is self:
-            return _FRESH[type(self)]
-        return is_fresh(self)
+        obj, diagnostics = _TRUSTED.get(id(self), (None, None))
+        return diagnostics if obj is self else is_fresh(self)
 
     checked.__wrapped__ = is_fresh
     return checked
@@ -156,8 +154,7 @@ def _trust(*objects: Any) -> None:
     for obj in objects:
         diagnostics = obj.is_fresh()
         diagnostics.raise_for_error()
-        _FRESH[type(obj)] = diagnostics
-        _TRUSTED[id(obj)] = obj
+        _TRUSTED[id(obj)] = (obj, diagnostics)
     while len(_TRUSTED) > _TRUSTED_MAX:
         del _TRUSTED[next(iter(_TRUSTED))]
 
