@@ -412,6 +412,27 @@ def test_a_lakehouse_table_is_standard_delta(spark, lakehouse):
     assert sorted((a["partition.event_date"], a["num_records"]) for a in adds) == [(D1, 1), (D2, 1)]
 
 
+def test_a_table_regrow_creates_checkpoints_every_ten_commits(spark, lakehouse):
+    # Loading a table replays every commit file since its last checkpoint: delta-rs's own
+    # default of 100 made a daily table replay up to 99 of them on each load.
+    lakehouse.write(events(spark, [("a", 1.0, D1)]), "bronze.events", partition_by=["event_date"])
+    for n in range(10):
+        lakehouse.write(events(spark, [(f"b{n}", 1.0, D2)]), "bronze.events")
+    records = pa.table({"event_date": [D1], "note": ["x"]})
+    lakehouse.append_records("gold.notes", records, partition_by=["event_date"])
+
+    uri = lakehouse.uri("bronze.events")
+    checkpoints = sorted(p.name for p in Path(uri, "_delta_log").glob("*.checkpoint.parquet"))
+    last = json.loads(Path(uri, "_delta_log", "_last_checkpoint").read_text())
+
+    assert deltalake.DeltaTable(uri).version() == 10
+    assert checkpoints and last["version"] in (9, 10), checkpoints
+    assert deltalake.DeltaTable(uri).metadata().configuration["delta.checkpointInterval"] == "10"
+    notes = deltalake.DeltaTable(lakehouse.uri("gold.notes")).metadata().configuration
+    assert notes["delta.checkpointInterval"] == "10"
+    assert len(rows_of(lakehouse.read(spark, "bronze.events"))) == 11
+
+
 def test_file_statistics_bound_every_column_and_deltalake_filters_by_them(spark, lakehouse, engine):
     long_text = "ü" * 40  # longer than the 32 characters a string bound keeps
     at = dt.datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)  # microseconds: rounded

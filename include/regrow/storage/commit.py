@@ -18,6 +18,7 @@ from urllib.parse import unquote
 import pyarrow as pa
 
 from regrow.storage.delta_log import (
+    TABLE_CONFIGURATION,
     PartitionSpec,
     TableLocation,
     add_actions,
@@ -187,6 +188,7 @@ def commit_adds(rows: Sequence[Any], commit: Commit, started: float | None = Non
                 actions,
                 mode="error",
                 partition_by=commit.partition_by or None,
+                configuration=TABLE_CONFIGURATION,
                 storage_options=dict(location.storage_options),
                 commit_properties=once,
             )
@@ -263,7 +265,8 @@ def append_rows(
     try:
         write_deltalake(
             location.uri, rows, mode="append", partition_by=list(partition_by or []) or None,
-            schema_mode="merge", storage_options=dict(location.storage_options),
+            schema_mode="merge", configuration=TABLE_CONFIGURATION,  # a new table's only
+            storage_options=dict(location.storage_options),
         )  # fmt: skip
     except SchemaMismatchError as err:
         raise SchemaChangeError(f"append to {table}: {err}") from err
