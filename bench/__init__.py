@@ -153,6 +153,20 @@ def repeat(
     return times
 
 
+def past_start(default: dt.date, days: int) -> dt.date:
+    """``default``, or when ``days`` days from it would reach today (UTC), 1 January of the
+    latest year whose ``days`` are all over: simulated days must be past (the simulator
+    refuses others), and the same start all year keeps a benchmark's days comparable."""
+    today = dt.datetime.now(dt.UTC).date()
+    span = dt.timedelta(days=days - 1)
+    if default + span < today:
+        return default
+    start = dt.date(today.year - 1, 1, 1)
+    while start + span >= today:
+        start = start.replace(year=start.year - 1)
+    return start
+
+
 class PeakRss:
     """Peak resident memory (MiB) of this Python process and, when given, the Spark JVM,
     per phase. On Linux the high-water mark is reset at the start of each phase

@@ -15,7 +15,7 @@ import os
 import statistics
 import time
 
-from bench import BenchContext, Measurement, PeakRss, Target, benchmark
+from bench import BenchContext, Measurement, PeakRss, Target, benchmark, past_start
 from bench.scoring import jvm_pid
 from bench.validation_cost import write_params
 
@@ -44,9 +44,10 @@ def run(ctx: BenchContext) -> Measurement:
     if below is not None:
         spark_settings = settings.spark.model_copy(update={"interpreted_below_mib": float(below)})
         settings = settings.model_copy(update={"spark": spark_settings})
-    simulator = settings.simulator.model_copy(
-        update={"days": days, "events_per_day": events, "scenario": "stable"}
-    )
+    simulator = settings.simulator.model_copy(update={
+        "days": days, "events_per_day": events, "scenario": "stable",
+        "start_date": past_start(settings.simulator.start_date, days),
+    })  # fmt: skip
     first = simulator.start_date
     last = first + dt.timedelta(days=days - 1)
     landed = time.perf_counter()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from bench import BenchContext, Measurement, Target, benchmark
+from bench import BenchContext, Measurement, Target, benchmark, past_start
 from bench.validation_cost import write_params
 
 YEAR = 365
@@ -127,8 +127,11 @@ def _params(root: Path, days: int, events: int) -> Path:
     raw = yaml.safe_load(path.read_text())
     raw["dataset"]["label_delay_days"] = 5
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    warmup = default_warmup(load_settings(path))
+    settings = load_settings(path)
+    warmup = default_warmup(settings)
+    start = past_start(settings.simulator.start_date, days)
     raw["simulator"] |= {"days": days, "events_per_day": events, "mean_label_delay_days": 2.0,
+                         "start_date": start.isoformat(),
                          "drift_onset_day": warmup + (days - warmup) // 4,
                          "n_entities": max(3000, events)}  # fmt: skip
     raw["mlflow"] = {"tracking_uri": f"sqlite:///{root / 'mlflow.db'}",

@@ -203,6 +203,9 @@ def test_a_landing_without_the_contracts_columns_fails_at_once(tmp_path):
          "performance, default"),
         (["--scenario", "stable", "--policy", "never", "--warmup-days", "20"],
          "--days 20 leaves no day to replay after a warm-up of 20 day(s)"),
+        (["--scenario", "stable", "--policy", "never", "--days", "3000"],
+         "3000 simulated day(s) from simulator.start_date 2026-01-01 end on 2034-03-19, which "
+         "is not over"),
     ],
 )  # fmt: skip
 def test_bad_choices_fail_at_once_with_the_valid_ones(tmp_path, args, message):

@@ -19,7 +19,9 @@ from regrow.data.simulate import (
     NEW_CATEGORY,
     TRUTH_LABEL,
     TRUTH_LABEL_TIME,
+    SimulationError,
     check_contract,
+    check_days_past,
     simulate_day,
     write_landing,
 )
@@ -463,6 +465,24 @@ def test_bad_day_arguments_are_refused(tmp_path):
         simulate_day(settings.dataset, settings.simulator, -1)
     with pytest.raises(ValueError, match="days"):
         _write(settings, tmp_path, days=0)
+
+
+def test_days_that_are_not_over_are_refused_naming_a_start_date_that_fits(tmp_path):
+    today = dt.datetime.now(dt.UTC).date()
+    ending_yesterday = _settings(start_date=(today - dt.timedelta(days=3)).isoformat(), days=3)
+    ending_today = _settings(start_date=(today - dt.timedelta(days=2)).isoformat(), days=3)
+
+    summary = _write(ending_yesterday, tmp_path / "past")
+    with pytest.raises(SimulationError) as refused:
+        _write(ending_today, tmp_path / "today")
+
+    assert summary.days[-1] == today - dt.timedelta(days=1)
+    assert f"end on {today}" in str(refused.value)
+    assert f"simulator.start_date to {today - dt.timedelta(days=3)} or earlier" in str(
+        refused.value
+    )
+    assert not (tmp_path / "today").exists()  # nothing written
+    check_days_past(_settings().simulator, 365, today=dt.date(2027, 1, 1))  # a past year
 
 
 def test_a_day_may_use_every_event_id_of_its_day_and_no_more(monkeypatch):

@@ -76,6 +76,7 @@ def simulate(
         if scenario is not None:
             sim = sim.model_validate({**sim.model_dump(), "scenario": scenario})
         sim_module.check_contract(settings.dataset)
+        sim_module.check_days_past(sim, sim.days if days is None else days)
         sim_module.claim_landing(root, replace=replace)
         summary = sim_module.write_landing(settings.dataset, sim, settings.landing, root, days)
     except (ConfigError, ValueError) as err:

@@ -34,7 +34,7 @@ import pyarrow as pa
 from regrow.catalog import FEATURES, REPLAY
 from regrow.data import landing as landing_files
 from regrow.data.backfill import backfill, range_days
-from regrow.data.simulate import claim_landing, write_landing
+from regrow.data.simulate import check_days_past, claim_landing, write_landing
 from regrow.data.simulate.ground_truth import TRUTH_FILE
 from regrow.data.transform import TrainsetError
 from regrow.model.training import TrainingError
@@ -250,6 +250,7 @@ def _simulate(settings: Settings, days: int, say: Callable[[str], None]) -> list
     if marker.exists() and json.loads(marker.read_text(encoding="utf-8")) == wanted:
         say(f"landing: {days} simulated day(s) of {sim.scenario} already in {root}")
         return range_days(sim.start_date, sim.start_date + dt.timedelta(days=days - 1))
+    check_days_past(sim, days)  # before the earlier simulation's files are removed
     claim_landing(root, replace=True)
     summary = write_landing(settings.dataset, sim, settings.landing, root, days)
     marker.write_text(json.dumps(wanted, indent=2) + "\n", encoding="utf-8")

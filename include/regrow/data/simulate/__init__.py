@@ -25,7 +25,13 @@ per-day counts.
 """
 
 from regrow.data.simulate.ground_truth import TRUTH_FILE
-from regrow.data.simulate.landing_files import SimulationSummary, claim_landing, write_landing
+from regrow.data.simulate.landing_files import (
+    SimulationError,
+    SimulationSummary,
+    check_days_past,
+    claim_landing,
+    write_landing,
+)
 from regrow.data.simulate.world import (
     BOOLEAN_FEATURES,
     CATEGORICAL_FEATURES,
@@ -51,7 +57,9 @@ __all__ = [
     "TRUTH_FILE",
     "TRUTH_LABEL",
     "TRUTH_LABEL_TIME",
+    "SimulationError",
     "SimulationSummary",
+    "check_days_past",
     "check_contract",
     "claim_landing",
     "simulate_day",

@@ -33,6 +33,25 @@ _BROKEN_ROW_SHARE = 0.01
 _BAD_AMOUNT = "abc"
 
 
+class SimulationError(ValueError):
+    """Days that cannot be simulated: they reach today or later."""
+
+
+def check_days_past(sim: SimulatorSettings, days: int, today: dt.date | None = None) -> None:
+    """Every simulated day is over (UTC): a day's events span the whole day, and ingest
+    quarantines what is still in the future (a year from the default start date, run in
+    its last month, blocked at today after a quarter of an hour of backfill)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    last = sim.start_date + dt.timedelta(days=days - 1)
+    if last >= today:
+        raise SimulationError(
+            f"{days} simulated day(s) from simulator.start_date {sim.start_date} end on "
+            f"{last}, which is not over (today is {today}, UTC): ingest would quarantine "
+            f"their events as in the future. Set simulator.start_date to "
+            f"{today - dt.timedelta(days=days)} or earlier, or simulate fewer days"
+        )
+
+
 @dataclasses.dataclass(frozen=True)
 class SimulationSummary:
     """What :func:`write_landing` wrote.
@@ -86,11 +105,15 @@ def write_landing(
     ``root`` is the resolved landing path, local or ``s3://bucket/prefix``. Each day's folders
     are replaced (rerunning is idempotent); days beyond ``days`` are left alone. Labels that
     would arrive after the last simulated day are not written: they have not arrived yet.
+
+    Raises:
+        SimulationError: the last day is not over yet (:func:`check_days_past`).
     """
     check_contract(dataset)
     days = sim.days if days is None else days
     if days <= 0:
         raise ValueError(f"days must be > 0, got {days}")
+    check_days_past(sim, days)
     frames = [simulate_day(dataset, sim, d) for d in range(days)]
     labels = _labels_by_day(dataset, sim, frames, days)
     fs, _ = _landing_fs(root)
