@@ -306,3 +306,67 @@ def test_a_revised_label_replaces_the_earlier_one_of_the_day(spark, make_setting
         "duplicate transaction_id (the one with the latest label_time was kept, from "
         f"{root / 'labels' / DAY0.isoformat() / 'a.csv'})"
     )
+
+
+# ------------------------------------------------- the duplicate lookup, on the loans' data
+def test_the_duplicate_lookup_reads_only_earlier_days_whose_ids_may_match(spark, tmp_path):
+    """The loans' application ids grow with the day ("APP 0301-0000", ...): a day of new
+    ids reads no earlier day (the Delta log's statistics bound each day's ids), and an id
+    landed again is still found on its first day; a partition whose files do not bound
+    their ids is always read."""
+    import deltalake
+    import pyarrow as pa
+    import yaml
+
+    from regrow.data.row_rules import FIRST_LANDED, with_earlier_events
+    from regrow.settings import load_settings
+    from tests.conftest import REPO
+    from tests.loan_applications import START, user_params
+    from tests.loan_applications import write_landing as write_loans
+
+    write_loans(tmp_path / "landing", days=3, per_day=40)
+    raw = user_params(REPO, tmp_path / "landing", lakehouse={"root": str(tmp_path / "lh")})
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    settings = load_settings(tmp_path / "params.yaml")
+    dataset, lakehouse = settings.dataset, lakehouse_of(settings)
+    ctx = context_of(settings, spark)
+    for k in range(3):
+        ingest_day(ctx, START + dt.timedelta(days=k))
+    day = START + dt.timedelta(days=3)
+
+    def lookup(ids: list[str]) -> tuple[dict, str]:
+        landed = spark.createDataFrame([(i,) for i in ids], f"`{dataset.event_id}` string")
+        looked = with_earlier_events(landed, lakehouse, dataset, day, day_rows=len(ids))
+        found = {
+            r[0]: r[1] and r[1][0] for r in looked.select(landed.columns[0], FIRST_LANDED).collect()
+        }
+        return found, looked._jdf.queryExecution().analyzed().toString()
+
+    bounds = lakehouse.partition_bounds(EVENTS, dataset.event_id, "event_date")
+    fresh, fresh_plan = lookup(["APP 0304-0000", " APP 0304-0001 "])
+    again, again_plan = lookup(["APP 0304-0002", "APP 0302-0007"])
+
+    assert bounds[str(START)] == ("APP 0301-0000", "APP 0301-0039")
+    assert fresh == {"APP 0304-0000": None, " APP 0304-0001 ": None}
+    assert "Join" not in fresh_plan  # no earlier day read
+    assert again == {"APP 0304-0002": None, "APP 0302-0007": START + dt.timedelta(days=1)}
+    assert "Join" in again_plan
+
+    # A file written without statistics (another writer): its day is read whatever the ids.
+    uri = lakehouse.uri(EVENTS)
+    schema = deltalake.DeltaTable(uri).schema().to_arrow()
+    row = {f.name: None for f in pa.schema(schema)} | {
+        dataset.event_id: "ZZZ unbounded",
+        "event_date": START,
+        "Submitted At": None,
+    }
+    deltalake.write_deltalake(
+        uri, pa.Table.from_pylist([row], pa.schema(schema)), mode="append",
+        writer_properties=deltalake.WriterProperties(column_properties={
+            dataset.event_id: deltalake.ColumnProperties(statistics_enabled="NONE")
+        }),
+    )  # fmt: skip
+    unbounded = lakehouse.partition_bounds(EVENTS, dataset.event_id, "event_date")
+    assert unbounded[str(START)] is None
+    assert lookup(["APP 0304-0000"])[0] == {"APP 0304-0000": None}
+    assert "Join" in lookup(["APP 0304-0000"])[1]

@@ -207,7 +207,8 @@ def with_earlier_events(
     :data:`SEMI_JOIN_HISTORY_RATIO` times the day's ``day_rows`` (its landed records), only
     the earlier rows of the day's ids are aggregated: a semi join with them ahead of the
     aggregate, which costs one more pass over the day but spares hashing the whole history
-    (`make bench`'s ``duplicate_lookup``).
+    (`make bench`'s ``duplicate_lookup``). When the history holds more rows than the day,
+    only its days whose ids may match are read (:func:`_days_that_may_hold`).
     """
     from pyspark.sql import functions as F
 
@@ -220,12 +221,16 @@ def with_earlier_events(
         and dt.date.fromisoformat(d) < day
         and (first is None or dt.date.fromisoformat(d) >= first)
     }
+    key = key_in_file(raw[f"`{dataset.event_id}`"], dataset)
+    if day_rows is not None and sum(history.values()) > day_rows:
+        history = {
+            d: history[d] for d in _days_that_may_hold(raw, key, lakehouse, dataset, history)
+        }
     days = sorted(history)
     if not days:
         kind = f"struct<{EVENT_DATE}:date,{SOURCE_FILE}:string>"
         return raw.withColumn(FIRST_LANDED, F.lit(None).cast(kind))
     earlier = lakehouse.read(raw.sparkSession, EVENTS, partitions={EVENT_DATE: days})
-    key = key_in_file(raw[f"`{dataset.event_id}`"], dataset)
     earlier_id = earlier[f"`{dataset.event_id}`"]
     if day_rows is not None and sum(history.values()) > SEMI_JOIN_HISTORY_RATIO * day_rows:
         wanted = raw.select(key.alias("__wanted"))  # broadcast when the day is small
@@ -234,6 +239,31 @@ def with_earlier_events(
         F.min(F.struct(F.col(EVENT_DATE), F.col(SOURCE_FILE))).alias(FIRST_LANDED)
     )
     return raw.join(landed, key == landed["__earlier_id"], "left").drop("__earlier_id")
+
+
+def _days_that_may_hold(
+    raw: DataFrame, key: Column, lakehouse: Lakehouse, dataset: DatasetSettings, days
+) -> list[dt.date]:
+    """The ``days`` whose ``bronze.events`` files may hold one of ``raw``'s ids: the Delta
+    log's statistics bound each day's ids, and a day whose range misses the landed day's
+    range is not read. Ids that grow with time (sequence numbers, ULIDs, snowflake ids)
+    leave no earlier day to read unless one was landed again; random ids leave every day,
+    for the cost of one pass over the landed day (so it is paid only when the history
+    holds more rows than the day)."""
+    from pyspark.sql import functions as F
+
+    low, high = raw.select(F.min(key), F.max(key)).first()
+    if low is None:  # no id to look up
+        return []
+    bounds = lakehouse.partition_bounds(EVENTS, dataset.event_id, EVENT_DATE)
+
+    def may_hold(day: dt.date) -> bool:
+        known = bounds.get(str(day), ())  # () : the day's files hold no id
+        if known is None or (known and not isinstance(known[0], type(low))):
+            return True  # not bounded, or bounds of another type: read it
+        return bool(known) and known[0] <= high and low <= known[1]
+
+    return [d for d in days if may_hold(d)]
 
 
 def event_match_rules(dataset: DatasetSettings) -> list:

@@ -284,6 +284,36 @@ class Lakehouse:
             counts[value] = counts.get(value, 0) + int(row["num_records"] or 0)
         return counts
 
+    def partition_bounds(
+        self, table: str, column: str, partition_column: str
+    ) -> dict[str, tuple[Any, Any] | None]:
+        """The least and greatest value of ``column`` in each partition of
+        ``partition_column`` (``{"2026-01-01": (low, high)}``), from the Delta log's file
+        statistics (no data is read): bounds, not always the values themselves (a long
+        string's are cut). None for a partition with a file whose statistics do not bound
+        its values; a partition whose files hold no value of ``column`` is left out; ``{}``
+        if there is no table."""
+        if not self.exists(table):
+            return {}
+        adds = self.delta_table(table).get_add_actions(flatten=True)
+        adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
+        wanted = [f"partition.{partition_column}", "num_records",
+                  f"null_count.{column}", f"min.{column}", f"max.{column}"]  # fmt: skip
+        bounds: dict[str, tuple[Any, Any] | None] = {}
+        unknown: set[str] = set()
+        for row in adds.select([c for c in wanted if c in adds.column_names]).to_pylist():
+            part = str(row[wanted[0]])
+            low, high = row.get(wanted[3]), row.get(wanted[4])
+            if low is None or high is None:
+                nulls = row.get(wanted[2])
+                if nulls is None or nulls != row.get("num_records"):
+                    unknown.add(part)  # values its statistics do not bound
+                continue
+            known = bounds.get(part)
+            bounds[part] = (low, high) if known is None else (min(known[0], low),
+                                                              max(known[1], high))  # fmt: skip
+        return bounds | dict.fromkeys(unknown)
+
     def partition_written(
         self, table: str, column: str, holding: str | None = None
     ) -> dict[str, int]:
