@@ -13,7 +13,7 @@ import pytest
 from regrow.catalog import EVENTS, LABELS, QUARANTINE
 from regrow.data import simulate
 from regrow.data.ingest import IngestError, ingest_day
-from regrow.storage.lakehouse import Lakehouse
+from regrow.storage.lakehouse import Lakehouse, LakehouseError
 from tests.conftest import context_of, lakehouse_of, quarantined
 
 DAY0 = dt.date(2026, 1, 1)
@@ -347,6 +347,8 @@ def test_the_duplicate_lookup_reads_only_earlier_days_whose_ids_may_match(spark,
     again, again_plan = lookup(["APP 0304-0002", "APP 0302-0007"])
 
     assert bounds[str(START)] == ("APP 0301-0000", "APP 0301-0039")
+    with pytest.raises(LakehouseError, match="not partitioned by Submitted At"):
+        lakehouse.partition_bounds(EVENTS, dataset.event_id, "Submitted At")
     assert fresh == {"APP 0304-0000": None, " APP 0304-0001 ": None}
     assert "Join" not in fresh_plan  # no earlier day read
     assert again == {"APP 0304-0002": None, "APP 0302-0007": START + dt.timedelta(days=1)}

@@ -21,7 +21,7 @@ PartitionSpec = Mapping[str, Any]
 # Properties of every table regrow creates. Loading a table reads its last checkpoint and
 # then each commit file after it. delta-rs checkpoints every 100 commits by default
 # (delta-io/delta-rs#3708; Delta on Spark every 10), so a table written once a day replayed
-# up to 99 JSON files on every load, and a range backfill loads each table about ten times
+# up to 99 JSON files on every load, and a range backfill loads its tables about 40 times
 # a day: 39 ms a load of bronze.events 99 commits after a checkpoint against 4-8 ms just
 # after one (docs/spark.md). Both engines honour the property; it is set only on create.
 CHECKPOINT_INTERVAL = 10

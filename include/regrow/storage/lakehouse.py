@@ -295,7 +295,10 @@ class Lakehouse:
         if there is no table."""
         if not self.exists(table):
             return {}
-        adds = self.delta_table(table).get_add_actions(flatten=True)
+        dt_ = self.delta_table(table)
+        if partition_column not in dt_.metadata().partition_columns:
+            raise LakehouseError(f"{table} is not partitioned by {partition_column}")
+        adds = dt_.get_add_actions(flatten=True)
         adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
         wanted = [f"partition.{partition_column}", "num_records",
                   f"null_count.{column}", f"min.{column}", f"max.{column}"]  # fmt: skip
