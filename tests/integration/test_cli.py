@@ -246,6 +246,24 @@ def test_simulate_runs_only_when_configured_and_never_over_a_users_files(tmp_pat
     assert json.loads(summary.read_text())["days"] == ["2026-01-01", "2026-01-02"]
 
 
+def test_simulate_refuses_days_that_are_not_over_and_keeps_the_earlier_simulation(tmp_path):
+    params = str(
+        write_params(tmp_path, simulator={"days": 2, "events_per_day": 20, "n_entities": 5})
+    )
+    assert invoke("simulate", "--params", params).exit_code == 0
+
+    refused = invoke("simulate", "--replace", "--days", "3000", "--params", params)
+
+    assert refused.exit_code == 1
+    assert "3000 simulated day(s) from simulator.start_date 2026-01-01 end on 2034-03-19" in (
+        " ".join(refused.output.split())
+    )
+    assert "Traceback" not in refused.output
+    assert sorted(p.name for p in (tmp_path / "landing" / "events").iterdir()) == [
+        "2026-01-01", "2026-01-02",
+    ]  # fmt: skip
+
+
 def test_dags_test_refuses_a_day_before_the_start_date(tmp_path):
     params = str(write_params(tmp_path, airflow={"start_date": "2026-01-01"}))
 

@@ -19,6 +19,7 @@ that is null when the value is fine. Column names come from the ``dataset`` cont
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from regrow.catalog import EVENT_DATE, EVENTS, SOURCE_FILE
@@ -242,7 +243,11 @@ def with_earlier_events(
 
 
 def _days_that_may_hold(
-    raw: DataFrame, key: Column, lakehouse: Lakehouse, dataset: DatasetSettings, days
+    raw: DataFrame,
+    key: Column,
+    lakehouse: Lakehouse,
+    dataset: DatasetSettings,
+    days: Iterable[dt.date],
 ) -> list[dt.date]:
     """The ``days`` whose ``bronze.events`` files may hold one of ``raw``'s ids: the Delta
     log's statistics bound each day's ids, and a day whose range misses the landed day's
@@ -258,10 +263,15 @@ def _days_that_may_hold(
     bounds = lakehouse.partition_bounds(EVENTS, dataset.event_id, EVENT_DATE)
 
     def may_hold(day: dt.date) -> bool:
-        known = bounds.get(str(day), ())  # () : the day's files hold no id
-        if known is None or (known and not isinstance(known[0], type(low))):
-            return True  # not bounded, or bounds of another type: read it
-        return bool(known) and known[0] <= high and low <= known[1]
+        known = bounds.get(str(day), ())
+        if known is None:  # its files' statistics do not bound the ids
+            return True
+        if not known:  # its files hold no id
+            return False
+        least, greatest = known
+        if not isinstance(least, type(low)):  # bounds of another type: read it
+            return True
+        return least <= high and low <= greatest
 
     return [d for d in days if may_hold(d)]
 

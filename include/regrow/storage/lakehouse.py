@@ -269,15 +269,10 @@ class Lakehouse:
         Args:
             column: the partition column to count by; default: the first one.
         """
-        if not self.exists(table):
+        found = self._file_stats(table, column)
+        if found is None:
             return {}
-        dt_ = self.delta_table(table)
-        columns = list(dt_.metadata().partition_columns)
-        column = column or (columns[0] if columns else None)
-        if column not in columns:
-            raise LakehouseError(f"{table} is not partitioned by {column} ({columns})")
-        adds = dt_.get_add_actions(flatten=True)
-        adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
+        adds, column = found
         counts: dict[str, int] = {}
         for row in adds.select([f"partition.{column}", "num_records"]).to_pylist():
             value = str(row[f"partition.{column}"])
@@ -293,22 +288,20 @@ class Lakehouse:
         string's are cut). None for a partition with a file whose statistics do not bound
         its values; a partition whose files hold no value of ``column`` is left out; ``{}``
         if there is no table."""
-        if not self.exists(table):
+        found = self._file_stats(table, partition_column)
+        if found is None:
             return {}
-        dt_ = self.delta_table(table)
-        if partition_column not in dt_.metadata().partition_columns:
-            raise LakehouseError(f"{table} is not partitioned by {partition_column}")
-        adds = dt_.get_add_actions(flatten=True)
-        adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
-        wanted = [f"partition.{partition_column}", "num_records",
-                  f"null_count.{column}", f"min.{column}", f"max.{column}"]  # fmt: skip
+        adds, _ = found
+        part_of, nulls_of = f"partition.{partition_column}", f"null_count.{column}"
+        min_of, max_of = f"min.{column}", f"max.{column}"
+        wanted = [part_of, "num_records", nulls_of, min_of, max_of]
         bounds: dict[str, tuple[Any, Any] | None] = {}
         unknown: set[str] = set()
         for row in adds.select([c for c in wanted if c in adds.column_names]).to_pylist():
-            part = str(row[wanted[0]])
-            low, high = row.get(wanted[3]), row.get(wanted[4])
+            part = str(row[part_of])
+            low, high = row.get(min_of), row.get(max_of)
             if low is None or high is None:
-                nulls = row.get(wanted[2])
+                nulls = row.get(nulls_of)
                 if nulls is None or nulls != row.get("num_records"):
                     unknown.add(part)  # values its statistics do not bound
                 continue
@@ -316,6 +309,20 @@ class Lakehouse:
             bounds[part] = (low, high) if known is None else (min(known[0], low),
                                                               max(known[1], high))  # fmt: skip
         return bounds | dict.fromkeys(unknown)
+
+    def _file_stats(self, table: str, column: str | None) -> tuple[pa.Table, str] | None:
+        """The flattened Add actions of ``table`` (its files' partition values and
+        statistics) and the partition ``column`` checked against the table's (default: its
+        first); None if there is no table."""
+        if not self.exists(table):
+            return None
+        dt_ = self.delta_table(table)
+        columns = list(dt_.metadata().partition_columns)
+        column = column or (columns[0] if columns else None)
+        if column not in columns:
+            raise LakehouseError(f"{table} is not partitioned by {column} ({columns})")
+        adds = dt_.get_add_actions(flatten=True)
+        return (pa.table(adds) if not isinstance(adds, pa.Table) else adds), column
 
     def partition_written(
         self, table: str, column: str, holding: str | None = None
