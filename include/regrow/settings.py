@@ -504,7 +504,12 @@ class AgeTrigger(TriggerSettings):
 
 
 class VolumeTrigger(TriggerSettings):
-    min_new_labels: int = Field(default=20000, gt=0)
+    # Matured labels since the champion's window (or the last retrain request) at least this
+    # share of a training window's (split.window_days) matured labels: 1.0 = as many new
+    # labels as a model learns from. A share holds at any daily volume; a count does not.
+    min_window_share: float = Field(default=1.0, gt=0)
+    # A fixed count instead of the share, when set.
+    min_new_labels: int | None = Field(default=None, gt=0)
 
 
 class PerformanceTrigger(TriggerSettings):

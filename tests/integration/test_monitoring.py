@@ -163,6 +163,31 @@ def test_the_cooldown_and_budget_hold_the_next_days_back(world):
     assert decisions[onset].budget_left == 1
 
 
+def test_the_age_counts_from_the_last_retrain_request(world, spark):
+    """The onset's drift asked for a retrain, trained on everything known the next day. On
+    the last day the champion is 5 days past its own cut-off but 2 past that request's: an
+    age limit of 3 days does not fire again."""
+    settings, lakehouse, decisions = world
+    day, onset = SCORED[-1], START + dt.timedelta(days=ONSET)
+    assert decisions[onset].action in RETRAIN_ACTIONS
+    triggers = settings.policy.triggers
+    age = triggers.age.model_copy(update={"enabled": True, "max_days": 3})
+    policy = settings.policy.model_copy(
+        update={"triggers": triggers.model_copy(update={"age": age})}
+    )
+    strict = settings.model_copy(update={"policy": policy})
+    try:
+        decide_day(context_of(strict, spark, "strict", lakehouse), day)
+        row = next(r for r in lakehouse.to_arrow(DECISIONS).to_pylist()
+                   if r["decision_date"] == day and r["trigger"].startswith("policy"))  # fmt: skip
+        found = next(c for c in json.loads(row["checks"]) if c["name"] == "age")
+        assert found["numbers"]["champion_cutoff"] == str(START + dt.timedelta(days=CUTOFF))
+        assert found["numbers"]["since"] == str(onset + dt.timedelta(days=1))
+        assert found["numbers"]["age_days"] == 2 and not found["fired"]
+    finally:  # the world's decision of the day, as the other tests expect it
+        decide_day(context_of(settings, spark, "restore", lakehouse), day)
+
+
 def test_performance_is_estimated_on_the_day_and_realised_on_the_matured_day(world):
     settings, lakehouse, _ = world
     day = SCORED[-1]

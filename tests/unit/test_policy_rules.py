@@ -17,6 +17,7 @@ from regrow.policy.rules import (
     DayFacts,
     budget_left,
     decide,
+    label_counts,
 )
 from regrow.settings import PolicySettings
 
@@ -142,6 +143,43 @@ def test_age_and_volume():
         == RETRAIN_WARM
     )
     assert decide(policy(volume={"min_new_labels": 30_000}), labels, CHAMPION, []).action == NONE
+
+
+@pytest.mark.parametrize(
+    ("new", "window", "share", "action"),
+    [
+        (25_000, 30_000, 1.0, NONE),  # fewer new labels than a training window holds
+        (30_000, 30_000, 1.0, RETRAIN_WARM),
+        (25_000, 30_000, 0.8, RETRAIN_WARM),
+        (25_000, 0, 1.0, NONE),  # no matured labels in a window: nothing to measure against
+    ],
+)
+def test_volume_as_a_share_of_a_training_window(new, window, share, action):
+    today = [DayFacts(DAY0, (), new_labels=new, window_labels=window)]
+    outcome = decide(policy(volume={"min_window_share": share}), today, CHAMPION, [])
+    assert outcome.action == action
+    volume = next(t for t in outcome.triggers if t.name == VOLUME)
+    assert volume.numbers["needed"] == (None if window == 0 else round(share * window))
+
+
+def test_a_refused_retrain_restarts_the_age():
+    """The champion is 40 days past its cut-off; a retrain requested 10 days ago (out of
+    the cooldown) trained on everything known then and lost to it: age 9 is not 30."""
+    old = [DayFacts(DAY0 + dt.timedelta(days=40), ())]
+    asked = [DAY0 + dt.timedelta(days=30)]
+    assert decide(policy(age={"max_days": 30}), old, CHAMPION, []).action == RETRAIN_WARM
+    outcome = decide(policy(age={"max_days": 30}), old, CHAMPION, asked)
+    assert outcome.action == NONE
+    age = next(t for t in outcome.triggers if t.name == AGE)
+    assert age.numbers["age_days"] == 9 and str(asked[0] + dt.timedelta(days=1)) in age.reason
+
+
+def test_new_labels_count_from_the_newest_learnt_day():
+    rows = {DAY0 + dt.timedelta(days=k): 100 * (k + 1) for k in range(10)}  # 100..1000
+    matured = DAY0 + dt.timedelta(days=7)
+    assert label_counts(rows, matured, None, 3) == (sum(range(100, 801, 100)), 600 + 700 + 800)
+    assert label_counts(rows, matured, DAY0 + dt.timedelta(days=5), 3) == (700 + 800, 2100)
+    assert label_counts(rows, matured, matured, 30) == (0, sum(range(100, 801, 100)))
 
 
 def test_warm_start_cap_or_stateless_policy_forces_a_full_retrain():

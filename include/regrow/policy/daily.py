@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,7 @@ from regrow.monitoring.results import (
     REALISED,
     UNSEEN,
 )
-from regrow.policy.rules import ChampionFacts, DayFacts, budget_left, decide
+from regrow.policy.rules import ChampionFacts, DayFacts, budget_left, decide, label_counts
 
 if TYPE_CHECKING:
     from regrow.model.registry import Version
@@ -101,11 +102,12 @@ def decide_day(ctx: StageContext, day: dt.date) -> PolicyReport:
         )
     t = policy.triggers
     longest = max(t.age.m, t.volume.m, t.performance.m, t.drift.m)
-    history = [_day_facts(ctx, rows, d, champion, metric) for d in days[-longest:]]
+    requests = _requests(ctx, day)
+    labels = _labels(ctx, champion, requests)
+    history = [_day_facts(rows, d, metric, labels(d)) for d in days[-longest:]]
     facts = ChampionFacts(
         champion.version, _tag_date(champion, "cutoff_date"), _gate_value(ctx, champion)
     )
-    requests = _requests(ctx, day)
     higher = metric not in LOWER_IS_BETTER
     outcome = decide(policy, history, facts, requests, higher)
     if outcome.mode == "warm_start":
@@ -141,9 +143,7 @@ def decide_day(ctx: StageContext, day: dt.date) -> PolicyReport:
                         outcome.budget_left, decision.decision_id, champion.version)  # fmt: skip
 
 
-def _day_facts(
-    ctx: StageContext, rows: pa.Table, day: dt.date, champion: Version, metric: str
-) -> DayFacts:
+def _day_facts(rows: pa.Table, day: dt.date, metric: str, labels: tuple[int, int]) -> DayFacts:
     of_day = rows.filter(pc.equal(rows[MONITOR_DATE], pa.scalar(day, pa.date32()))).to_pylist()
     flagged = sorted({r["column"] for r in of_day
                       if r["check"] in (DRIFT, NULL_RATE, UNSEEN) and r["status"] == FLAGGED})  # fmt: skip
@@ -155,17 +155,25 @@ def _day_facts(
         if found and found[0]["value"] is not None:
             value, source = found[0]["value"], name
             break
-    return DayFacts(day, tuple(flagged), score, value, source, _new_labels(ctx, champion, day))
+    return DayFacts(day, tuple(flagged), score, value, source, *labels)
 
 
-def _new_labels(ctx: StageContext, champion: Version, day: dt.date) -> int:
-    """Events whose label window has closed by ``day`` since the champion's window."""
+def _labels(
+    ctx: StageContext, champion: Version, requests: list[dt.date]
+) -> Callable[[dt.date], tuple[int, int]]:
+    """A monitored day's ``(new_labels, window_labels)`` (:func:`label_counts`): new since
+    the champion's newest training event, or the newest day a retrain requested before
+    that day could learn from, whichever is newer."""
+    settings = ctx.settings
     end = _tag_date(champion, "train_last_event")
-    matured = matured_day(ctx.settings, day)
-    rows = ctx.lakehouse.partition_rows(FEATURES)
-    return sum(n for d, n in rows.items()
-               if (end is None or dt.date.fromisoformat(d) > end)
-               and dt.date.fromisoformat(d) <= matured)  # fmt: skip
+    rows = {dt.date.fromisoformat(d): n for d, n in ctx.lakehouse.partition_rows(FEATURES).items()}
+
+    def of(day: dt.date) -> tuple[int, int]:
+        learnt = [matured_day(settings, r) for r in requests if r < day]
+        after = max([d for d in [end, *learnt] if d is not None], default=None)
+        return label_counts(rows, matured_day(settings, day), after, settings.split.window_days)
+
+    return of
 
 
 def _tag_date(version: Version, tag: str) -> dt.date | None:

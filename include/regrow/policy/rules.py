@@ -8,17 +8,24 @@ A trigger's condition is checked on each of the last ``m`` monitored days of the
 champion (the monitored day included); the trigger fires when the condition held on at
 least ``n`` of them. Days monitored under an earlier champion are evidence about that
 model, not this one, and do not count.
+
+The age and the volume of evidence count from the champion's training window, or from the
+last retrain request when that is newer: a retrain the gate refused was trained on
+everything known that day and lost to the champion, so the same labels and the same age do
+not ask again. Without this, a champion that keeps winning is retrained every time the
+cooldown ends (82 of 87 retrains of a year's replay did nothing, docs/replay.md).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from regrow.model.decisions import NONE, RETRAIN_FULL, RETRAIN_WARM
-from regrow.settings import PolicySettings, TriggerSettings
+from regrow.settings import PolicySettings, TriggerSettings, VolumeTrigger
 
 AGE, VOLUME, PERFORMANCE, DRIFT = "age", "volume", "performance", "drift"
 
@@ -34,7 +41,12 @@ class DayFacts:
     # this day's run, else estimated; None when neither could be measured.
     metric: float | None = None
     metric_source: str | None = None  # realised | estimated
-    new_labels: int = 0  # matured labels since the champion's training window
+    # Matured labels since the champion's training window or the last retrain request,
+    # whichever is newer (:func:`label_counts`)...
+    new_labels: int = 0
+    # ...and those of one training window (split.window_days) ending on the matured day:
+    # the volume trigger's yardstick when it is a share (policy.triggers.volume).
+    window_labels: int = 0
 
 
 @dataclass(frozen=True)
@@ -98,31 +110,44 @@ def triggers(
     history: Sequence[DayFacts],
     champion: ChampionFacts,
     higher_is_better: bool = True,
+    requests: Sequence[dt.date] = (),
 ) -> list[TriggerResult]:
     """Every trigger on the newest day of ``history`` (oldest first, this champion's
-    monitored days only, the newest last)."""
+    monitored days only, the newest last); ``requests``: the days whose decision asked for
+    a retrain (the age counts from the newest one before the day, if newer than the
+    champion's cut-off)."""
     today = history[-1]
     t = policy.triggers
     results = []
 
-    def age(d: DayFacts) -> int | None:
-        return (d.day - champion.cutoff).days if champion.cutoff else None
+    def since(d: DayFacts) -> dt.date | None:
+        """The cut-off of the newest training on or before ``d``: the champion's, or the
+        last retrain request's (trained on everything known the day after it)."""
+        earlier = [r + dt.timedelta(days=1) for r in requests if r < d.day]
+        return max([c for c in [champion.cutoff, *earlier] if c is not None], default=None)
 
-    ages = {d.day: age(d) for d in history}
+    ages = {d.day: (d.day - s).days if (s := since(d)) else None for d in history}
+    checked = since(today)
+    counted = "its cut-off" if checked == champion.cutoff else f"the retrain cut-off {checked}"
     results.append(_n_of_m(
         AGE, t.age, history,
         {d: a is not None and a > t.age.max_days for d, a in ages.items()},
         {"age_days": ages[today.day], "max_days": t.age.max_days,
-         "champion_cutoff": str(champion.cutoff) if champion.cutoff else None},
+         "champion_cutoff": str(champion.cutoff) if champion.cutoff else None,
+         "since": str(checked) if checked else None},
         f"champion v{champion.version} older than {t.age.max_days} days "
-        f"(now {ages[today.day]})",
+        f"(now {ages[today.day]}, counted from {counted})",
     ))  # fmt: skip
+    needed = {d.day: volume_needed(t.volume, d.window_labels) for d in history}
     results.append(_n_of_m(
         VOLUME, t.volume, history,
-        {d.day: d.new_labels >= t.volume.min_new_labels for d in history},
-        {"new_labels": today.new_labels, "min_new_labels": t.volume.min_new_labels},
-        f"{today.new_labels} matured labels since the champion's window "
-        f"(>= {t.volume.min_new_labels} needed)",
+        {d.day: needed[d.day] is not None and d.new_labels >= needed[d.day] for d in history},
+        {"new_labels": today.new_labels, "needed": needed[today.day],
+         "window_labels": today.window_labels, "min_new_labels": t.volume.min_new_labels,
+         "min_window_share": t.volume.min_window_share},
+        f"{today.new_labels} matured labels since the champion's window or the last retrain "
+        "request " + (f"(>= {needed[today.day]} needed)" if needed[today.day] is not None
+                      else "(no matured labels in a training window to measure them against)"),
     ))  # fmt: skip
 
     def drop(d: DayFacts) -> float | None:
@@ -153,6 +178,28 @@ def triggers(
         + (", score drift flagged" if today.score_flagged else ""),
     ))  # fmt: skip
     return results
+
+
+def volume_needed(cfg: VolumeTrigger, window_labels: int) -> int | None:
+    """The new matured labels the volume trigger needs: ``min_new_labels`` when set, else
+    ``min_window_share`` of a training window's matured labels (None when that window
+    holds none: nothing to measure against)."""
+    if cfg.min_new_labels is not None:
+        return cfg.min_new_labels
+    if window_labels <= 0:
+        return None
+    return max(1, math.ceil(cfg.min_window_share * window_labels))
+
+
+def label_counts(
+    rows: Mapping[dt.date, int], matured: dt.date, after: dt.date | None, window_days: int
+) -> tuple[int, int]:
+    """``(new, window)`` of a day whose newest matured day is ``matured``: the events of
+    the days after ``after`` (every day when None) up to ``matured``, and those of the
+    ``window_days`` days ending on ``matured`` (``rows``: events per day)."""
+    first = matured - dt.timedelta(days=window_days - 1)
+    new = sum(n for d, n in rows.items() if (after is None or d > after) and d <= matured)
+    return new, sum(n for d, n in rows.items() if first <= d <= matured)
 
 
 def _performance_text(
@@ -191,11 +238,12 @@ def decide(
 
     Args:
         history: the champion's monitored days up to today, oldest first.
-        requests: the earlier days whose decision asked for a retrain (budget, cooldown).
+        requests: the earlier days whose decision asked for a retrain (the budget, the
+                cooldown, and where age and volume count from).
         warm_start_cap: why ``train.warm_start`` forbids continuing the champion, if it does.
     """
     day = history[-1].day
-    results = triggers(policy, history, champion, higher_is_better)
+    results = triggers(policy, history, champion, higher_is_better, requests)
     fired = [t for t in results if t.fired]
     left, last = budget_left(policy, day, requests)
     if not fired:

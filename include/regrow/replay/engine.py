@@ -59,7 +59,7 @@ from regrow.monitoring.results import (
     CheckResult,
 )
 from regrow.policy.daily import LOWER_IS_BETTER
-from regrow.policy.rules import ChampionFacts, DayFacts, decide
+from regrow.policy.rules import ChampionFacts, DayFacts, decide, label_counts
 from regrow.replay.history import History, profile, quantile_edges
 from regrow.replay.policies import Policy
 
@@ -361,7 +361,7 @@ def day_facts(
     checks: Sequence[CheckResult],
     estimated: CheckResult | None,
     realised: CheckResult | None,
-    new_labels: int,
+    labels: tuple[int, int],
 ) -> DayFacts:
     """What the policy reads of a monitored day, as :mod:`regrow.policy.daily` sums up a
     day's gold.monitoring rows."""
@@ -373,7 +373,7 @@ def day_facts(
         if found is not None and found.status == OK and found.value is not None:
             value, source = found.value, name
             break
-    return DayFacts(day, tuple(flagged), score, value, source, new_labels)
+    return DayFacts(day, tuple(flagged), score, value, source, *labels)
 
 
 # ------------------------------------------------------------------------------ a run
@@ -414,9 +414,10 @@ def replay_policy(
         row["realised_known"] = _value(realised)  # as known on the day (matured day)
         if policy.monitors:
             checks = monitor.drift(champion, day, scores)
-            end = champion.train_end.date()
-            new = sum(n for d, n in rows_per_day.items() if end < d <= matured)
-            facts.append(day_facts(day, checks, estimated, realised, new))
+            learnt = [matured_day(settings, r) for r in requests[-1:]]  # the newest request
+            labels = label_counts(rows_per_day, matured, max([champion.train_end.date(), *learnt]),
+                                  settings.split.window_days)  # fmt: skip
+            facts.append(day_facts(day, checks, estimated, realised, labels))
             row["flagged"] = ", ".join(facts[-1].flagged_features) or None
             row["score_flagged"] = facts[-1].score_flagged
             action, mode, trigger, reason = _decide_by_rules(
