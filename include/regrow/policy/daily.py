@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,10 +41,18 @@ from regrow.monitoring.results import (
     REALISED,
     UNSEEN,
 )
-from regrow.policy.rules import ChampionFacts, DayFacts, budget_left, decide, label_counts
+from regrow.policy.rules import (
+    ChampionFacts,
+    DayFacts,
+    budget_left,
+    decide,
+    label_counts,
+    last_request,
+)
 
 if TYPE_CHECKING:
     from regrow.model.registry import Version
+    from regrow.settings import Settings
     from regrow.stage import StageContext
 
 logger = logging.getLogger(__name__)
@@ -161,19 +169,23 @@ def _day_facts(rows: pa.Table, day: dt.date, metric: str, labels: tuple[int, int
 def _labels(
     ctx: StageContext, champion: Version, requests: list[dt.date]
 ) -> Callable[[dt.date], tuple[int, int]]:
-    """A monitored day's ``(new_labels, window_labels)`` (:func:`label_counts`): new since
-    the champion's newest training event, or the newest day a retrain requested before
-    that day could learn from, whichever is newer."""
-    settings = ctx.settings
+    """A monitored day's :func:`label_facts`, from silver.features' rows per day."""
     end = _tag_date(champion, "train_last_event")
     rows = {dt.date.fromisoformat(d): n for d, n in ctx.lakehouse.partition_rows(FEATURES).items()}
+    return lambda day: label_facts(ctx.settings, rows, end, requests, day)
 
-    def of(day: dt.date) -> tuple[int, int]:
-        learnt = [matured_day(settings, r) for r in requests if r < day]
-        after = max([d for d in [end, *learnt] if d is not None], default=None)
-        return label_counts(rows, matured_day(settings, day), after, settings.split.window_days)
 
-    return of
+def label_facts(
+    settings: Settings, rows: Mapping[dt.date, int], champion_end: dt.date | None,
+    requests: Sequence[dt.date], day: dt.date,
+) -> tuple[int, int]:  # fmt: skip
+    """``(new_labels, window_labels)`` of ``day`` (:func:`label_counts`; ``rows``: events
+    per day): new since the champion's newest training event, or since the newest day the
+    last retrain requested before ``day`` could learn from, whichever is newer."""
+    last = last_request(requests, day)
+    learnt = (champion_end, matured_day(settings, last) if last else None)
+    after = max((d for d in learnt if d is not None), default=None)
+    return label_counts(rows, matured_day(settings, day), after, settings.split.window_days)
 
 
 def _tag_date(version: Version, tag: str) -> dt.date | None:

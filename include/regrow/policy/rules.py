@@ -123,8 +123,9 @@ def triggers(
     def since(d: DayFacts) -> dt.date | None:
         """The cut-off of the newest training on or before ``d``: the champion's, or the
         last retrain request's (trained on everything known the day after it)."""
-        earlier = [r + dt.timedelta(days=1) for r in requests if r < d.day]
-        return max([c for c in [champion.cutoff, *earlier] if c is not None], default=None)
+        last = last_request(requests, d.day)
+        tried = last + dt.timedelta(days=1) if last else None
+        return max([c for c in (champion.cutoff, tried) if c is not None], default=None)
 
     ages = {d.day: (d.day - s).days if (s := since(d)) else None for d in history}
     checked = since(today)
@@ -221,9 +222,13 @@ def budget_left(
 ) -> tuple[int, dt.date | None]:
     """Retrains left in the 7 days ending on ``day`` before today's decision, and the
     newest earlier request (``requests``: days whose decision asked for a retrain)."""
-    earlier = sorted(d for d in requests if d < day)
-    in_week = [d for d in earlier if (day - d).days < 7]
-    return policy.budget_per_week - len(in_week), (earlier[-1] if earlier else None)
+    in_week = [d for d in requests if d < day and (day - d).days < 7]
+    return policy.budget_per_week - len(in_week), last_request(requests, day)
+
+
+def last_request(requests: Sequence[dt.date], day: dt.date) -> dt.date | None:
+    """The newest retrain request before ``day``, if any."""
+    return max((r for r in requests if r < day), default=None)
 
 
 def decide(

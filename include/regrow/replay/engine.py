@@ -58,8 +58,8 @@ from regrow.monitoring.results import (
     UNSEEN,
     CheckResult,
 )
-from regrow.policy.daily import LOWER_IS_BETTER
-from regrow.policy.rules import ChampionFacts, DayFacts, decide, label_counts
+from regrow.policy.daily import LOWER_IS_BETTER, label_facts
+from regrow.policy.rules import ChampionFacts, DayFacts, decide
 from regrow.replay.history import History, profile, quantile_edges
 from regrow.replay.policies import Policy
 
@@ -414,9 +414,7 @@ def replay_policy(
         row["realised_known"] = _value(realised)  # as known on the day (matured day)
         if policy.monitors:
             checks = monitor.drift(champion, day, scores)
-            learnt = [matured_day(settings, r) for r in requests[-1:]]  # the newest request
-            labels = label_counts(rows_per_day, matured, max([champion.train_end.date(), *learnt]),
-                                  settings.split.window_days)  # fmt: skip
+            labels = label_facts(settings, rows_per_day, champion.train_end.date(), requests, day)
             facts.append(day_facts(day, checks, estimated, realised, labels))
             row["flagged"] = ", ".join(facts[-1].flagged_features) or None
             row["score_flagged"] = facts[-1].score_flagged
