@@ -516,6 +516,10 @@ class PerformanceTrigger(TriggerSettings):
     # The champion's primary metric (realised, else estimated) below its gate figure by
     # more than this (absolute).
     max_drop: float = Field(default=0.05, gt=0)
+    # And significantly: the gate figure above the day's whole bootstrap interval
+    # (monitor.performance.confidence; below it for a lower-is-better metric). A day's
+    # realised metric on a few hundred positives swings more than max_drop on noise alone.
+    significant: bool = True
 
 
 class DriftTrigger(TriggerSettings):

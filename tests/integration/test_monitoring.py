@@ -203,6 +203,15 @@ def test_performance_is_estimated_on_the_day_and_realised_on_the_matured_day(wor
         assert r["ci_low"] <= r["value"] <= r["ci_high"]
     label = rows_of(lakehouse, day, LABEL_DRIFT)[0]
     assert label["data_date"] == matured and 0 < label["value"] < 0.2
+    # The policy weighs the realised figure with its interval (a drop inside it is noise).
+    metric = realised[settings.evaluate.primary_metric]
+    assert metric["status"] == "ok"
+    row = next(r for r in lakehouse.to_arrow(DECISIONS).to_pylist()
+               if r["decision_date"] == day and r["trigger"].startswith("policy"))  # fmt: skip
+    found = next(c for c in json.loads(row["checks"]) if c["name"] == "performance")
+    assert found["numbers"]["source"] == "realised"
+    assert found["numbers"]["metric"] == metric["value"]
+    assert found["numbers"]["interval"] == [metric["ci_low"], metric["ci_high"]]
 
 
 def test_the_replay_reads_the_tables_as_the_daily_loop_does(world, spark):

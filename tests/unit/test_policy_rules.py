@@ -133,6 +133,35 @@ def test_without_a_gate_figure_performance_cannot_fire():
     assert "no gate figure" in next(t for t in outcome.triggers if t.name == PERFORMANCE).reason
 
 
+@pytest.mark.parametrize(
+    ("interval", "significant", "action"),
+    [
+        ((0.25, 0.36), True, RETRAIN_FULL),  # the gate's 0.40 above the whole interval
+        ((0.22, 0.41), True, NONE),  # 0.40 inside it: a drop of 0.10 that noise can make
+        ((0.22, 0.41), False, RETRAIN_FULL),  # the point figure alone, when asked for
+        (None, True, RETRAIN_FULL),  # no interval measured: the point figure decides
+    ],
+)
+def test_a_drop_inside_the_days_interval_is_noise(interval, significant, action):
+    history = [DayFacts(DAY0, (), metric=0.30, metric_source="realised", metric_interval=interval)]
+    cfg = policy(performance={"significant": significant})
+    outcome = decide(cfg, history, CHAMPION, [])
+    assert outcome.action == action
+    performance = next(t for t in outcome.triggers if t.name == PERFORMANCE)
+    assert performance.numbers["interval"] == (list(interval) if interval else None)
+    if interval:
+        assert f"interval [{interval[0]:.4f}, {interval[1]:.4f}]" in performance.reason
+
+
+def test_lower_is_better_noise_is_the_gate_below_the_interval():
+    champion = ChampionFacts("3", None, gate_value=0.10)  # log loss at the gate
+    cfg = policy(performance={})
+    for interval, action in (((0.16, 0.25), RETRAIN_FULL), ((0.09, 0.25), NONE)):
+        worse = [DayFacts(DAY0, (), metric=0.20, metric_source="realised",
+                          metric_interval=interval)]  # fmt: skip
+        assert decide(cfg, worse, champion, [], higher_is_better=False).action == action
+
+
 def test_age_and_volume():
     old = [DayFacts(DAY0 + dt.timedelta(days=40), ())]
     assert decide(policy(age={"max_days": 30}), old, CHAMPION, []).action == RETRAIN_WARM

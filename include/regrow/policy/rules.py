@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from regrow.model.decisions import NONE, RETRAIN_FULL, RETRAIN_WARM
-from regrow.settings import PolicySettings, TriggerSettings, VolumeTrigger
+from regrow.settings import PerformanceTrigger, PolicySettings, TriggerSettings, VolumeTrigger
 
 AGE, VOLUME, PERFORMANCE, DRIFT = "age", "volume", "performance", "drift"
 
@@ -41,6 +41,8 @@ class DayFacts:
     # this day's run, else estimated; None when neither could be measured.
     metric: float | None = None
     metric_source: str | None = None  # realised | estimated
+    # Its bootstrap interval (monitor.performance.confidence), None when not measured.
+    metric_interval: tuple[float, float] | None = None
     # Matured labels since the champion's training window or the last retrain request,
     # whichever is newer (:func:`label_counts`)...
     new_labels: int = 0
@@ -156,13 +158,20 @@ def triggers(
             return None
         return (champion.gate_value - d.metric) * (1 if higher_is_better else -1)
 
+    def dropped(d: DayFacts) -> bool:
+        x = drops[d.day]
+        if x is None or x <= t.performance.max_drop:
+            return False
+        return not t.performance.significant or not _within(d, champion, higher_is_better)
+
     drops = {d.day: drop(d) for d in history}
     results.append(_n_of_m(
-        PERFORMANCE, t.performance, history,
-        {d: x is not None and x > t.performance.max_drop for d, x in drops.items()},
+        PERFORMANCE, t.performance, history, {d.day: dropped(d) for d in history},
         {"metric": today.metric, "source": today.metric_source, "gate_value": champion.gate_value,
-         "drop": drops[today.day], "max_drop": t.performance.max_drop},
-        _performance_text(today, champion, drops[today.day], t.performance.max_drop),
+         "drop": drops[today.day], "max_drop": t.performance.max_drop,
+         "interval": list(today.metric_interval) if today.metric_interval else None,
+         "significant": t.performance.significant},
+        _performance_text(today, champion, drops[today.day], t.performance),
     ))  # fmt: skip
 
     def drifted(d: DayFacts) -> bool:
@@ -203,17 +212,30 @@ def label_counts(
     return new, sum(n for d, n in rows.items() if first <= d <= matured)
 
 
+def _within(d: DayFacts, champion: ChampionFacts, higher_is_better: bool) -> bool:
+    """Whether the gate figure lies inside the day's interval, or beyond its favourable
+    end: then the drop may be the day's sampling noise (no interval: not known to be)."""
+    if d.metric_interval is None or champion.gate_value is None:
+        return False
+    low, high = d.metric_interval
+    return champion.gate_value <= high if higher_is_better else champion.gate_value >= low
+
+
 def _performance_text(
-    today: DayFacts, champion: ChampionFacts, drop: float | None, max_drop: float
+    today: DayFacts, champion: ChampionFacts, drop: float | None, cfg: PerformanceTrigger
 ) -> str:
     if champion.gate_value is None:
         return f"champion v{champion.version} has no gate figure to compare with"
     if today.metric is None:
         return "no realised or estimated metric today"
-    return (
+    text = (
         f"{today.metric_source} {today.metric:.4f} vs gate {champion.gate_value:.4f} "
-        f"(drop {drop:+.4f}, max {max_drop})"
+        f"(drop {drop:+.4f}, max {cfg.max_drop})"
     )
+    if today.metric_interval is not None:
+        low, high = today.metric_interval
+        text += f", interval [{low:.4f}, {high:.4f}]"
+    return text
 
 
 # ------------------------------------------------------------------------ decision

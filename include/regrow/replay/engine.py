@@ -368,12 +368,14 @@ def day_facts(
     flagged = sorted({r.column for r in checks
                       if r.check in (DRIFT, NULL_RATE, UNSEEN) and r.status == FLAGGED})  # fmt: skip
     score = any(r.check == PREDICTION_DRIFT and r.status == FLAGGED for r in checks)
-    value, source = None, None
+    value, source, interval = None, None, None
     for found, name in ((realised, "realised"), (estimated, "estimated")):
         if found is not None and found.status == OK and found.value is not None:
             value, source = found.value, name
+            if found.ci_low is not None and found.ci_high is not None:
+                interval = (found.ci_low, found.ci_high)
             break
-    return DayFacts(day, tuple(flagged), score, value, source, *labels)
+    return DayFacts(day, tuple(flagged), score, value, source, interval, *labels)
 
 
 # ------------------------------------------------------------------------------ a run
