@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from regrow.model.decisions import NONE, RETRAIN_FULL, RETRAIN_WARM
-from regrow.settings import PerformanceTrigger, PolicySettings, TriggerSettings, VolumeTrigger
+from regrow.settings import PolicySettings, TriggerSettings, VolumeTrigger
 
 AGE, VOLUME, PERFORMANCE, DRIFT = "age", "volume", "performance", "drift"
 
@@ -158,20 +158,21 @@ def triggers(
             return None
         return (champion.gate_value - d.metric) * (1 if higher_is_better else -1)
 
+    drops = {d.day: drop(d) for d in history}
+
     def dropped(d: DayFacts) -> bool:
         x = drops[d.day]
         if x is None or x <= t.performance.max_drop:
             return False
         return not t.performance.significant or not _within(d, champion, higher_is_better)
 
-    drops = {d.day: drop(d) for d in history}
     results.append(_n_of_m(
         PERFORMANCE, t.performance, history, {d.day: dropped(d) for d in history},
         {"metric": today.metric, "source": today.metric_source, "gate_value": champion.gate_value,
          "drop": drops[today.day], "max_drop": t.performance.max_drop,
          "interval": list(today.metric_interval) if today.metric_interval else None,
          "significant": t.performance.significant},
-        _performance_text(today, champion, drops[today.day], t.performance),
+        _performance_text(today, champion, drops[today.day], t.performance.max_drop),
     ))  # fmt: skip
 
     def drifted(d: DayFacts) -> bool:
@@ -222,7 +223,7 @@ def _within(d: DayFacts, champion: ChampionFacts, higher_is_better: bool) -> boo
 
 
 def _performance_text(
-    today: DayFacts, champion: ChampionFacts, drop: float | None, cfg: PerformanceTrigger
+    today: DayFacts, champion: ChampionFacts, drop: float | None, max_drop: float
 ) -> str:
     if champion.gate_value is None:
         return f"champion v{champion.version} has no gate figure to compare with"
@@ -230,7 +231,7 @@ def _performance_text(
         return "no realised or estimated metric today"
     text = (
         f"{today.metric_source} {today.metric:.4f} vs gate {champion.gate_value:.4f} "
-        f"(drop {drop:+.4f}, max {cfg.max_drop})"
+        f"(drop {drop:+.4f}, max {max_drop})"
     )
     if today.metric_interval is not None:
         low, high = today.metric_interval
