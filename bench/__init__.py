@@ -107,8 +107,11 @@ class BenchContext:
 
     def stop(self) -> None:
         if self._spark is not None:
-            self._spark.stop()
-            self._spark = None
+            spark, self._spark = self._spark, None
+            try:
+                spark.stop()
+            except Exception as err:  # noqa: BLE001 - a JVM that died (out of heap) is gone
+                print(f"the Spark session could not be stopped: {type(err).__name__}", flush=True)
 
 
 @dataclass(frozen=True)
