@@ -214,8 +214,9 @@ def label_counts(
 
 
 def _within(d: DayFacts, champion: ChampionFacts, higher_is_better: bool) -> bool:
-    """Whether the gate figure lies inside the day's interval, or beyond its favourable
-    end: then the drop may be the day's sampling noise (no interval: not known to be)."""
+    """Whether the day's interval reaches the gate figure (its upper end at or above it;
+    its lower end at or below it for a lower-is-better metric): then the drop may be the
+    day's sampling noise (no interval: not known to be)."""
     if d.metric_interval is None or champion.gate_value is None:
         return False
     low, high = d.metric_interval
