@@ -46,6 +46,7 @@ from regrow.policy.rules import (
     DayFacts,
     budget_left,
     decide,
+    interval,
     label_counts,
     last_request,
 )
@@ -156,20 +157,15 @@ def _day_facts(rows: pa.Table, day: dt.date, metric: str, labels: tuple[int, int
     flagged = sorted({r["column"] for r in of_day
                       if r["check"] in (DRIFT, NULL_RATE, UNSEEN) and r["status"] == FLAGGED})  # fmt: skip
     score = any(r["check"] == PREDICTION_DRIFT and r["status"] == FLAGGED for r in of_day)
-    value, source, interval = None, None, None
+    value, source, bounds = None, None, None
     for check, name in ((REALISED, "realised"), (ESTIMATED, "estimated")):
         found = [r for r in of_day
                  if r["check"] == check and r["column"] == metric and r["status"] == OK]  # fmt: skip
         if found and found[0]["value"] is not None:
-            value, source, interval = found[0]["value"], name, _interval(found[0])
+            value, source = found[0]["value"], name
+            bounds = interval(found[0]["ci_low"], found[0]["ci_high"])
             break
-    return DayFacts(day, tuple(flagged), score, value, source, interval, *labels)
-
-
-def _interval(row: Mapping[str, Any]) -> tuple[float, float] | None:
-    """A gold.monitoring row's bootstrap interval, None if not measured."""
-    low, high = row["ci_low"], row["ci_high"]
-    return None if low is None or high is None else (low, high)
+    return DayFacts(day, tuple(flagged), score, value, source, bounds, *labels)
 
 
 def _labels(

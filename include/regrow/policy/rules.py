@@ -213,6 +213,12 @@ def label_counts(
     return new, sum(n for d, n in rows.items() if first <= d <= matured)
 
 
+def interval(low: float | None, high: float | None) -> tuple[float, float] | None:
+    """A metric's bootstrap interval for :attr:`DayFacts.metric_interval`, None when
+    either end was not measured."""
+    return None if low is None or high is None else (low, high)
+
+
 def _within(d: DayFacts, champion: ChampionFacts, higher_is_better: bool) -> bool:
     """Whether the day's interval reaches the gate figure (its upper end at or above it;
     its lower end at or below it for a lower-is-better metric): then the drop may be the

@@ -59,7 +59,7 @@ from regrow.monitoring.results import (
     CheckResult,
 )
 from regrow.policy.daily import LOWER_IS_BETTER, label_facts
-from regrow.policy.rules import ChampionFacts, DayFacts, decide
+from regrow.policy.rules import ChampionFacts, DayFacts, decide, interval
 from regrow.replay.history import History, profile, quantile_edges
 from regrow.replay.policies import Policy
 
@@ -368,14 +368,12 @@ def day_facts(
     flagged = sorted({r.column for r in checks
                       if r.check in (DRIFT, NULL_RATE, UNSEEN) and r.status == FLAGGED})  # fmt: skip
     score = any(r.check == PREDICTION_DRIFT and r.status == FLAGGED for r in checks)
-    value, source, interval = None, None, None
+    value, source, bounds = None, None, None
     for found, name in ((realised, "realised"), (estimated, "estimated")):
         if found is not None and found.status == OK and found.value is not None:
-            value, source = found.value, name
-            if found.ci_low is not None and found.ci_high is not None:
-                interval = (found.ci_low, found.ci_high)
+            value, source, bounds = found.value, name, interval(found.ci_low, found.ci_high)
             break
-    return DayFacts(day, tuple(flagged), score, value, source, interval, *labels)
+    return DayFacts(day, tuple(flagged), score, value, source, bounds, *labels)
 
 
 # ------------------------------------------------------------------------------ a run
