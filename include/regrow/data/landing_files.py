@@ -417,6 +417,74 @@ def _quoted_records(lines: list[str], header_line: int, fields: int) -> list[_Re
     return out
 
 
+# ------------------------------------------------------------------------- repeated keys
+def keys_repeat(files: list[StagedFile], key: str, fmt: str, whitespace: str) -> bool | None:
+    """Whether a value of column ``key`` occurs in more than one record of the staged
+    ``files``, read with pyarrow (one column, both cores: about 0.2 s for a million CSV
+    records); None when that is not known without Spark's parse: JSON lines, a file
+    that lacks the column or that pyarrow reads otherwise than it was counted, a value
+    that is not UTF-8 or not text.
+
+    The answer errs on the side of a repeat: values are compared with the ``whitespace``
+    characters around them stripped (whatever ``dataset.key_whitespace`` says), and blank
+    or null values count as values. So ``False`` means no two records can share the key
+    as ingest compares it, whichever of them turn out valid, and the within-day duplicate
+    check (a sort of the whole day) has nothing to find.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    read = [f for f in files if not f.refused and f.records]
+    if fmt not in ("csv", "parquet"):
+        return None
+    columns = []
+    for file in read:
+        try:
+            values = _key_column(file, key, fmt)
+        except (pa.ArrowException, OSError, ValueError):
+            return None
+        if values is None or len(values) != file.records:
+            return None
+        columns.append(values)
+    if not columns:
+        return False
+    values = pc.utf8_trim(pa.chunked_array(columns, pa.string()), characters=whitespace)
+    return pc.count_distinct(values, mode="all").as_py() != len(values)
+
+
+def _key_column(file: StagedFile, key: str, fmt: str):
+    """The ``key`` column of one staged file as a pyarrow string array (None if it has
+    none, or its values are not text or integers)."""
+    import pyarrow as pa
+    import pyarrow.csv as pv
+    import pyarrow.parquet as pq
+
+    if fmt == "parquet":
+        table = pq.read_table(file.path, columns=[key])
+        if key not in table.column_names:
+            return None
+        values = table.column(key)
+        if pa.types.is_integer(values.type):
+            values = values.cast(pa.string())  # as Spark casts it: "42"
+        if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+            return None
+        return values.combine_chunks().cast(pa.string())
+    if not file.header or key not in file.header:
+        return None
+    names = [f"c{i}" for i in range(len(file.header))]  # the header's own may not be unique
+    wanted = names[file.header.index(key)]
+    table = pv.read_csv(
+        file.path,
+        # The header's line number: pyarrow counts the blank lines before it as rows.
+        read_options=pv.ReadOptions(column_names=names, skip_rows=_header(file.path)[1]),
+        parse_options=pv.ParseOptions(newlines_in_values=file.multiline),
+        convert_options=pv.ConvertOptions(
+            include_columns=[wanted], column_types={wanted: pa.string()}, strings_can_be_null=False
+        ),
+    )
+    return table.column(wanted).combine_chunks()
+
+
 def _field_count(count: int, fields: int) -> str:
     return f"malformed record: {count} field(s) where the header has {fields}"
 

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from regrow.catalog import EXTRA_COLUMNS, SOURCE_FILE
 from regrow.data.landing import DayFiles, Unread
-from regrow.data.landing_files import Rejected, StagedFile, stage
+from regrow.data.landing_files import Rejected, StagedFile, keys_repeat, stage
+from regrow.data.row_rules import WHITESPACE
 from regrow.settings import LandingSettings
 
 if TYPE_CHECKING:
@@ -40,6 +41,9 @@ class Landed:
     rows: DataFrame
     staged: list[StagedFile]
     unread: list[Unread]
+    # Whether a value of the key column read_day was given occurs in two records (None:
+    # not known without Spark; see landing_files.keys_repeat).
+    keys_repeat: bool | None = None
 
     @property
     def rejected(self) -> list[Rejected]:
@@ -83,8 +87,10 @@ def read_day(
     columns: list[str],
     staging: str,
     optional: tuple[str, ...] = (),
+    key: str | None = None,
 ) -> Landed:
-    """Stage each of a day's files (:mod:`regrow.data.landing_files`) and read them.
+    """Stage each of a day's files (:mod:`regrow.data.landing_files`) and read them; with
+    ``key``, find whether a value of that column occurs in two records.
 
     With ``landing.unreadable: fail`` a refused file or an entry that is not read stops
     the day here, naming it; otherwise they are quarantined by the caller.
@@ -95,6 +101,8 @@ def read_day(
     landed = Landed(
         _read_staged(spark, staged, landing_settings, columns, optional), staged, day_files.unread
     )
+    if key is not None:
+        landed.keys_repeat = keys_repeat(staged, key, landing_settings.format, WHITESPACE)
     if landing_settings.unreadable == "fail":
         problems = [r for r in landed.rejected if r.line is None]
         if problems:

@@ -46,17 +46,19 @@ SEMI_JOIN_HISTORY_RATIO = 50
 
 
 # Whitespace around a key: Unicode White_Space (spaces, tabs, line breaks, no-break space).
-_WHITESPACE = [
-    *"\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000",
-    *map(chr, range(0x2000, 0x200B)),
-]
+WHITESPACE = "".join(
+    [
+        *"\t\n\x0b\x0c\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000",
+        *map(chr, range(0x2000, 0x200B)),
+    ]
+)
 
 
 def strip_key(value: Column) -> Column:
     """``value`` without surrounding whitespace (one pass, no regex)."""
     from pyspark.sql import functions as F
 
-    return F.btrim(value, F.lit("".join(_WHITESPACE)))
+    return F.btrim(value, F.lit(WHITESPACE))
 
 
 def key_in_file(value: Column, dataset: DatasetSettings) -> Column:
