@@ -210,9 +210,10 @@ def test_the_offending_values_are_fetched_only_when_asked_for(spark, dataset, re
 
 
 def test_a_validated_partition_is_not_left_in_sparks_cache(spark, dataset, reports):
-    """GX caches every batch's dataframe and never releases it: a range would keep a
-    year of validated partitions in Spark's cache. A failing partition is run twice (for
-    its offending values) and released too; one its caller cached is left cached."""
+    """GX's Spark datasource caches every batch's dataframe by default and never releases
+    it: a range would keep a year of validated partitions in Spark's cache. regrow's does
+    not cache (persist=False), a failing partition run twice (for its offending values)
+    neither; one its caller cached is left cached."""
     from pyspark import StorageLevel
 
     suite = build_suite(dataset, EVENTS)

@@ -233,8 +233,12 @@ def _prepared(
     import great_expectations as gx
 
     context = _context(reports_dir)
+    # persist=False: GX would cache each batch's dataframe (all columns) before its first
+    # metric; its few jobs instead read the partition's files, each only the columns it
+    # needs. A 1M-row bronze.events day validated in 1.6 s instead of 3.4 s (medians of
+    # four, 2026-12-06); regrow only validates table reads, never a costly lineage.
     batch = (
-        context.data_sources.add_spark(name="regrow")
+        context.data_sources.add_spark(name="regrow", persist=False)
         .add_dataframe_asset(name=table)
         .add_batch_definition_whole_dataframe(name=table)
     )
@@ -317,7 +321,6 @@ def validate(
             end instead (:func:`build_data_docs`): rendering costs ~0.8 s a suite.
     """
     from great_expectations.core.run_identifier import RunIdentifier
-    from pyspark import StorageLevel
 
     _no_values_when_none_asked()
     _freshness_checked_once()
@@ -328,10 +331,6 @@ def validate(
     }
     suite_json = _suite_json(suite)
     run = RunIdentifier(run_name=_run_name(run_id, partition), run_time=now)
-    # GX's Spark engine caches every batch's dataframe and never releases it: a range would
-    # keep each validated partition of a year in Spark's cache. What GX cached is released
-    # after the run; a dataframe its caller had cached stays cached.
-    cached_by_caller = df.storageLevel != StorageLevel.NONE
     with _GX_LOCK:
         prepared = _prepared(df.sparkSession, reports_dir, table, suite_json, data_docs)
 
@@ -342,14 +341,10 @@ def validate(
             ((key, suite_result),) = result.run_results.items()
             return key, suite_result
 
-        try:
-            key, suite_result = run_checkpoint(prepared.counts_only)
-            if any((r.result or {}).get("unexpected_count") for r in suite_result.results):
-                # The same run id: it replaces the first result in the store and Data Docs.
-                key, suite_result = run_checkpoint(prepared.with_values)
-        finally:
-            if not cached_by_caller:
-                df.unpersist()
+        key, suite_result = run_checkpoint(prepared.counts_only)
+        if any((r.result or {}).get("unexpected_count") for r in suite_result.results):
+            # The same run id: it replaces the first result in the store and Data Docs.
+            key, suite_result = run_checkpoint(prepared.with_values)
         docs = prepared.context.get_docs_sites_urls(
             resource_identifier=key, site_name=DATA_DOCS_SITE
         )
