@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from regrow.catalog import EVENTS
 from regrow.cli import app
 from regrow.data import simulate
-from regrow.orchestration.spark import SparkServerError, get_spark
+from regrow.orchestration.spark import JVM_OPTIONS, SparkServerError, get_spark
 from regrow.settings import SparkSettings, load_settings
 from tests.conftest import REPO, _free_port, lakehouse_of, write_params
 
@@ -42,11 +42,13 @@ def test_the_cli_starts_reports_and_stops_its_server(tmp_path):
         # A client in its own process (this one holds the tests' classic session).
         client = subprocess.run(
             [sys.executable, "-c", "from pyspark.sql import SparkSession; "
-             f"print(SparkSession.builder.remote('sc://127.0.0.1:{port}').getOrCreate()"
-             ".range(7).count())"],
+             f"s = SparkSession.builder.remote('sc://127.0.0.1:{port}').getOrCreate(); "
+             "print(s.range(7).count()); print(s.conf.get('spark.driver.extraJavaOptions'))"],
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
-        assert client.stdout.strip() == "7", client.stderr[-2000:]
+        count, options = client.stdout.split("\n")[:2]
+        assert count == "7", client.stderr[-2000:]
+        assert set(JVM_OPTIONS.split()) <= set(options.split()), options  # Spark adds its own
     finally:
         stopped = cli.invoke(app, ["spark", "stop", "--params", params])
     assert stopped.exit_code == 0 and "stopped" in stopped.output
@@ -54,6 +56,17 @@ def test_the_cli_starts_reports_and_stops_its_server(tmp_path):
     assert status.exit_code == 1
     assert f"no Spark Connect server answers at sc://127.0.0.1:{port}" in status.output
     assert (tmp_path / ".spark-connect").is_dir()  # its pid file and log live there
+
+
+def test_the_sessions_jvm_compiles_huge_methods(spark):
+    """Spark's generated code for ingest's row rules is a method HotSpot would leave
+    interpreted (docs/spark.md): the JVM regrow starts lifts that limit."""
+    if spark.__module__.startswith("pyspark.sql.connect"):  # the suite on a Connect server
+        options = spark.conf.get("spark.driver.extraJavaOptions")
+    else:
+        bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+        options = " ".join(bean.getInputArguments())
+    assert "-XX:-DontCompileHugeMethods" in options.split(), options
 
 
 def test_no_server_fails_at_once_naming_the_address():

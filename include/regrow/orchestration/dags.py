@@ -66,14 +66,19 @@ def start_date(cfg: AirflowSettings):
 
 def spark_submit_conf() -> dict[str, str]:
     """Spark conf of every regrow spark-submit: Python workers must run this interpreter
-    (it has pyarrow, deltalake, xgboost and regrow), and regrow's JVM jars go on the
-    command line: the driver's class path is fixed when spark-submit starts it, before the
-    job's own session conf is read."""
+    (it has pyarrow, deltalake, xgboost and regrow), and regrow's JVM jars and JVM options
+    go on the command line: the driver's class path and options are fixed when
+    spark-submit starts it, before the job's own session conf is read."""
     from regrow.orchestration.spark import session_conf
 
     conf = {"spark.pyspark.python": sys.executable, "spark.pyspark.driver.python": sys.executable}
-    jars = session_conf(dag_settings().spark).get("spark.jars")
-    return conf | ({"spark.jars": jars} if jars else {})
+    fixed_at_start = (
+        "spark.jars",
+        "spark.driver.extraJavaOptions",
+        "spark.executor.extraJavaOptions",
+    )
+    session = session_conf(dag_settings().spark)
+    return conf | {key: session[key] for key in fixed_at_start if key in session}
 
 
 def asset(name: str) -> Asset:

@@ -105,6 +105,16 @@ def check_server(url: str) -> None:
         )
 
 
+# The JVM options of every regrow driver and executor. UTC: the JVM's own clock zone.
+# -XX:-DontCompileHugeMethods: HotSpot never JIT-compiles a method of more than 8,000
+# bytes of bytecode and runs it interpreted; Spark's whole-stage code for ingest's row
+# rules (about 40 conditions over ten columns) crosses that, and a 1M-row day's parse and
+# split took 5.4 s instead of 1.3 s (2026-12-06, docs/spark.md). Spark's documentation
+# of spark.sql.codegen.hugeMethodLimit names the JVM limit; lowering that conf to 8000
+# falls back to per-operator code instead: 1.7 s.
+JVM_OPTIONS = "-Duser.timezone=UTC -XX:-DontCompileHugeMethods"
+
+
 def session_conf(spark_settings: SparkSettings) -> dict[str, str]:
     """The Spark conf of every regrow session, in this process or on regrow's Connect
     server: time is UTC everywhere, Arrow carries data to and from Python, and Python
@@ -112,8 +122,8 @@ def session_conf(spark_settings: SparkSettings) -> dict[str, str]:
     conf = {
         "spark.sql.shuffle.partitions": str(spark_settings.shuffle_partitions),
         "spark.sql.session.timeZone": "UTC",
-        "spark.driver.extraJavaOptions": "-Duser.timezone=UTC",
-        "spark.executor.extraJavaOptions": "-Duser.timezone=UTC",
+        "spark.driver.extraJavaOptions": JVM_OPTIONS,
+        "spark.executor.extraJavaOptions": JVM_OPTIONS,
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         # pyspark 4 records the Python call site of every DataFrame and Column function for
