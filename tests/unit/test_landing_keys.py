@@ -72,6 +72,12 @@ def test_what_cannot_be_told_without_spark_is_none(tmp_path):
     assert _repeat(tmp_path / "3", {"d.json": b'{"id": "1"}\n{"id": "2"}\n'}, "json") is None
 
 
+def test_a_day_too_large_to_read_in_the_driver_is_left_to_spark(tmp_path, monkeypatch):
+    monkeypatch.setattr("regrow.data.landing_files.KEY_CHECK_MAX_RECORDS", 2)
+    assert _repeat(tmp_path / "1", {"d.csv": b"id,x\n1,a\n2,b\n"}) is False
+    assert _repeat(tmp_path / "2", {"d.csv": b"id,x\n1,a\n2,b\n3,c\n"}) is None
+
+
 def test_no_record_repeats_nothing(tmp_path):
     assert _repeat(tmp_path, {"d.csv": b"id,x\n"}) is False
 
