@@ -271,6 +271,17 @@ def test_an_added_column_is_merged_and_old_rows_read_null(spark, lakehouse):
         ("c", 3.0, D3, None),
     ]
     assert "channel" in deltalake.DeltaTable(lakehouse.uri("bronze.events")).schema().to_json()
+    # Some columns, read without Spark: the new one null in the files that predate it, the
+    # partition column from the log, in the order asked.
+    some = lakehouse.to_arrow("bronze.events", columns=["channel", "event_date"])
+    assert some.column_names == ["channel", "event_date"]
+    assert sorted(some.to_pylist(), key=lambda r: r["event_date"]) == [
+        {"channel": None, "event_date": D1},
+        {"channel": "web", "event_date": D2},
+        {"channel": None, "event_date": D3},
+    ]
+    with pytest.raises(LakehouseError, match=r"bronze.events has no column\(s\) \['chanel'\]"):
+        lakehouse.to_arrow("bronze.events", columns=["chanel"])
     # The schema from the log alone, at the latest version and before the column was added.
     for version in (None, 0):
         schema = lakehouse.spark_schema("bronze.events", version)

@@ -65,7 +65,7 @@ def record_versions(
 
     known: set[tuple[str, int]] = set()
     if lakehouse.exists(MODEL_VERSIONS):
-        table = lakehouse.to_arrow(MODEL_VERSIONS).select(["model_name", "model_version"])
+        table = lakehouse.to_arrow(MODEL_VERSIONS, columns=["model_name", "model_version"])
         known = set(zip(*(table.column(c).to_pylist() for c in table.column_names), strict=True))
     new = [v for v in _ancestry(registry, versions) if (v.name, int(v.version)) not in known]
     if not new:

@@ -374,8 +374,8 @@ def score_day(ctx: StageContext, day: dt.date) -> ScoreReport:
     check_inputs(features, scorers, f"{FEATURES} {EVENT_DATE}={day} (v{version})")
     commit = write_predictions(spark, lakehouse, features, scorers, settings, day, version, run_id)
     record_versions(lakehouse, registry, [s.version for s in scorers], run_id)
-    written = lakehouse.to_arrow(PREDICTIONS, commit.version, {EVENT_DATE: day}).select(
-        [MODEL_ALIAS, DECISION]
+    written = lakehouse.to_arrow(
+        PREDICTIONS, commit.version, {EVENT_DATE: day}, columns=[MODEL_ALIAS, DECISION]
     )
     champion = written.filter(pc.equal(written[MODEL_ALIAS], CHAMPION))
     report = ScoreReport(

@@ -396,11 +396,29 @@ class Lakehouse:
         return infos
 
     def to_arrow(
-        self, table: str, version: int | None = None, partitions: PartitionSpec | None = None
+        self,
+        table: str,
+        version: int | None = None,
+        partitions: PartitionSpec | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pa.Table:
-        """A table (or some partitions of it) as Arrow, without Spark (queries, small reads)."""
+        """A table (or some partitions of it, some of its ``columns``) as Arrow, without
+        Spark (queries, small reads). Only the ``columns`` asked for are read from the
+        files: a 10M-row predictions day read whole to count two of its columns held
+        1.8 GiB in the driver.
+
+        Raises:
+            LakehouseError: a column of ``columns`` is not in the table (its columns named).
+        """
         dt_ = self.delta_table(table, version)
         schema = table_schema(dt_)
+        if columns is not None:
+            unknown = [c for c in columns if c not in schema.names]
+            if unknown:
+                raise LakehouseError(
+                    f"{table} has no column(s) {unknown}; its columns are {schema.names}"
+                )
+            schema = pa.schema([schema.field(c) for c in columns])
         pieces = [
             read_delta_file(spec, schema, self.storage_options())
             for spec in file_specs(dt_, partition_filters(partitions))

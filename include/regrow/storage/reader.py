@@ -138,12 +138,15 @@ def _root_decoded(dt_: DeltaTable, uri: str) -> str:
 def read_delta_file(
     spec: dict[str, Any], target: pa.Schema, storage_options: Mapping[str, str]
 ) -> pa.Table:
-    """One Delta data file as Arrow in the table's schema: partition values added from
-    the log, columns added since the file was written filled with nulls."""
+    """One Delta data file as Arrow in ``target``'s columns (the table's, or some of them):
+    partition values added from the log, columns added since the file was written filled
+    with nulls. Only the file's columns that ``target`` names are read."""
     import pyarrow.parquet as pq
 
     fs, path = arrow_fs(spec["uri"], storage_options)
-    return _complete(pq.read_table(path, filesystem=fs), spec["values"], target)
+    parquet = pq.ParquetFile(path, filesystem=fs)
+    stored = [n for n in parquet.schema_arrow.names if n in target.names]
+    return _complete(parquet.read(columns=stored), spec["values"], target)
 
 
 def _complete(data, values: Mapping[str, str | None], target: pa.Schema):
