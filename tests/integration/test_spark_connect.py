@@ -14,6 +14,7 @@ from regrow.cli import app
 from regrow.data import simulate
 from regrow.orchestration.spark import JVM_OPTIONS, SparkServerError, get_spark
 from regrow.settings import SparkSettings, load_settings
+from regrow.storage.session import is_connect
 from tests.conftest import REPO, _free_port, lakehouse_of, write_params
 
 DAY = "2026-01-01"
@@ -61,7 +62,7 @@ def test_the_cli_starts_reports_and_stops_its_server(tmp_path):
 def test_the_sessions_jvm_compiles_huge_methods(spark):
     """Spark's generated code for ingest's row rules is a method HotSpot would leave
     interpreted (docs/spark.md): the JVM regrow starts lifts that limit."""
-    if spark.__module__.startswith("pyspark.sql.connect"):  # the suite on a Connect server
+    if is_connect(spark):  # the suite on a Connect server
         options = spark.conf.get("spark.driver.extraJavaOptions")
     else:
         bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()

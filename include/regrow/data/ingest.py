@@ -145,7 +145,6 @@ def split_rows(
         EXTRA_COLUMNS,
         SOURCE_FILE,
         *carried,
-        F.monotonically_increasing_id().alias("__pos"),
     )
 
     if dataset is not None:  # computed once, in a projection of their own
@@ -253,6 +252,8 @@ def _flag_duplicates(flagged: DataFrame, dedupe_key: str, latest_by: str | None)
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    # The order within a file: the row's place in the rows as they stand here.
+    flagged = flagged.withColumn("__pos", F.monotonically_increasing_id())
     is_valid = F.col("__reason") == ""
     keys = [F.col(SOURCE_FILE), F.col("__pos")]
     if latest_by:

@@ -60,6 +60,7 @@ class StagedFile:
     records: int = 0
     rejected: list[Rejected] = field(default_factory=list)
     header: list[str] | None = None  # CSV: the column names, in order
+    header_line: int = 0  # CSV: the header's line number (blank lines before it count)
     multiline: bool = False  # CSV: a quoted field may span lines
     # CSV without quotes: the longest line in bytes and whether a control character
     # (other than tab and line breaks) occurs; None when not known (other formats).
@@ -253,7 +254,9 @@ def _stage_csv(source: str, path: str) -> StagedFile:
                     out.write(chunk)
         path = clean
     rejected = [Rejected(source, r.first, r.problem, r.text) for r in bad]
-    staged = StagedFile(source, path, good, rejected, header=header, multiline=quoted)
+    staged = StagedFile(
+        source, path, good, rejected, header=header, header_line=header_line, multiline=quoted
+    )
     if not quoted:
         staged.longest_line, staged.control_bytes = facts
     return staged
@@ -485,8 +488,8 @@ def _key_column(file: StagedFile, key: str, fmt: str):
     wanted = names[file.header.index(key)]
     table = pv.read_csv(
         file.path,
-        # The header's line number: pyarrow counts the blank lines before it as rows.
-        read_options=pv.ReadOptions(column_names=names, skip_rows=_header(file.path)[1]),
+        # pyarrow counts the blank lines before the header as rows too.
+        read_options=pv.ReadOptions(column_names=names, skip_rows=file.header_line),
         parse_options=pv.ParseOptions(newlines_in_values=file.multiline),
         convert_options=pv.ConvertOptions(
             include_columns=[wanted], column_types={wanted: pa.string()}, strings_can_be_null=False
