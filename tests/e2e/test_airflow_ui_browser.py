@@ -27,7 +27,7 @@ from regrow.model.registry import Registry
 from regrow.orchestration.airflow_services import start, stop
 from regrow.orchestration.dags import DAGS_FOLDER
 from regrow.settings import load_settings
-from tests.conftest import REPO, write_params
+from tests.conftest import REPO, connect_env, write_params
 from tests.integration.test_airflow_retrain import SECTIONS, START, build_silver, land_bronze
 
 pytestmark = pytest.mark.slow
@@ -56,16 +56,17 @@ def doc_title(dag_id: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def airflow(spark, tmp_path_factory, mlflow_template):
+def airflow(spark, spark_connect, tmp_path_factory, mlflow_template):
     browser = chromium()  # before minutes of set-up
     root = tmp_path_factory.mktemp("airflow_ui")
     shutil.copyfile(mlflow_template, root / "mlflow.db")
     params = write_params(
         root, **SECTIONS,
         # A retrain schedule with no time since START (29 February: 2028 next): unpausing
-        # regrow_retrain must not start a scheduled retrain beside the forced one.
-        airflow={"start_date": START, "retry_delay_seconds": 1, "spark_via": "submit",
-                 "retrain_schedule": "0 3 29 2 *"},
+        # regrow_retrain must not start a scheduled retrain beside the forced one. Its Spark
+        # job runs on the session's Connect server (airflow.spark_via: connect, the default):
+        # spark-submit, a JVM of its own, is tested in tests/integration/test_airflow_retrain.py.
+        airflow={"start_date": START, "retry_delay_seconds": 1, "retrain_schedule": "0 3 29 2 *"},
     )  # fmt: skip
     settings = load_settings(params)
     land_bronze(spark, settings)
@@ -73,7 +74,7 @@ def airflow(spark, tmp_path_factory, mlflow_template):
     home = root / "airflow_home"
     # Paused: the daily DAGs must not start on their schedules; the trigger form unpauses
     # regrow_retrain.
-    extra = {"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True"}
+    extra = {"AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True", **connect_env(spark_connect)}
     try:
         services = start(home, port=PORT, params=params, extra_env=extra)
         yield SimpleNamespace(services=services, settings=settings, browser=browser)

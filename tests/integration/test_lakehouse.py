@@ -831,16 +831,23 @@ def test_a_killed_writer_leaves_the_table_at_its_last_commit(spark, lakehouse, t
 
 
 def test_concurrent_overwrites_of_different_and_of_the_same_partition(
-    spark, lakehouse, tmp_path, engine
+    spark, spark_connect, lakehouse, tmp_path, engine
 ):
     iterations = 2
     go = tmp_path / "go"
     script = _script(tmp_path, "overwriter.py", OVERWRITER)
     writers = {"w1": "2026-01-01", "w2": "2026-01-02"}
+    # Writers are sessions on the Spark Connect server (DAG tasks) unless they need a JVM of
+    # their own: on delta-rs each process commits itself, so two clients of one server race
+    # as two processes do; on delta-spark the server commits, so w1 runs in a Spark of its
+    # own (a spark-submit job) and races the server. A JVM per writer cost the delta-rs run
+    # 20 s more on 2 cores and the delta-spark run 30 s more, and tested nothing more.
+    connect = {"SPARK_REMOTE": f"sc://127.0.0.1:{spark_connect.port}"}
+    remote = {"w1": {} if engine == "delta-spark" else connect, "w2": connect}
     procs = {
         w: subprocess.Popen(
             [sys.executable, str(script), lakehouse.root, w, day, str(iterations), str(go)],
-            env={**os.environ, "TEST_ENGINE": engine},
+            env={**os.environ, "TEST_ENGINE": engine, **remote[w]},
             start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
