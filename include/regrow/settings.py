@@ -309,6 +309,12 @@ class WarmStartSettings(_Section):
 
     # Trees a warm start may add (early stopping can add fewer).
     new_trees: int = Field(default=60, gt=0)
+    # The new trees are fitted on the training rows newer than the champion's window, and of
+    # those only the rows of the newest recent_days days of the training split (null: all of
+    # them). A champion a refused retrain left in place grows older every day, and "newer
+    # than its window" becomes the whole split: a warm start then cost as much as a retrain
+    # from scratch, and learnt a new concept late (the old one still filled the split).
+    recent_days: int | None = Field(default=4, gt=0)
     # Caps that force a full stateless retrain instead: the champion already has this many
     # trees, or was itself the end of this many warm starts in a row, or its training
     # window ended this many days before the new cut-off.
@@ -543,9 +549,13 @@ class PolicySettings(_Section):
     budget_per_week: int = Field(default=2, ge=0)
     # Days after a retrain request during which triggers are recorded but do not retrain.
     cooldown_days: int = Field(default=3, ge=0)
-    # warm_start (stage 3) unless the warm-start caps of train.warm_start say otherwise or the
-    # drift is a concept drift (performance dropped); stateless: always from scratch.
+    # warm_start (stage 3) unless the warm-start caps of train.warm_start say otherwise;
+    # stateless: always from scratch.
     mode: Literal["warm_start", "stateless"] = "warm_start"
+    # When the performance trigger fired (a concept drift): warm_start, the new trees learn
+    # the new concept from the newest days (train.warm_start.recent_days), or stateless, a
+    # new model of the whole window, most of which may still hold the old concept.
+    on_performance_drop: Literal["warm_start", "stateless"] = "warm_start"
 
 
 class ReplaySettings(_Section):

@@ -109,20 +109,30 @@ def test_a_retrain_spends_the_budget_it_reports():
     assert outcome.action == RETRAIN_WARM and outcome.budget_left == 1
 
 
-def test_performance_drop_is_a_concept_drift_retrained_from_scratch():
+def test_a_performance_drop_is_a_concept_drift_retrained_warm_unless_told_otherwise():
     history = days(False, False, metric=0.30)  # gate 0.40: a drop of 0.10 > 0.05
-    outcome = decide(policy(performance={"n": 2, "m": 3}), history, CHAMPION, [])
+    cfg = policy(performance={"n": 2, "m": 3})
+    outcome = decide(cfg, history, CHAMPION, [])
+    assert outcome.action == RETRAIN_WARM and outcome.mode == "warm_start"
+    assert "concept drift" in outcome.reason and "newest days" in outcome.reason
+    scratch = cfg.model_copy(update={"on_performance_drop": "stateless"})
+    outcome = decide(scratch, history, CHAMPION, [])
     assert outcome.action == RETRAIN_FULL and outcome.mode == "stateless"
-    assert "concept drift" in outcome.reason
+    assert "policy.on_performance_drop is stateless" in outcome.reason
+    capped = decide(cfg, history, CHAMPION, [], warm_start_cap="800 trees")
+    assert capped.action == RETRAIN_FULL and "800 trees" in capped.reason
+    # Drift alone is warm whatever on_performance_drop says.
+    assert decide(scratch.model_copy(update={"triggers": policy(drift={}).triggers}),
+                  days(True), CHAMPION, []).action == RETRAIN_WARM  # fmt: skip
     small = days(False, False, metric=0.38)
-    assert decide(policy(performance={"n": 2, "m": 3}), small, CHAMPION, []).action == NONE
+    assert decide(cfg, small, CHAMPION, []).action == NONE
 
 
 def test_lower_is_better_metrics_drop_upwards():
     champion = ChampionFacts("3", None, gate_value=0.10)  # log loss at the gate
     worse = days(False, metric=0.20)
     cfg = policy(performance={})
-    assert decide(cfg, worse, champion, [], higher_is_better=False).action == RETRAIN_FULL
+    assert decide(cfg, worse, champion, [], higher_is_better=False).action == RETRAIN_WARM
     assert decide(cfg, worse, champion, [], higher_is_better=True).action == NONE
 
 
@@ -136,10 +146,10 @@ def test_without_a_gate_figure_performance_cannot_fire():
 @pytest.mark.parametrize(
     ("interval", "significant", "action"),
     [
-        ((0.25, 0.36), True, RETRAIN_FULL),  # the gate's 0.40 above the whole interval
+        ((0.25, 0.36), True, RETRAIN_WARM),  # the gate's 0.40 above the whole interval
         ((0.22, 0.41), True, NONE),  # 0.40 inside it: a drop of 0.10 that noise can make
-        ((0.22, 0.41), False, RETRAIN_FULL),  # the point figure alone, when asked for
-        (None, True, RETRAIN_FULL),  # no interval measured: the point figure decides
+        ((0.22, 0.41), False, RETRAIN_WARM),  # the point figure alone, when asked for
+        (None, True, RETRAIN_WARM),  # no interval measured: the point figure decides
     ],
 )
 def test_a_drop_inside_the_days_interval_is_noise(interval, significant, action):
@@ -156,7 +166,7 @@ def test_a_drop_inside_the_days_interval_is_noise(interval, significant, action)
 def test_lower_is_better_noise_is_the_gate_below_the_interval():
     champion = ChampionFacts("3", None, gate_value=0.10)  # log loss at the gate
     cfg = policy(performance={})
-    for interval, action in (((0.16, 0.25), RETRAIN_FULL), ((0.09, 0.25), NONE)):
+    for interval, action in (((0.16, 0.25), RETRAIN_WARM), ((0.09, 0.25), NONE)):
         worse = [DayFacts(DAY0, (), metric=0.20, metric_source="realised",
                           metric_interval=interval)]  # fmt: skip
         assert decide(cfg, worse, champion, [], higher_is_better=False).action == action

@@ -8,7 +8,8 @@ facts a run records.
 
 Stateful training (``train.mode: warm_start``) continues the parent's booster
 (``xgb_model``) with at most ``warm_start.new_trees`` trees, fitted on only the training
-rows newer than the parent's training window, through the *parent's* transform: the
+rows newer than the parent's training window and within ``warm_start.recent_days`` of the
+newest (:func:`warm_rows`), through the *parent's* transform: the
 trees already there split on the parent's codes and scales, so the new rows must use the
 same ones. :func:`plan_mode` decides when a warm start is not allowed (no parent, a cap
 reached, no new rows) and says why; the run then trains from scratch.
@@ -126,17 +127,30 @@ def plan_mode(
     capped = warm_start_cap(cfg.warm_start, parent, cutoff)
     if capped:
         return STATELESS, f"stateless: {capped}"
-    new = int((train[timestamp] > parent.train_end).sum())
+    new = len(warm_rows(train, timestamp, parent, cfg.warm_start))
+    recent = cfg.warm_start.recent_days
+    within = f" within the newest {recent} days (train.warm_start.recent_days)" if recent else ""
     if new < cfg.min_rows:
         return STATELESS, (
             f"stateless: only {new} training rows are newer than champion v{parent.version}'s "
-            f"window (ends {parent.train_end.isoformat()}); a warm start needs train.min_rows="
-            f"{cfg.min_rows}"
+            f"window (ends {parent.train_end.isoformat()}){within}; a warm start needs "
+            f"train.min_rows={cfg.min_rows}"
         )
     return WARM_START, (
         f"warm_start: {new} new rows since champion v{parent.version}'s window ended "
-        f"{parent.train_end.isoformat()}"
+        f"{parent.train_end.isoformat()}{within}"
     )
+
+
+def warm_rows(
+    train: pd.DataFrame, timestamp: str, parent: Parent, caps: WarmStartSettings
+) -> pd.DataFrame:
+    """The rows a warm start fits its new trees on: those newer than the parent's training
+    window and, with ``recent_days``, within that many days of the newest training event."""
+    since = train[timestamp] > parent.train_end
+    if caps.recent_days and len(train):
+        since &= train[timestamp] > train[timestamp].max() - dt.timedelta(days=caps.recent_days)
+    return train[since]
 
 
 def check_trainable(train: pd.DataFrame, dataset: DatasetSettings, cfg: TrainSettings) -> None:
@@ -207,7 +221,7 @@ def train(
     booster_in, rounds = None, cfg.num_boost_round
     if chosen == WARM_START:
         assert parent is not None
-        rows = rows[rows[dataset.event_timestamp] > parent.train_end]
+        rows = warm_rows(rows, dataset.event_timestamp, parent, cfg.warm_start)
         transform = parent.model.transform
         booster_in, rounds = parent.model.booster, cfg.warm_start.new_trees
     check_trainable(rows, dataset, cfg)

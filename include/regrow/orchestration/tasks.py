@@ -255,8 +255,8 @@ def train_model(
 
     trigger = retrain_trigger(params["force_retrain"], dag_run, triggering_asset_events)
     mode = None if params["mode"] == DEFAULT_MODE else params["mode"]
-    # The policy's request names the mode (warm start, or from scratch after a concept
-    # drift) and why; an explicit mode param wins.
+    # The policy's request names the mode (a warm start, or from scratch when a cap says
+    # so) and why; an explicit mode param wins.
     request = requested_retrain(triggering_asset_events)
     if request:
         trigger = f"policy:{request.get('trigger')} ({request.get('day')})"

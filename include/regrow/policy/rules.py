@@ -305,11 +305,17 @@ def _mode(
 ) -> tuple[str, str]:
     if policy.mode == "stateless":
         return "stateless", "from scratch: policy.mode is stateless"
-    if any(t.name == PERFORMANCE for t in fired):
+    dropped = any(t.name == PERFORMANCE for t in fired)
+    if dropped and policy.on_performance_drop == "stateless":
         return "stateless", (
-            "from scratch: performance dropped, a concept drift (the old trees learned the "
-            "old concept)"
+            "from scratch: performance dropped, a concept drift "
+            "(policy.on_performance_drop is stateless)"
         )
     if warm_start_cap:
         return "stateless", f"from scratch: {warm_start_cap}"
+    if dropped:
+        return "warm_start", (
+            "warm start from the champion: performance dropped, a concept drift; new trees "
+            "learn it from the newest days"
+        )
     return "warm_start", "warm start from the champion (inputs moved, the concept held)"
