@@ -840,8 +840,8 @@ def test_concurrent_overwrites_of_different_and_of_the_same_partition(
     # Writers are sessions on the Spark Connect server (DAG tasks) unless they need a JVM of
     # their own: on delta-rs each process commits itself, so two clients of one server race
     # as two processes do; on delta-spark the server commits, so w1 runs in a Spark of its
-    # own (a spark-submit job) and races the server. A JVM per writer cost the delta-rs run
-    # 20 s more on 2 cores and the delta-spark run 30 s more, and tested nothing more.
+    # own (a spark-submit job) and races the server. On 2 cores a JVM per writer cost the
+    # delta-rs run 20 s and tested nothing more; delta-spark's own JVM costs it about 30 s.
     connect = {"SPARK_REMOTE": f"sc://127.0.0.1:{spark_connect.port}"}
     remote = {"w1": {} if engine == "delta-spark" else connect, "w2": connect}
     procs = {
