@@ -55,6 +55,8 @@ def test_the_repo_params_load_into_typed_settings():
         ("split", {"test_days": 0}, "split.test_days", "0"),
         ("split", {"cutoff_date": "2026-02-30"}, "split.cutoff_date", "2026-02-30"),
         ("spark", {"interpreted_below_mib": -1}, "spark.interpreted_below_mib", "-1"),
+        ("train", {"warm_start": {"recent_days": 0}}, "train.warm_start.recent_days", "0"),
+        ("policy", {"on_performance_drop": "later"}, "policy.on_performance_drop", "'later'"),
     ],
 )
 def test_a_bad_key_or_value_names_the_dotted_key_and_the_value(
