@@ -531,6 +531,11 @@ class PerformanceTrigger(TriggerSettings):
 class DriftTrigger(TriggerSettings):
     min_features: int = Field(default=2, ge=1)
     score: bool = True  # a flagged score (prediction) drift fires on its own
+    # After k retrains of the champion that the gate refused, drift alone asks again only
+    # cooldown_days x 2^k days after the last request, at most this many days; null: after
+    # every cooldown. The features stay flagged against the champion's window whatever the
+    # gate says, so without it drift alone asks after every cooldown (docs/replay.md).
+    backoff_max_days: int | None = Field(default=24, gt=0)
 
 
 class PolicyTriggers(_Section):

@@ -104,6 +104,49 @@ def test_cooldown_holds_a_trigger_back():
     assert decide(policy(drift={}), today, CHAMPION, past).action == RETRAIN_WARM
 
 
+def _drifted(after: int, metric: float | None = None) -> list[DayFacts]:
+    """One day, ``after`` days after DAY0, with two flagged features."""
+    return [DayFacts(DAY0 + dt.timedelta(days=after), ("amount", "country"), metric=metric,
+                     metric_source="realised" if metric is not None else None)]  # fmt: skip
+
+
+def test_drift_alone_backs_off_after_each_retrain_the_gate_refused():
+    cfg = policy(drift={})  # cooldown_days=3, backoff_max_days 24
+    refused = [DAY0 - dt.timedelta(days=1)]  # on or after the champion's cut-off (DAY0 - 2)
+    held = decide(cfg, _drifted(5), CHAMPION, refused)  # 6 days since: 3 x 2^1 holds
+    assert held.action == NONE
+    assert "backs off" in held.reason and "refused 1 retrain(s) of champion v3" in held.reason
+    assert "waits 6 days" in held.reason and "backoff_max_days=24" in held.reason
+    assert decide(cfg, _drifted(6), CHAMPION, refused).action == RETRAIN_WARM
+    # Three refused: 3 x 2^3 = 24 days, the cap.
+    three = [DAY0 - dt.timedelta(days=1), DAY0 + dt.timedelta(days=6), DAY0 + dt.timedelta(days=18)]
+    assert decide(cfg, _drifted(42), CHAMPION, three).action == NONE
+    assert decide(cfg, _drifted(43), CHAMPION, three).action == RETRAIN_WARM
+    capped = policy(drift={"backoff_max_days": 10})
+    assert decide(capped, _drifted(28), CHAMPION, three).action == NONE
+    assert decide(capped, _drifted(29), CHAMPION, three).action == RETRAIN_WARM
+    # Off: drift asks again after every cooldown.
+    off = policy(drift={"backoff_max_days": None})
+    assert decide(off, _drifted(3), CHAMPION, refused).action == RETRAIN_WARM
+
+
+def test_the_backoff_counts_only_refused_retrains_and_only_drift_alone():
+    cfg = policy(drift={}, performance={})
+    # The retrain that produced the champion (the day before its cut-off) was not refused.
+    produced = [CHAMPION.cutoff - dt.timedelta(days=1)]
+    assert decide(cfg, _drifted(1), CHAMPION, produced).action == RETRAIN_WARM
+    # A performance drop beside the drift is new evidence every day: no backoff.
+    refused = [DAY0 - dt.timedelta(days=1)]
+    dropped = decide(cfg, _drifted(3, metric=0.30), CHAMPION, refused)
+    assert dropped.action == RETRAIN_WARM and {t.name for t in dropped.fired} == {
+        DRIFT,
+        PERFORMANCE,
+    }
+    # A champion without a cut-off has nothing to count from.
+    unknown = ChampionFacts("3", cutoff=None, gate_value=0.40)
+    assert decide(cfg, _drifted(3), unknown, refused).action == RETRAIN_WARM
+
+
 def test_a_retrain_spends_the_budget_it_reports():
     outcome = decide(policy(drift={}), days(True), CHAMPION, [])
     assert outcome.action == RETRAIN_WARM and outcome.budget_left == 1

@@ -14,6 +14,10 @@ last retrain request when that is newer: a retrain the gate refused was trained 
 everything known that day and lost to the champion, so the same labels and the same age do
 not ask again. Without this, a champion that keeps winning is retrained every time the
 cooldown ends (82 of 87 retrains of a year's replay did nothing, docs/replay.md).
+
+Drift has no such count to spend: the features stay flagged against the champion's window
+whatever the gate says. So drift alone backs off instead: after each refused retrain of the
+champion it waits twice as long (policy.triggers.drift.backoff_max_days).
 """
 
 from __future__ import annotations
@@ -290,6 +294,9 @@ def decide(
             f"{names} fired but the cooldown holds: last retrain requested {last}, "
             f"{(day - last).days} day(s) ago (policy.cooldown_days={policy.cooldown_days}); {why}"
         ), results, max(left, 0))  # fmt: skip
+    backoff = _drift_backoff(policy, fired, champion, requests, day)
+    if backoff:
+        return Outcome(NONE, None, f"{backoff}; {why}", results, max(left, 0))
     if left <= 0:
         return Outcome(NONE, None, (
             f"{names} fired but the budget is spent: {policy.budget_per_week} retrain(s) "
@@ -298,6 +305,33 @@ def decide(
     mode, mode_why = _mode(policy, fired, warm_start_cap)
     action = RETRAIN_WARM if mode == "warm_start" else RETRAIN_FULL
     return Outcome(action, mode, f"{why}; {mode_why}", results, left - 1)
+
+
+def _drift_backoff(
+    policy: PolicySettings, fired: Sequence[TriggerResult], champion: ChampionFacts,
+    requests: Sequence[dt.date], day: dt.date,
+) -> str | None:  # fmt: skip
+    """Why drift alone does not ask again yet, if it does not: after ``k`` retrains of the
+    champion that the gate refused (the requests on or after its cut-off: a promoted
+    retrain would have moved the cut-off past its request), drift alone waits
+    ``cooldown_days * 2**k`` days after the last one, at most ``backoff_max_days``."""
+    cap = policy.triggers.drift.backoff_max_days
+    if cap is None or champion.cutoff is None or [t.name for t in fired] != [DRIFT]:
+        return None
+    refused = [r for r in requests if champion.cutoff <= r < day]
+    if not refused:
+        return None
+    wait = min(policy.cooldown_days * 2 ** len(refused), cap)
+    since = (day - max(refused)).days
+    if since > wait:
+        return None
+    return (
+        f"drift fired alone but backs off: the gate refused {len(refused)} retrain(s) of "
+        f"champion v{champion.version} since its cut-off {champion.cutoff}, the last "
+        f"requested {max(refused)}, {since} day(s) ago; drift alone waits {wait} days "
+        f"(policy.cooldown_days x 2^{len(refused)}, at most "
+        f"policy.triggers.drift.backoff_max_days={cap})"
+    )
 
 
 def _mode(
