@@ -339,8 +339,8 @@ def daily_loop(ctx: StageContext) -> bool:
     """Continual learning, day by day from the champion's cut-off to the newest day: score
     with the champion, monitor (drift, estimated and realised performance), let the policy
     decide with its reasons, and retrain (a warm start on the newest days, or from scratch
-    when a cap says so) when it asks, through the training set of that day and the
-    promotion gate."""
+    when a cap or the policy says so) when it asks, through the training set of that day
+    and the promotion gate."""
     from regrow.catalog import CHAMPION, FEATURES
     from regrow.data.trainset import TrainsetError, build_trainset
     from regrow.model.registry import RegistryError

@@ -561,6 +561,10 @@ class PolicySettings(_Section):
     # the new concept from the newest days (train.warm_start.recent_days), or stateless, a
     # new model of the whole window, most of which may still hold the old concept.
     on_performance_drop: Literal["warm_start", "stateless"] = "warm_start"
+    # When drift alone asks again after the gate refused a retrain of the champion (a
+    # covariate shift the new trees of a warm start did not fix): stateless, a model from
+    # scratch on the whole window, or warm_start again.
+    on_refused_drift: Literal["warm_start", "stateless"] = "stateless"
 
 
 class ReplaySettings(_Section):

@@ -117,17 +117,17 @@ def test_drift_alone_backs_off_after_each_retrain_the_gate_refused():
     assert held.action == NONE
     assert "backs off" in held.reason and "refused 1 retrain(s) of champion v3" in held.reason
     assert "waits 6 days" in held.reason and "backoff_max_days=24" in held.reason
-    assert decide(cfg, _drifted(6), CHAMPION, refused).action == RETRAIN_WARM
+    assert decide(cfg, _drifted(6), CHAMPION, refused).action == RETRAIN_FULL
     # Three refused: 3 x 2^3 = 24 days, the cap.
     three = [DAY0 - dt.timedelta(days=1), DAY0 + dt.timedelta(days=6), DAY0 + dt.timedelta(days=18)]
     assert decide(cfg, _drifted(42), CHAMPION, three).action == NONE
-    assert decide(cfg, _drifted(43), CHAMPION, three).action == RETRAIN_WARM
+    assert decide(cfg, _drifted(43), CHAMPION, three).action == RETRAIN_FULL
     capped = policy(drift={"backoff_max_days": 10})
     assert decide(capped, _drifted(28), CHAMPION, three).action == NONE
-    assert decide(capped, _drifted(29), CHAMPION, three).action == RETRAIN_WARM
+    assert decide(capped, _drifted(29), CHAMPION, three).action == RETRAIN_FULL
     # Off: drift asks again after every cooldown.
     off = policy(drift={"backoff_max_days": None})
-    assert decide(off, _drifted(3), CHAMPION, refused).action == RETRAIN_WARM
+    assert decide(off, _drifted(3), CHAMPION, refused).action == RETRAIN_FULL
 
 
 def test_the_backoff_counts_only_refused_retrains_and_only_drift_alone():
@@ -145,6 +145,22 @@ def test_the_backoff_counts_only_refused_retrains_and_only_drift_alone():
     # A champion without a cut-off has nothing to count from.
     unknown = ChampionFacts("3", cutoff=None, gate_value=0.40)
     assert decide(cfg, _drifted(3), unknown, refused).action == RETRAIN_WARM
+
+
+def test_drift_asking_again_after_a_refused_retrain_retrains_from_scratch():
+    cfg = policy(drift={})
+    refused = [DAY0 - dt.timedelta(days=1)]
+    again = decide(cfg, _drifted(6), CHAMPION, refused)
+    assert again.action == RETRAIN_FULL and again.mode == "stateless"
+    assert "after 1 retrain(s) of the champion the gate refused" in again.reason
+    assert "policy.on_refused_drift is stateless" in again.reason
+    warm = cfg.model_copy(update={"on_refused_drift": "warm_start"})
+    assert decide(warm, _drifted(6), CHAMPION, refused).action == RETRAIN_WARM
+    # The first ask of the champion is warm; so is drift beside another trigger (age here:
+    # 7 days since the last request > max_days 1).
+    assert decide(cfg, _drifted(6), CHAMPION, []).action == RETRAIN_WARM
+    both = decide(policy(drift={}, age={"max_days": 1}), _drifted(6), CHAMPION, refused)
+    assert {t.name for t in both.fired} == {AGE, DRIFT} and both.action == RETRAIN_WARM
 
 
 def test_a_retrain_spends_the_budget_it_reports():

@@ -57,6 +57,13 @@ def test_the_repo_params_load_into_typed_settings():
         ("spark", {"interpreted_below_mib": -1}, "spark.interpreted_below_mib", "-1"),
         ("train", {"warm_start": {"recent_days": 0}}, "train.warm_start.recent_days", "0"),
         ("policy", {"on_performance_drop": "later"}, "policy.on_performance_drop", "'later'"),
+        ("policy", {"on_refused_drift": "never"}, "policy.on_refused_drift", "'never'"),
+        (
+            "policy",
+            {"triggers": {"drift": {"backoff_max_days": 0}}},
+            "policy.triggers.drift.backoff_max_days",
+            "0",
+        ),
     ],
 )
 def test_a_bad_key_or_value_names_the_dotted_key_and_the_value(

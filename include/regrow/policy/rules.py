@@ -17,7 +17,9 @@ cooldown ends (82 of 87 retrains of a year's replay did nothing, docs/replay.md)
 
 Drift has no such count to spend: the features stay flagged against the champion's window
 whatever the gate says. So drift alone backs off instead: after each refused retrain of the
-champion it waits twice as long (policy.triggers.drift.backoff_max_days).
+champion it waits twice as long (policy.triggers.drift.backoff_max_days), and when it does
+ask again the retrain is from scratch (policy.on_refused_drift): the new trees of a warm
+start, fitted on the newest days, did not reach where the inputs moved.
 """
 
 from __future__ import annotations
@@ -294,7 +296,8 @@ def decide(
             f"{names} fired but the cooldown holds: last retrain requested {last}, "
             f"{(day - last).days} day(s) ago (policy.cooldown_days={policy.cooldown_days}); {why}"
         ), results, max(left, 0))  # fmt: skip
-    backoff = _drift_backoff(policy, fired, champion, requests, day)
+    refused = _refused(champion, requests, day)
+    backoff = _drift_backoff(policy, fired, refused, champion, day)
     if backoff:
         return Outcome(NONE, None, f"{backoff}; {why}", results, max(left, 0))
     if left <= 0:
@@ -302,24 +305,32 @@ def decide(
             f"{names} fired but the budget is spent: {policy.budget_per_week} retrain(s) "
             f"in the last 7 days (policy.budget_per_week); {why}"
         ), results, 0)  # fmt: skip
-    mode, mode_why = _mode(policy, fired, warm_start_cap)
+    mode, mode_why = _mode(policy, fired, warm_start_cap, len(refused))
     action = RETRAIN_WARM if mode == "warm_start" else RETRAIN_FULL
     return Outcome(action, mode, f"{why}; {mode_why}", results, left - 1)
 
 
+def _refused(champion: ChampionFacts, requests: Sequence[dt.date], day: dt.date) -> list[dt.date]:
+    """The retrain requests before ``day`` that did not replace the champion: those on or
+    after its cut-off (a promoted retrain would have moved the cut-off past its request)."""
+    if champion.cutoff is None:
+        return []
+    return [r for r in requests if champion.cutoff <= r < day]
+
+
+def _drift_alone(fired: Sequence[TriggerResult]) -> bool:
+    return [t.name for t in fired] == [DRIFT]
+
+
 def _drift_backoff(
-    policy: PolicySettings, fired: Sequence[TriggerResult], champion: ChampionFacts,
-    requests: Sequence[dt.date], day: dt.date,
+    policy: PolicySettings, fired: Sequence[TriggerResult], refused: Sequence[dt.date],
+    champion: ChampionFacts, day: dt.date,
 ) -> str | None:  # fmt: skip
-    """Why drift alone does not ask again yet, if it does not: after ``k`` retrains of the
-    champion that the gate refused (the requests on or after its cut-off: a promoted
-    retrain would have moved the cut-off past its request), drift alone waits
-    ``cooldown_days * 2**k`` days after the last one, at most ``backoff_max_days``."""
+    """Why drift alone does not ask again yet, if it does not: after ``k`` refused
+    retrains of the champion, drift alone waits ``cooldown_days * 2**k`` days after the
+    last one, at most ``backoff_max_days``."""
     cap = policy.triggers.drift.backoff_max_days
-    if cap is None or champion.cutoff is None or [t.name for t in fired] != [DRIFT]:
-        return None
-    refused = [r for r in requests if champion.cutoff <= r < day]
-    if not refused:
+    if cap is None or not refused or not _drift_alone(fired):
         return None
     wait = min(policy.cooldown_days * 2 ** len(refused), cap)
     since = (day - max(refused)).days
@@ -335,8 +346,9 @@ def _drift_backoff(
 
 
 def _mode(
-    policy: PolicySettings, fired: Sequence[TriggerResult], warm_start_cap: str | None
-) -> tuple[str, str]:
+    policy: PolicySettings, fired: Sequence[TriggerResult], warm_start_cap: str | None,
+    refused: int = 0,
+) -> tuple[str, str]:  # fmt: skip
     if policy.mode == "stateless":
         return "stateless", "from scratch: policy.mode is stateless"
     dropped = any(t.name == PERFORMANCE for t in fired)
@@ -347,6 +359,12 @@ def _mode(
         )
     if warm_start_cap:
         return "stateless", f"from scratch: {warm_start_cap}"
+    if refused and _drift_alone(fired) and policy.on_refused_drift == "stateless":
+        return "stateless", (
+            f"from scratch: drift again after {refused} retrain(s) of the champion the gate "
+            "refused, the inputs moved where its trees do not reach "
+            "(policy.on_refused_drift is stateless)"
+        )
     if dropped:
         return "warm_start", (
             "warm start from the champion: performance dropped, a concept drift; new trees "
