@@ -317,7 +317,8 @@ class WarmStartSettings(_Section):
     recent_days: int | None = Field(default=4, gt=0)
     # Caps that force a full stateless retrain instead: the champion already has this many
     # trees, or was itself the end of this many warm starts in a row, or its training
-    # window ended this many days before the new cut-off.
+    # window ended this many days before the new cut-off (or, when newer, the window of the
+    # last retrain from scratch the gate refused since it serves: its trees still hold).
     max_trees: int = Field(default=800, gt=0)
     max_in_a_row: int = Field(default=4, ge=1)
     max_age_days: int = Field(default=90, gt=0)

@@ -3,6 +3,7 @@ store (SQLite in tmp_path, or a real `mlflow server` process where the test need
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -116,12 +117,19 @@ def test_on_concept_drift_a_retrain_after_it_is_promoted_and_one_before_it_is_no
     assert "beats champion on backtest" in before["outcome"]["reason"]
     assert Registry(settings).alias(CHAMPION).version == "1"  # gate failed: untouched
     assert Registry(settings).alias(CHALLENGER).version == before["version"]
+    # A refused retrain from scratch: the champion's trees still hold, and the warm-start
+    # age cap (train.warm_start.max_age_days) counts from that retrain's window.
+    registry = Registry(settings)
+    assert registry.version(before["version"]).tags["mode"] == "stateless"
+    end = dt.datetime.fromisoformat(before["train_last_event"])
+    assert registry.parent(registry.version("1")).refused_full_end == end
 
     after = retrain(settings, write_snapshot(settings, tmp_path / "after", (15, 29)))
     assert after["outcome"]["promoted"], after["outcome"]["reason"]
     check = after["outcome"]["checks"][0]
     assert check["challenger"] > check["other"] + 0.1  # the old concept's model collapsed
     assert Registry(settings).alias(CHAMPION).version == after["version"]
+    assert registry.parent(registry.version(after["version"])).refused_full_end is None
     rows = decisions(settings)
     assert [r["action"] for r in rows] == ["promote", "keep", "promote"]
     assert rows[2]["champion_before"] == "1" and rows[2]["champion_after"] == after["version"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -133,3 +134,17 @@ def test_plan_mode_names_why_a_warm_start_is_not_allowed(kwargs, expected, why):
     mode, reason = plan_mode(TrainSettings(mode="warm_start"), NEW_ROWS, "t",
                              kwargs["parent"], dt.date(2026, 1, 20))  # fmt: skip
     assert mode == expected and why in reason
+
+
+def test_the_age_cap_counts_from_a_later_retrain_from_scratch_the_gate_refused():
+    """A retrain from scratch that lost to the champion shows its trees still hold."""
+    old = parent(end="2025-09-01T00:00:00+00:00")  # 141 days before the cut-off: capped
+    cfg, cutoff = TrainSettings(mode="warm_start"), dt.date(2026, 1, 20)
+    refused = dt.datetime.fromisoformat("2026-01-05T23:00:00+00:00")
+    mode, reason = plan_mode(cfg, NEW_ROWS, "t", replace(old, refused_full_end=refused), cutoff)
+    assert mode == WARM_START and "600 new rows since champion v3" in reason
+    # Still too old when that retrain is too: the reason says which window aged out.
+    stale = replace(old, refused_full_end=dt.datetime.fromisoformat("2025-10-01T00:00:00+00:00"))
+    mode, reason = plan_mode(cfg, NEW_ROWS, "t", stale, cutoff)
+    assert mode == STATELESS
+    assert "the last retrain from scratch the gate refused ended 111 days" in reason

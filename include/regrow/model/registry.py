@@ -308,7 +308,19 @@ class Registry:
             version=version.version,
             train_end=dt.datetime.fromisoformat(end),
             warm_starts_in_a_row=int(version.tags.get("warm_starts_in_a_row", "0")),
+            refused_full_end=self._refused_full_end(version),
         )
+
+    def _refused_full_end(self, version: Version) -> dt.datetime | None:
+        """The newest training event of the versions after ``version`` that were trained
+        from scratch and that the gate kept out (``gate.outcome`` kept), if any."""
+        ends = [
+            dt.datetime.fromisoformat(v.tags["train_last_event"])
+            for v in self.versions()
+            if int(v.version) > int(version.version) and v.tags.get("mode") == "stateless"
+            and v.tags.get("gate.outcome") == "kept" and v.tags.get("train_last_event")
+        ]  # fmt: skip
+        return max(ends, default=None)
 
 
 def _first_line(err: Exception) -> str:

@@ -80,6 +80,10 @@ class Parent:
     version: str
     train_end: dt.datetime  # the newest event of its training rows
     warm_starts_in_a_row: int = 0
+    # The newest training event of a later retrain from scratch that the gate refused:
+    # that model, trained on everything known then, did not beat this one, so its trees
+    # still hold, and train.warm_start.max_age_days counts from here when it is newer.
+    refused_full_end: dt.datetime | None = None
 
 
 @dataclass
@@ -104,11 +108,14 @@ def warm_start_cap(caps: WarmStartSettings, parent: Parent, cutoff: dt.date) -> 
             f"champion v{parent.version} ends {parent.warm_starts_in_a_row} warm "
             f"starts in a row (train.warm_start.max_in_a_row={caps.max_in_a_row})"
         )
-    age = (cutoff - parent.train_end.date()).days
+    end, what = parent.train_end, f"champion v{parent.version}'s training window"
+    if parent.refused_full_end is not None and parent.refused_full_end > end:
+        end, what = parent.refused_full_end, "the last retrain from scratch the gate refused"
+    age = (cutoff - end.date()).days
     if age > caps.max_age_days:
         return (
-            f"champion v{parent.version}'s training window ended {age} days before "
-            f"the cut-off (train.warm_start.max_age_days={caps.max_age_days})"
+            f"{what} ended {age} days before the cut-off "
+            f"(train.warm_start.max_age_days={caps.max_age_days})"
         )
     return None
 

@@ -22,7 +22,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -82,11 +82,15 @@ class Champion:
     gate_value: float | None  # the backtest primary metric it was accepted on
     warm_starts_in_a_row: int = 0
     trees: int = 0
+    # The newest training event of a retrain from scratch the gate refused since it serves
+    # (as Registry.parent finds from the versions' tags).
+    refused_full_end: dt.datetime | None = None
     _reference: dict[str, Any] | None = field(default=None, repr=False)
 
     def parent(self) -> Parent:
         """The champion as a warm start's parent (and the warm-start caps') see it."""
-        return Parent(self.model, str(self.version), self.train_end, self.warm_starts_in_a_row)
+        return Parent(self.model, str(self.version), self.train_end, self.warm_starts_in_a_row,
+                      self.refused_full_end)  # fmt: skip
 
 
 @dataclass
@@ -231,6 +235,11 @@ def retrain(
     verdict = gate(mine, theirs, {}, settings.evaluate)
     out.promoted, out.gate_reason = verdict.promote, verdict.reason
     if not verdict.promote:
+        if result.mode == STATELESS:  # its trees still hold: the age cap counts from here
+            _, end = _trained_on(result.facts)
+            return out, replace(
+                champion, refused_full_end=max(end, champion.refused_full_end or end)
+            )
         return out, champion
     warm = result.mode == WARM_START
     return out, Champion(
@@ -430,11 +439,12 @@ def replay_policy(
             requests.append(day)
             last_retrain = day
             outcome, champion_next = retrain(history, champion, day, mode, start.pinned)
-            if champion_next is not champion:
+            if outcome.promoted:
                 if followed:
                     followed[-1].closed = True
                 followed.append(Followed(row, day, champion.model))
-                champion, facts = champion_next, []
+                facts = []
+            champion = champion_next
         row |= {
             "retrained": action in RETRAIN_ACTIONS and outcome.error is None,
             "train_mode": outcome.mode, "promoted": outcome.promoted,
