@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from regrow.data.trainset import TRANSFORM
 from regrow.data.transform import Transform
-from regrow.model.training import Model, Parent
+from regrow.model.training import STATELESS, Model, Parent
 from regrow.settings import Settings
 
 if TYPE_CHECKING:
@@ -317,7 +317,7 @@ class Registry:
         ends = [
             dt.datetime.fromisoformat(v.tags["train_last_event"])
             for v in self.versions()
-            if int(v.version) > int(version.version) and v.tags.get("mode") == "stateless"
+            if int(v.version) > int(version.version) and v.tags.get("mode") == STATELESS
             and v.tags.get("gate.outcome") == "kept" and v.tags.get("train_last_event")
         ]  # fmt: skip
         return max(ends, default=None)
