@@ -17,7 +17,8 @@ from regrow.catalog import EVENT_DATE, LABEL_DATE
 from regrow.data.labels import cutoff_instant
 from regrow.model.decisions import NONE, RETRAIN_ACTIONS, RETRAIN_FULL
 from regrow.model.evaluation import metrics as eval_metrics
-from regrow.replay.engine import first_model, replay_policy, train_stateless
+from regrow.model.training import WARM_START, Parent, train
+from regrow.replay.engine import first_model, replay_policy, train_stateless, training_splits
 from regrow.replay.freshness import replay_rows, value_of_freshness
 from regrow.replay.history import History, ReplayError
 from regrow.replay.policies import POLICIES, policy_named
@@ -136,6 +137,31 @@ def test_two_replays_give_the_same_scoreboard(settings, simulated, runs):
     assert counted(summarise(runs)) == counted(summarise(again))
     for a, b in zip(runs, again, strict=True):
         assert counted(a.rows) == counted(b.rows)
+
+
+def test_a_warm_start_does_not_depend_on_what_its_thread_trained_before(settings, simulated):
+    """XGBoost's random engine (subsample, colsample_*) is one per thread, and a warm start
+    from a booster in memory, as the replay's champions are, did not reseed it: the same
+    warm start gave other trees each time the thread had trained since. The replay's
+    policies share a thread, so a policy's models depended on which others ran before it."""
+    history = history_of(settings, simulated)
+    parent_cutoff, cutoff = START + dt.timedelta(days=WARMUP), START + dt.timedelta(days=DAYS - 3)
+    trained, _, _, _ = train_stateless(history, parent_cutoff)
+    parent = Parent(
+        trained.model, "1", dt.datetime.fromisoformat(trained.facts["train_last_event"])
+    )
+    splits = training_splits(history, cutoff)
+
+    def warm() -> list[str]:
+        result = train(splits, parent.model.transform, settings.dataset, settings.train, cutoff,
+                       parent, WARM_START)  # fmt: skip
+        assert result.mode == WARM_START and result.facts["trees_added"] > 1
+        return result.model.booster.get_dump()
+
+    first = warm()
+    assert warm() == first  # it drew from where the first one left the engine: 7 trees, not 4
+    train_stateless(history, cutoff)  # another model, on the same thread
+    assert warm() == first
 
 
 def test_the_policies_act_as_named(runs):

@@ -194,6 +194,13 @@ def booster_params(cfg: TrainSettings, scale_pos_weight: float) -> dict[str, Any
         "eval_metric": "logloss",
         "tree_method": "hist",
         "seed": cfg.seed,
+        # XGBoost reseeds its random engine (subsample, colsample_*) only when it sets up a
+        # new booster, and the engine is one per thread: a warm start from a booster in
+        # memory drew from whatever the thread trained before (dmlc/xgboost#6711, #10324).
+        # The replay's policies share a thread, so a policy's models depended on which
+        # other policies were replayed. Seeding each round from the seed and the round
+        # number makes a model a function of its inputs.
+        "seed_per_iteration": True,
         "scale_pos_weight": scale_pos_weight,
     }
     if cfg.nthread:
