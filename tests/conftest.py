@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from regrow.settings import Settings, load_settings
+from tests.shared import CONNECT, close_session, locked, open_session
 
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -23,6 +24,16 @@ os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
 # py4j logs "Closing down clientserver connection" at interpreter exit, after pytest has
 # closed the streams: a harmless "--- Logging error ---" without this.
 logging.getLogger("py4j").setLevel(logging.WARNING)
+_OWNS_SHARED = pytest.StashKey[bool]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_OWNS_SHARED] = open_session()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.stash.get(_OWNS_SHARED, False):
+        close_session()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -55,21 +66,28 @@ def spark():
 
 
 @pytest.fixture(scope="session")
-def spark_connect(tmp_path_factory: pytest.TempPathFactory):
+def spark_connect():
     """A real Spark Connect server (regrow's own, from the pyspark wheel) on a free port of
     127.0.0.1, for the session; DAG tasks (``airflow.spark_via: connect``) and jobs run with
     ``--spark-remote`` use it. Its ``port`` goes into a test's ``spark.connect_port``, from
     which :func:`regrow.orchestration.airflow_local.airflow_env` makes the connection.
 
+    One server for every xdist worker (tests/shared.py): each of its clients has a session
+    of its own, and each server is a JVM that compiles Spark's code again (a second one
+    cost the suite 100-175 CPU-seconds). The first worker to ask starts it; the process
+    that runs pytest stops it at the end (:func:`pytest_unconfigure`).
+
     A Spark Connect session cannot live beside the session's classic one in one process:
     whatever uses this server runs in a subprocess."""
     from regrow.orchestration import connect
 
-    home = tmp_path_factory.mktemp("spark_connect")
-    settings = load_settings(write_params(home, spark={"connect_port": _free_port()}))
-    server = connect.start(settings)
-    yield server
-    connect.stop(settings)
+    with locked(CONNECT) as home:
+        params = home / "params.yaml"
+        if not params.exists():
+            home.mkdir()
+            write_params(home, spark={"connect_port": _free_port()})
+        server = connect.start(load_settings(params))
+    return server
 
 
 def connect_env(server) -> dict[str, str]:

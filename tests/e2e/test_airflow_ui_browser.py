@@ -28,7 +28,7 @@ from regrow.orchestration.airflow_services import start, stop
 from regrow.orchestration.dags import DAGS_FOLDER
 from regrow.settings import load_settings
 from tests.conftest import REPO, connect_env, write_params
-from tests.integration.test_airflow_retrain import SECTIONS, START, build_silver, land_bronze
+from tests.integration.test_airflow_retrain import SECTIONS, START, copy_silver
 
 pytestmark = pytest.mark.slow
 
@@ -69,8 +69,7 @@ def airflow(spark, spark_connect, tmp_path_factory, mlflow_template):
         airflow={"start_date": START, "retry_delay_seconds": 1, "retrain_schedule": "0 3 29 2 *"},
     )  # fmt: skip
     settings = load_settings(params)
-    land_bronze(spark, settings)
-    build_silver(spark, settings)
+    copy_silver(spark, settings)
     home = root / "airflow_home"
     # Paused: the daily DAGs must not start on their schedules; the trigger form unpauses
     # regrow_retrain.

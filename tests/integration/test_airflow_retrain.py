@@ -14,6 +14,7 @@ import datetime as dt
 import importlib.util
 import json
 import logging
+import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -35,8 +36,10 @@ from regrow.orchestration.airflow_local import (
     task_states,
 )
 from regrow.settings import Settings, load_settings
+from regrow.storage.session import interpreted
 from tests.bronze_rows import land_simulated
 from tests.conftest import REPO, context_of, lakehouse_of, write_params
+from tests.shared import built_once
 
 logger = logging.getLogger(__name__)
 # Minutes of `airflow dags test` subprocesses: started first (see pytest_collection_modifyitems).
@@ -81,10 +84,26 @@ def land_bronze(spark, settings: Settings) -> None:
 
 def build_silver(spark, settings: Settings) -> None:
     lakehouse = lakehouse_of(settings)
-    for i in range(DAYS):
-        day = START + dt.timedelta(days=i)
-        build_features(context_of(settings, spark, "test-silver", lakehouse), day)
-        build_labels(context_of(settings, spark, "test-silver", lakehouse), day)
+    # Small days, interpreted: as regrow's own day loops run them (spark.interpreted_below_mib).
+    with interpreted(spark, settings.spark):
+        for i in range(DAYS):
+            day = START + dt.timedelta(days=i)
+            build_features(context_of(settings, spark, "test-silver", lakehouse), day)
+            build_labels(context_of(settings, spark, "test-silver", lakehouse), day)
+
+
+def copy_silver(spark, settings: Settings) -> None:
+    """The simulated days in bronze and silver of ``settings``' lakehouse. They depend on
+    :data:`SECTIONS` alone, so they are built once per test session and copied (this file
+    and the UI's browser test): Delta tables hold paths relative to their own folder."""
+
+    def build(directory: Path) -> None:
+        built = load_settings(write_params(directory, **SECTIONS))
+        land_bronze(spark, built)
+        build_silver(spark, built)
+
+    shared = built_once("airflow-retrain-silver", build)
+    shutil.copytree(shared / "lakehouse", settings.resolve(settings.lakehouse.root))
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +120,7 @@ def workspace(spark, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespac
     )
     settings = load_settings(params)
     started = time.monotonic()
-    land_bronze(spark, settings)
-    build_silver(spark, settings)
+    copy_silver(spark, settings)
     logger.info("silver of %d days in %.1f s", DAYS, time.monotonic() - started)
     env = airflow_env(tmp / "airflow_home", params=params)
     ensure_db(env)

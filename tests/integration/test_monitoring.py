@@ -52,6 +52,7 @@ from regrow.monitoring.results import (
 from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db, task_states
 from regrow.policy.daily import PolicyError, decide_day
 from regrow.settings import load_settings
+from regrow.storage.session import interpreted
 from tests.bronze_rows import land_simulated
 from tests.conftest import connect_env, context_of, lakehouse_of, write_params
 
@@ -85,9 +86,11 @@ def world(spark, tmp_path_factory, mlflow_template):
     lakehouse = lakehouse_of(settings)
     land_simulated(spark, lakehouse, settings, DAYS)
     ctx = context_of(settings, spark, "test-world", lakehouse)
-    for i in range(DAYS):
-        build_features(ctx, START + dt.timedelta(days=i))
-        build_labels(ctx, START + dt.timedelta(days=i))
+    # Small days, interpreted: as regrow's own day loops run them (spark.interpreted_below_mib).
+    with interpreted(spark, settings.spark):
+        for i in range(DAYS):
+            build_features(ctx, START + dt.timedelta(days=i))
+            build_labels(ctx, START + dt.timedelta(days=i))
     build_trainset(ctx, START + dt.timedelta(days=CUTOFF))
     assert train_and_gate(ctx, trigger="test", mode="stateless").outcome.promoted
     for day in SCORED:
