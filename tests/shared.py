@@ -52,6 +52,7 @@ def shared_dir() -> Path:
 def locked(name: str) -> Iterator[Path]:
     """An exclusive lock, across processes, on the shared ``name``; yields its path."""
     path = shared_dir() / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.with_name(f"{path.name}.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
