@@ -73,8 +73,8 @@ def spark_connect():
     which :func:`regrow.orchestration.airflow_local.airflow_env` makes the connection.
 
     One server for every xdist worker (tests/shared.py): each of its clients has a session
-    of its own, and each server is a JVM that compiles Spark's code again (a second one
-    cost the suite 100-175 CPU-seconds). The first worker to ask starts it; the process
+    of its own, and each server is a JVM that compiles Spark's code again (one server per
+    worker used 105 and 175 CPU-seconds in a suite run). The first worker to ask starts it; the process
     that runs pytest stops it at the end (:func:`pytest_unconfigure`).
 
     A Spark Connect session cannot live beside the session's classic one in one process:
