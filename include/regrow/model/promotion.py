@@ -19,7 +19,7 @@ from regrow.catalog import CHALLENGER, CHAMPION
 from regrow.model.challenger import EvaluationReport
 from regrow.model.decisions import FORCE_PROMOTE, KEEP, PROMOTE, ROLLBACK, Decision, record
 from regrow.model.evaluation import GateResult, gate
-from regrow.model.registry import PREVIOUS_CHAMPION, Registry
+from regrow.model.registry import GATE_OUTCOME, KEPT, PREVIOUS_CHAMPION, Registry
 
 if TYPE_CHECKING:
     from regrow.stage import StageContext
@@ -110,7 +110,7 @@ def _decision(name: str, result: GateResult, report: EvaluationReport, metric: s
 
 
 def _tag_outcome(registry: Registry, run_id: str | None, version: str, result: GateResult) -> None:
-    tags = {"gate.outcome": "promoted" if result.promote else "kept",
+    tags = {GATE_OUTCOME: "promoted" if result.promote else KEPT,
             "gate.reason": result.reason}  # fmt: skip
     if run_id:
         registry.tag_run(run_id, tags)
@@ -142,7 +142,7 @@ def _undo_promotion(
         registry.delete_alias(CHAMPION)
     if was_challenger:
         registry.set_alias(CHALLENGER, version)
-    undone = {"gate.outcome": "undone", "gate.reason": "the decision could not be recorded"}
+    undone = {GATE_OUTCOME: "undone", "gate.reason": "the decision could not be recorded"}
     registry.tag_version(version, {**undone, **({PREVIOUS_CHAMPION: ""} if before else {})})
 
 
@@ -204,6 +204,6 @@ def describe_registry(registry: Registry) -> list[dict[str, Any]]:
     return [
         {"version": v.version, "aliases": ",".join(v.aliases), "mode": v.tags.get("mode"),
          "parent": v.tags.get("parent_version") or "", "cutoff": v.tags.get("cutoff_date"),
-         "gate": v.tags.get("gate.outcome", ""), "trigger": v.tags.get("trigger")}
+         "gate": v.tags.get(GATE_OUTCOME, ""), "trigger": v.tags.get("trigger")}
         for v in versions
     ]  # fmt: skip

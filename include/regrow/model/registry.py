@@ -45,6 +45,9 @@ LINEAGE_TAGS = (
     "git_commit", "run_id",
 )  # fmt: skip
 PREVIOUS_CHAMPION = "previous_champion"
+# The promotion gate's verdict on a version (regrow.model.promotion writes it).
+GATE_OUTCOME = "gate.outcome"
+KEPT = "kept"
 T = TypeVar("T")
 
 
@@ -313,12 +316,12 @@ class Registry:
 
     def _refused_full_end(self, version: Version) -> dt.datetime | None:
         """The newest training event of the versions after ``version`` that were trained
-        from scratch and that the gate kept out (``gate.outcome`` kept), if any."""
+        from scratch and that the gate kept out (:data:`GATE_OUTCOME` kept), if any."""
         ends = [
             dt.datetime.fromisoformat(v.tags["train_last_event"])
             for v in self.versions()
             if int(v.version) > int(version.version) and v.tags.get("mode") == STATELESS
-            and v.tags.get("gate.outcome") == "kept" and v.tags.get("train_last_event")
+            and v.tags.get(GATE_OUTCOME) == KEPT and v.tags.get("train_last_event")
         ]  # fmt: skip
         return max(ends, default=None)
 
