@@ -38,6 +38,7 @@ MODULES = (
     "bench.daily_cycle",
     "bench.backfill_range",
     "bench.duplicate_lookup",
+    "bench.one_pass",
     "bench.replay",
 )
 
