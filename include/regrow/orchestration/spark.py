@@ -131,6 +131,14 @@ def session_conf(spark_settings: SparkSettings) -> dict[str, str]:
         # A small day's ingest made 4,850 JVM calls without it, 12,140 with it (measured in
         # docs/spark.md). Errors still name the failing operation, not the Python line.
         "spark.python.sql.dataFrameDebugging.enabled": "false",
+        # A partitioned file write (Delta's writer on the delta-spark engine) sorts its rows
+        # by the partition columns first, though a regrow write holds one day. Concurrent
+        # writers skip that sort while a task has at most this many partitions open (more:
+        # Spark sorts the rest, as before). The sort of a 10M-row day spilled under the
+        # 2 GiB heap and merging the spill files ran out of heap (bench daily_cycle,
+        # docs/spark.md); a 3M-row write spilled 229 MB to disk and took 9.6 s, 7.3 s with
+        # no sort (SPARK-26164 added these writers).
+        "spark.sql.maxConcurrentOutputFileWriters": "4",
     }
     found = jvm_jars(spark_settings)
     if jars.DELTA in found:

@@ -25,6 +25,7 @@ _CONFLICT = re.compile(
     r"DELTA_(CONCURRENT_\w+|PROTOCOL_CHANGED|METADATA_CHANGED)"
     r"|io\.delta\.exceptions\.(Concurrent\w+|ProtocolChanged|MetadataChanged)Exception"
 )
+_PYTHON_TASK = "org.apache.spark.api.python.PythonException"  # a Python worker's error
 _MAX_ATTEMPTS = 20
 _HISTORY = 50  # commits searched for a write's own (concurrent writers commit in between)
 _USER_METADATA = "spark.databricks.delta.commitInfo.userMetadata"
@@ -98,6 +99,11 @@ def write_with_spark(
         except PythonException as err:  # a task's Python failed (a derive's function)
             raise task_error(err, location.table) from err
         except Exception as err:  # py4j or gRPC: Delta's own exceptions are not converted
+            if _PYTHON_TASK in str(err):
+                # The same failure inside the file writer: with concurrent writers (no sort
+                # ahead of it, session_conf) the function runs as rows are written, and
+                # Spark wraps its error in TASK_WRITE_FAILED, which pyspark leaves as is.
+                raise task_error(err, location.table) from err
             if not _CONFLICT.search(str(err)) or attempt == _MAX_ATTEMPTS:
                 raise
         # Another writer committed first (created the table, or replaced the same
