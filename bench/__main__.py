@@ -56,7 +56,7 @@ def _print_summary(doc: dict) -> None:
         f"   {doc['machine']['cores']} cores, {doc['machine']['memory_gib']} GiB, "
         f"parameters {doc['parameters']}"
     )
-    width = max(len(step) for step in doc["medians_s"])
+    width = max((len(step) for step in doc["medians_s"]), default=4)  # none: a run failed
     print(f"   {'step':<{width}}  {'median s':>9}  runs")
     for step, median in doc["medians_s"].items():
         runs = ", ".join(f"{t:.3f}" for t in doc["timings_s"][step])
