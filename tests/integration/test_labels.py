@@ -226,3 +226,21 @@ def test_build_labels_stops_on_a_day_never_ingested_and_on_an_unknown_event(spar
     with pytest.raises(UnmatchedLabelsError, match=r"1 label\(s\) .*\['a'\]"):
         build_labels(context_of(settings, spark, "run-1", lh), D4)
     assert not lh.exists(SILVER_LABELS)
+
+
+def test_a_bronze_labels_without_the_release_columns_rebuilds_no_later_day(spark, make_settings):
+    """bronze.labels written by another writer (here the tests' own, with the contract's
+    columns only) has no ``_released_at``: no label in it was released, so building a day
+    builds that day alone, not the later days of its label window as if they had
+    labels released into them."""
+    settings = make_settings(dataset={"label_delay_days": 2})
+    lh = lakehouse_of(settings)
+    write_events(spark, lh, settings.dataset, [event("a", "c1", at(D1, 7))])
+    write_events(spark, lh, settings.dataset, [event("b", "c2", at(D2, 7))])
+    write_labels(spark, lh, settings.dataset, [label("a", "c1", at(D2, 8))])
+    assert "_released_at" not in lh.spark_schema(LABELS).names
+
+    report = build_labels(context_of(settings, spark, "run-1", lh), D1)
+
+    assert (report.rows, report.rebuilt) == (0, [])
+    assert str(D2) not in lh.partition_rows(SILVER_LABELS)  # D2 waits for its own build

@@ -333,11 +333,17 @@ class Lakehouse:
 
         Args:
             holding: count only the files whose statistics show a non-null value of this
-                column (a file without statistics counts).
+                column (a file without statistics counts; none counts when the table has
+                no such column).
         """
         if not self.exists(table):
             return {}
-        adds = self.delta_table(table).get_add_actions(flatten=True)
+        delta = self.delta_table(table)
+        if holding is not None and holding not in {f.name for f in delta.schema().fields}:
+            # A table another writer made without it (no statistics of it either): no
+            # file holds a value, which the rule above would have counted as unknown.
+            return {}
+        adds = delta.get_add_actions(flatten=True)
         adds = pa.table(adds) if not isinstance(adds, pa.Table) else adds
         if adds.num_rows == 0:
             return {}
