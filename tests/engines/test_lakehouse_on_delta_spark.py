@@ -13,7 +13,7 @@ def engine() -> str:
     return "delta-spark"
 
 
-def test_a_days_overwrite_is_written_without_sorting_its_rows(spark, lakehouse):  # noqa: F405
+def test_a_days_overwrite_is_written_without_sorting_its_rows(spark, lakehouse):
     """Delta's writer sorts a partitioned write's rows by the partition columns unless
     Spark's concurrent writers are on (regrow's session conf): on a 10M-row day that sort
     spilled, and merging the spill files ran out of heap (docs/spark.md). A sort holds
