@@ -10,6 +10,7 @@ processes, on the engine under test.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from pyspark.sql import functions as F
 
+from regrow.settings import LakehouseSettings
 from regrow.storage.lakehouse import (
     Lakehouse,
     LakehouseError,
@@ -35,6 +37,7 @@ from regrow.storage.lakehouse import (
     TableNotFoundError,
 )
 from regrow.storage.reader import share_row_groups as _shares
+from regrow.storage.session import is_connect
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
 EVENTS_SCHEMA = "event_id string, amount double, event_date date"
@@ -759,24 +762,36 @@ lakehouse.write(df.mapInArrow(slow, df.schema), "bronze.events")
 """
 )
 
+
+def overwrites(spark, lakehouse, writer: str, day: dt.date, iterations: int, go: Path) -> dict:
+    """A concurrent writer: says it is ready, waits for ``go``, then overwrites its own
+    day of bronze.days and the day every writer shares of bronze.shared, ``iterations``
+    times; returns the versions its writes landed at."""
+    Path(f"{go}.{writer}").touch()
+    while not go.exists():
+        time.sleep(0.05)
+    versions = {"days": [], "shared": []}
+    schema = "event_id string, amount double, event_date date"
+    for i in range(iterations):
+        own = spark.createDataFrame(
+            [(f"{writer}-{i}-{k}", float(i), day) for k in range(5)], schema
+        )
+        versions["days"].append(lakehouse.write(own, "bronze.days", mode="overwrite",
+            partition_by=["event_date"], partition={"event_date": day}).version)  # fmt: skip
+        shared = spark.createDataFrame(
+            [(f"{writer}-{i}-{k}", float(i), dt.date(2026, 2, 1)) for k in range(5)], schema
+        )
+        versions["shared"].append(lakehouse.write(shared, "bronze.shared", mode="overwrite",
+            partition_by=["event_date"], partition={"event_date": "2026-02-01"}).version)  # fmt: skip
+    return versions
+
+
 OVERWRITER = (
     WRITER
+    + textwrap.dedent(inspect.getsource(overwrites))
     + """
 writer, day, iterations, go = sys.argv[2], dt.date.fromisoformat(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
-Path(f"{go}.{writer}").touch()
-while not go.exists():
-    time.sleep(0.05)
-versions = {"days": [], "shared": []}
-for i in range(iterations):
-    rows = [(f"{writer}-{i}-{k}", float(i), day) for k in range(5)]
-    df = spark.createDataFrame(rows, "event_id string, amount double, event_date date")
-    versions["days"].append(lakehouse.write(df, "bronze.days", mode="overwrite",
-        partition_by=["event_date"], partition={"event_date": day}).version)
-    shared = spark.createDataFrame([(f"{writer}-{i}-{k}", float(i), dt.date(2026, 2, 1))
-        for k in range(5)], "event_id string, amount double, event_date date")
-    versions["shared"].append(lakehouse.write(shared, "bronze.shared", mode="overwrite",
-        partition_by=["event_date"], partition={"event_date": "2026-02-01"}).version)
-print("VERSIONS " + json.dumps(versions))
+print("VERSIONS " + json.dumps(overwrites(spark, lakehouse, writer, day, iterations, go)))
 """
 )
 
@@ -839,10 +854,12 @@ def test_concurrent_overwrites_of_different_and_of_the_same_partition(
     writers = {"w1": "2026-01-01", "w2": "2026-01-02"}
     # Writers are sessions on the Spark Connect server (DAG tasks) unless they need a JVM of
     # their own: on delta-rs each process commits itself, so two clients of one server race
-    # as two processes do; on delta-spark the server commits, so w1 runs in a Spark of its
-    # own (a spark-submit job) and races the server. On 2 cores a JVM per writer cost the
-    # delta-rs run 20 s and tested nothing more; delta-spark's own JVM costs it about 30 s.
+    # as two processes do; on delta-spark the server commits, so w1 writes through another
+    # JVM and races the server: this test's own Spark, in a thread (a spark-submit job of
+    # its own cost about 30 s more on 2 cores and tested nothing more), or a Spark of its
+    # own in a process when this test's session is itself on the server.
     connect = {"SPARK_REMOTE": f"sc://127.0.0.1:{spark_connect.port}"}
+    in_thread = engine == "delta-spark" and not is_connect(spark)
     remote = {"w1": {} if engine == "delta-spark" else connect, "w2": connect}
     procs = {
         w: subprocess.Popen(
@@ -854,7 +871,14 @@ def test_concurrent_overwrites_of_different_and_of_the_same_partition(
             text=True,
         )
         for w, day in writers.items()
+        if not (in_thread and w == "w1")
     }
+    pool = ThreadPoolExecutor(1)
+    threads = {}
+    if in_thread:
+        own = Lakehouse(LakehouseSettings(engine=engine), lakehouse.root)
+        day = dt.date.fromisoformat(writers["w1"])
+        threads["w1"] = pool.submit(overwrites, spark, own, "w1", day, iterations, go)
     try:
         deadline = time.monotonic() + 120
         while not all(Path(f"{go}.{w}").exists() for w in writers):  # both sessions are up
@@ -863,14 +887,17 @@ def test_concurrent_overwrites_of_different_and_of_the_same_partition(
             time.sleep(0.1)
         go.touch()
         outputs = {w: p.communicate(timeout=240) for w, p in procs.items()}
+        versions = {w: t.result(timeout=240) for w, t in threads.items()}
     finally:
+        go.touch()  # a thread still waiting for it ends
+        pool.shutdown(wait=True)
         for p in procs.values():
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
     for w, p in procs.items():
         assert p.returncode == 0, outputs[w][1][-3000:]
-    versions = {w: json.loads(out.split("VERSIONS ", 1)[1]) for w, (out, _) in outputs.items()}
+    versions |= {w: json.loads(out.split("VERSIONS ", 1)[1]) for w, (out, _) in outputs.items()}
 
     # different partitions: both writers' last data, exactly
     last = iterations - 1
