@@ -11,6 +11,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -305,6 +307,7 @@ def _mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--default-artifact-root", str(tmp_path / "server-artifacts"), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env={**os.environ, NO_JOBS: "false"},  # as `regrow mlflow-ui` and the compose stack
     )  # fmt: skip
     try:
         _wait_for(port, proc)
@@ -322,6 +325,49 @@ def _stop(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
+
+
+NO_JOBS = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
+def _group(pgid: int) -> list[str]:
+    """The command lines of the live processes of process group ``pgid``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and os.getpgid(int(proc.name)) == pgid:
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue  # ended meanwhile
+    return found
+
+
+def test_the_mlflow_ui_serves_the_projects_store_without_mlflows_job_runner(
+    make_settings, mlflow_db, tmp_path
+):
+    """`regrow mlflow-ui` (`make mlflow`) on the project's SQLite store. MLflow 3 would also
+    start its job runner for GenAI jobs (a supervisor and seven huey consumers, 2 GB of
+    RSS on a laptop); regrow submits none, so the UI runs without it."""
+    settings = make_settings()
+    Registry(settings).experiment_id()  # the project's experiment, in the store
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != NO_JOBS}
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("regrow")), "mlflow-ui", "--port", str(port),
+         "--params", str(tmp_path / "params.yaml")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, env=env,
+    )  # fmt: skip
+    try:
+        _wait_for(port, proc)
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
+        query = urllib.parse.urlencode({"experiment_name": Registry(settings).experiment})
+        with urllib.request.urlopen(f"{url}?{query}", timeout=30) as answer:
+            assert json.load(answer)["experiment"]["name"] == Registry(settings).experiment
+        processes = _group(proc.pid)
+    finally:
+        _stop(proc)
+    assert any("mlflow" in p for p in processes), processes
+    assert not [p for p in processes if "huey" in p or "_job_runner" in p], processes
 
 
 def test_an_unreachable_registry_fails_clearly_and_leaves_the_aliases(make_settings, tmp_path):

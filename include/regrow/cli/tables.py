@@ -93,6 +93,11 @@ def mlflow_ui(
     if not uri.startswith(("sqlite:", "postgresql", "mysql", "file:")) and "://" in uri:
         raise fail(f"mlflow.tracking_uri is a server ({uri}): open it in a browser instead")
     typer.echo(f"MLflow UI on http://127.0.0.1:{port} for {uri} (Ctrl-C stops it)")
+    # MLflow 3's server also starts its job runner (a supervisor and seven huey consumers,
+    # each importing MLflow) for its GenAI jobs, which regrow never submits: 10 processes,
+    # 2.5 GB of RSS and 21 CPU-s at start instead of 2, 0.5 GB and 5 CPU-s (measured on 2
+    # cores, docs/operations.md). Set the variable to true to have them.
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--default-artifact-root", artifact_location(settings),
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
