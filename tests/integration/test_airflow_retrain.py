@@ -4,8 +4,9 @@ Silver is built in-process (simulated days straight into bronze, then the silver
 calls), not by the ingest DAG: that one has its own test. The first run trains, registers
 and promotes version 1 (the first model must beat every baseline); a second run on the
 same data finds the champion trained on this very snapshot and skips the rest. Then
-regrow_score scores the newest day with that champion. The Spark job alone names a cut-off
-the data cannot serve.
+regrow_score scores the newest day with that champion. The first run and regrow_score run
+their Spark jobs through spark-submit (a JVM each, as on a cluster); the second run, on the
+session's Spark Connect server. The Spark job alone names a cut-off the data cannot serve.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import yaml
 
 from regrow.catalog import CHAMPION, DECISIONS, EVENT_DATE, FEATURES, RUN_ID
 from regrow.data.features import build_features
@@ -38,7 +40,7 @@ from regrow.orchestration.airflow_local import (
 from regrow.settings import Settings, load_settings
 from regrow.storage.session import interpreted
 from tests.bronze_rows import land_simulated
-from tests.conftest import REPO, context_of, lakehouse_of, write_params
+from tests.conftest import REPO, connect_env, context_of, lakehouse_of, write_params
 from tests.shared import built_once
 
 logger = logging.getLogger(__name__)
@@ -124,7 +126,9 @@ def workspace(spark, tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespac
     logger.info("silver of %d days in %.1f s", DAYS, time.monotonic() - started)
     env = airflow_env(tmp / "airflow_home", params=params)
     ensure_db(env)
-    return SimpleNamespace(settings=settings, env=env, lakehouse=lakehouse_of(settings))
+    return SimpleNamespace(
+        settings=settings, settings_file=params, env=env, lakehouse=lakehouse_of(settings)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -136,11 +140,19 @@ def first_run(workspace):
 
 
 @pytest.fixture(scope="module")
-def second_run(workspace, first_run):
+def second_run(workspace, first_run, spark_connect):
     started = time.monotonic()
     # The cut-off the first run took by default, now given explicitly: the same snapshot.
     conf = {"force_retrain": False, "cutoff_date": str(CUTOFF)}
-    result = dags_test(DAG_ID, SECOND_RUN, workspace.env, conf=conf)
+    # Its Spark job on the session's Connect server (airflow.spark_via: connect, the same
+    # project otherwise): the first run and regrow_score test spark-submit, and a third JVM
+    # cost this file about 30 s on 2 cores for nothing the skip depends on.
+    params = workspace.settings_file.with_name("params-connect.yaml")
+    raw = yaml.safe_load(workspace.settings_file.read_text())
+    raw["airflow"]["spark_via"] = "connect"
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+    env = {**workspace.env, "REGROW_PARAMS": str(params), **connect_env(spark_connect)}
+    result = dags_test(DAG_ID, SECOND_RUN, env, conf=conf)
     logger.info("second retrain run: %.1f s", time.monotonic() - started)
     return result
 
