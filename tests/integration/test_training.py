@@ -298,6 +298,10 @@ def _wait_for(port: int, proc: subprocess.Popen, seconds: float = 180) -> None:
     pytest.fail("mlflow server did not start")
 
 
+# MLflow 3 starts its job runner beside a server unless this is false (docs/operations.md).
+JOB_EXECUTION = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
+
+
 def _mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
     server_db = tmp_path / "server.db"
     if not server_db.exists():  # the migrated empty store: the server need not migrate it
@@ -307,7 +311,7 @@ def _mlflow_server(tmp_path: Path, port: int) -> subprocess.Popen:
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--default-artifact-root", str(tmp_path / "server-artifacts"), "--workers", "1"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        env={**os.environ, NO_JOBS: "false"},  # as `regrow mlflow-ui` and the compose stack
+        env={**os.environ, JOB_EXECUTION: "false"},  # as `regrow mlflow-ui` and the compose stack
     )  # fmt: skip
     try:
         _wait_for(port, proc)
@@ -325,9 +329,6 @@ def _stop(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
-
-
-NO_JOBS = "MLFLOW_SERVER_ENABLE_JOB_EXECUTION"
 
 
 def _group(pgid: int) -> list[str]:
@@ -349,9 +350,10 @@ def test_the_mlflow_ui_serves_the_projects_store_without_mlflows_job_runner(
     start its job runner for GenAI jobs (a supervisor and seven huey consumers, 2 GB of
     RSS on a laptop); regrow submits none, so the UI runs without it."""
     settings = make_settings()
-    Registry(settings).experiment_id()  # the project's experiment, in the store
+    registry = Registry(settings)
+    registry.experiment_id()  # the project's experiment, in the store
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != NO_JOBS}
+    env = {k: v for k, v in os.environ.items() if k != JOB_EXECUTION}
     proc = subprocess.Popen(
         [str(Path(sys.executable).with_name("regrow")), "mlflow-ui", "--port", str(port),
          "--params", str(tmp_path / "params.yaml")],
@@ -360,9 +362,9 @@ def test_the_mlflow_ui_serves_the_projects_store_without_mlflows_job_runner(
     try:
         _wait_for(port, proc)
         url = f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/get-by-name"
-        query = urllib.parse.urlencode({"experiment_name": Registry(settings).experiment})
+        query = urllib.parse.urlencode({"experiment_name": registry.experiment})
         with urllib.request.urlopen(f"{url}?{query}", timeout=30) as answer:
-            assert json.load(answer)["experiment"]["name"] == Registry(settings).experiment
+            assert json.load(answer)["experiment"]["name"] == registry.experiment
         processes = _group(proc.pid)
     finally:
         _stop(proc)
