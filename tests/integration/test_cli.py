@@ -64,6 +64,13 @@ def test_simulate_ingest_tables_query(spark, tmp_path):
     [docs] = [line for line in validated.output.splitlines() if line.startswith("Data Docs: ")]
     assert docs == f"Data Docs: {tmp_path / 'reports' / 'data_docs' / 'index.html'}"
     assert "2026-01-02" in Path(docs.removeprefix("Data Docs: ")).read_text()
+    ranged = invoke("validate", "--date", "2026-01-01", "--to", "2026-01-02",
+                    "--table", "bronze.events", "--params", params)  # fmt: skip
+    assert ranged.exit_code == 0, ranged.output
+    assert [line.split(":")[0] for line in ranged.output.splitlines() if "passed" in line] == [
+        "bronze.events 2026-01-01", "bronze.events 2026-01-02",
+    ]  # fmt: skip
+    assert ranged.output.count("Data Docs: ") == 1
 
     listed = invoke("tables", "--params", params)
     assert listed.exit_code == 0
@@ -97,9 +104,24 @@ def test_errors_are_one_clear_line(tmp_path):
     assert both.exit_code == 1
     assert "give either --date (and --to) or --all" in both.output
 
-    backwards = invoke("ingest", "--date", "2026-01-05", "--to", "2026-01-01", "--params", params)
-    assert backwards.exit_code == 1
-    assert "--to 2026-01-01 is before --date 2026-01-05" in backwards.output
+    for command in ("ingest", "validate"):
+        backwards = invoke(
+            command, "--date", "2026-01-05", "--to", "2026-01-01", "--params", params
+        )
+        assert backwards.exit_code == 1, command
+        assert "--to 2026-01-01 is before --date 2026-01-05" in backwards.output, command
+    # --to beside --all or --latest would be ignored: every command says so instead.
+    for command, whole in [
+        ("ingest", "--all"),
+        ("validate", "--all"),
+        ("features", "--all"),
+        ("labels", "--all"),
+        ("score", "--latest"),
+        ("monitor", "--latest"),
+    ]:
+        alone = invoke(command, whole, "--to", "2026-01-02", "--params", params)
+        assert alone.exit_code == 1, command
+        assert "--to ends a range that --date starts" in alone.output, command
 
     (tmp_path / "bad.yaml").write_text("dataset: {}\nlakehouse: {engin: x}\n")
     bad = invoke("tables", "--params", str(tmp_path / "bad.yaml"))

@@ -167,6 +167,13 @@ def _shorten(text: str, width: int = 120) -> str:
     return line if len(line) <= width else line[: width - 3] + "..."
 
 
+def require_date_for_to(date: dt.datetime | None, to: dt.datetime | None) -> None:
+    """``--to`` ends the range that ``--date`` starts: without ``--date`` (alone, or
+    beside ``--all``, ``--latest`` or ``--new``) it would be ignored, so it is an error."""
+    if to is not None and date is None:
+        raise fail("--to ends a range that --date starts: give --date D1 --to D2, or --all alone")
+
+
 def days_of(date: dt.datetime, to: dt.datetime | None) -> list[dt.date]:
     """The days from ``--date`` to ``--to`` (inclusive), oldest first."""
     first, last = date.date(), (to or date).date()

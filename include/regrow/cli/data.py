@@ -26,6 +26,7 @@ from regrow.cli.common import (
     echo_error,
     expectations_app,
     fail,
+    require_date_for_to,
     run_days,
     settings_of,
 )
@@ -136,6 +137,7 @@ def ingest(
 
     if all_days == (date is not None) and not (retry_quarantine and date is None):
         raise fail("give either --date (and --to) or --all (or --retry-quarantine alone)")
+    require_date_for_to(date, to)
     ctx = context_of(params, run_id)
     settings = ctx.settings
     if retry_quarantine and not all_days and date is None:
@@ -207,6 +209,7 @@ def _silver_days(
     """The days a silver command builds: --date [--to], or --all (every bronze.events day)."""
     if all_days == (date is not None):
         raise fail("give either --date (and --to) or --all")
+    require_date_for_to(date, to)
     if date is not None:
         return days_of(date, to)
     days = sorted(dt.date.fromisoformat(d) for d in lakehouse.partition_rows(EVENTS))
@@ -319,6 +322,7 @@ def validate(
     date: Annotated[
         dt.datetime | None, typer.Option(formats=["%Y-%m-%d"], help="Day to validate.")
     ] = None,
+    to: ToOption = None,
     table: Annotated[
         list[str] | None,
         typer.Option(
@@ -340,7 +344,8 @@ def validate(
         ),
     ] = None,
 ) -> None:
-    """Run the Great Expectations suites on one day's partitions and print a summary.
+    """Run the Great Expectations suites on a day's partitions (or a range's, day after
+    day) and print a summary.
 
     Results go to gold.validation and Data Docs (reports_dir/data_docs). Exits 1 when a
     critical expectation fails (the day is blocked); warnings are printed, not fatal.
@@ -350,7 +355,8 @@ def validate(
     from regrow.validation import SUITES, ValidationError, build_docs, validate_day
 
     if all_days == (date is not None):
-        raise fail("give either --date or --all")
+        raise fail("give either --date (and --to) or --all")
+    require_date_for_to(date, to)
     blocked = []
     outcomes_by_day: dict[str, dict] = {}
     ctx = context_of(params, run_id)
@@ -358,7 +364,7 @@ def validate(
     days = (
         landing.landed_days(settings.resolve(settings.landing.path), "events")
         if all_days
-        else [date.date()]
+        else days_of(date, to)
     )
     kwargs = {"tables": table} if table else {}
     # Many days: Data Docs are built once at the end, as a range backfill builds them; a

@@ -26,6 +26,7 @@ from regrow.cli.common import (
     days_of,
     echo_rows,
     fail,
+    require_date_for_to,
     run_days,
 )
 
@@ -213,6 +214,7 @@ def score(
 
     if sum([date is not None, all_days, latest]) != 1:
         raise fail("give one of --date (and --to), --all or --latest")
+    require_date_for_to(date, to)
     ctx = context_of(params, run_id)
     lakehouse = ctx.lakehouse
     if date is not None:

@@ -19,6 +19,7 @@ from regrow.cli.common import (
     context_of,
     days_of,
     fail,
+    require_date_for_to,
     run_days,
 )
 
@@ -49,6 +50,7 @@ def monitor(
 
     if sum([date is not None, latest, new]) != 1:
         raise fail("give one of --date (and --to), --latest or --new")
+    require_date_for_to(date, to)
     ctx = context_of(params, run_id)
     if date is not None:
         days = days_of(date, to)
