@@ -171,7 +171,9 @@ def require_date_for_to(date: dt.datetime | None, to: dt.datetime | None) -> Non
     """``--to`` ends the range that ``--date`` starts: without ``--date`` (alone, or
     beside ``--all``, ``--latest`` or ``--new``) it would be ignored, so it is an error."""
     if to is not None and date is None:
-        raise fail("--to ends a range that --date starts: give --date D1 --to D2, or --all alone")
+        raise fail(
+            "--to ends a range that --date starts: give --date D1 --to D2, or leave --to out"
+        )
 
 
 def days_of(date: dt.datetime, to: dt.datetime | None) -> list[dt.date]:
