@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from regrow.orchestration import dags
+from regrow.orchestration.spark import JVM_OPTIONS
 from regrow.settings import PARAMS_ENV
 from tests.conftest import write_params
 
@@ -40,9 +41,9 @@ def test_submit_runs_the_job_through_spark_submit_on_the_spark_connection(via):
     assert task._conn_id == "spark_default"
     assert task.application_args[:2] == ["--date", "{{ ds }}"]
     # The driver's JVM options reach spark-submit's command line (set later, in the job's
-    # session, they would be ignored): UTC, and huge generated methods JIT-compiled.
+    # session, they would be ignored): UTC, and the JIT's settings.
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
-        assert task.conf[key].split() == ["-Duser.timezone=UTC", "-XX:-DontCompileHugeMethods"]
+        assert task.conf[key] == JVM_OPTIONS
 
 
 def test_a_task_whose_connect_server_is_down_fails_at_once_naming_it(monkeypatch):

@@ -59,15 +59,30 @@ def test_the_cli_starts_reports_and_stops_its_server(tmp_path):
     assert (tmp_path / ".spark-connect").is_dir()  # its pid file and log live there
 
 
-def test_the_sessions_jvm_compiles_huge_methods(spark):
+def test_the_sessions_jvm_runs_with_regrows_jit_settings(spark):
     """Spark's generated code for ingest's row rules is a method HotSpot would leave
-    interpreted (docs/spark.md): the JVM regrow starts lifts that limit."""
-    if is_connect(spark):  # the suite on a Connect server
+    interpreted, and C2 compiles small days' planning code for more CPU than it saves
+    (docs/spark.md): the JVM regrow starts has each of its settings. Read back from the
+    JVM itself: Spark's launcher adds -XX:+IgnoreUnrecognizedVMOptions, so a misspelt
+    option would be on the command line and not in effect."""
+    wanted = {}
+    for option in JVM_OPTIONS.split():
+        if option.startswith("-XX:"):
+            name, _, value = option.removeprefix("-XX:").partition("=")
+            if not value:  # -XX:+Name / -XX:-Name
+                name, value = name[1:], str(name[0] == "+").lower()
+            wanted[name] = value
+    assert {"DontCompileHugeMethods", "Tier4InvocationThreshold"} <= set(wanted)
+    if is_connect(spark):  # the suite on a Connect server: its conf, not its JVM
         options = spark.conf.get("spark.driver.extraJavaOptions")
-    else:
-        bean = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
-        options = " ".join(bean.getInputArguments())
-    assert "-XX:-DontCompileHugeMethods" in options.split(), options
+        assert set(JVM_OPTIONS.split()) <= set(options.split()), options
+        return
+    jvm = spark.sparkContext._jvm
+    hotspot = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    )
+    in_effect = {name: hotspot.getVMOption(name).getValue() for name in wanted}
+    assert in_effect == wanted
 
 
 def test_no_server_fails_at_once_naming_the_address():

@@ -106,13 +106,28 @@ def check_server(url: str) -> None:
 
 
 # The JVM options of every regrow driver and executor. UTC: the JVM's own clock zone.
+# (Spark's launcher adds -XX:+IgnoreUnrecognizedVMOptions, so a misspelt option would be
+# dropped without a word: a test reads each one back from the JVM.)
 # -XX:-DontCompileHugeMethods: HotSpot never JIT-compiles a method of more than 8,000
 # bytes of bytecode and runs it interpreted; Spark's whole-stage code for ingest's row
 # rules (about 40 conditions over ten columns) crosses that, and a 1M-row day's parse and
 # split took 5.4 s instead of 1.3 s (2026-12-06, docs/spark.md). Spark's documentation
 # of spark.sql.codegen.hugeMethodLimit names the JVM limit; lowering that conf to 8000
 # falls back to per-operator code instead: 1.7 s.
-JVM_OPTIONS = "-Duser.timezone=UTC -XX:-DontCompileHugeMethods"
+# -XX:Tier4*Threshold at four times HotSpot's defaults: a method is compiled by C2, the
+# optimising compiler, after 20,000 calls instead of 5,000 (loops: 160,000 iterations
+# instead of 40,000). Small days run mostly Spark's planning code, each method a few
+# thousand times: in three minutes of the own-data days' range stages on a Connect server,
+# C2 compiled 8,500 methods in 71 of the server's 180 CPU-seconds (-XX:+CITime). With
+# these thresholds the compilers took 54 s instead of 87-94 s, and the server 150-155
+# CPU-s instead of 177-187, in the same wall time (2026-12-07, docs/spark.md). A large
+# day's row loops pass them within their first batch. C1 alone (TieredStopAtLevel=1)
+# compiled less but ran slower.
+JVM_OPTIONS = (
+    "-Duser.timezone=UTC -XX:-DontCompileHugeMethods -XX:Tier4InvocationThreshold=20000 "
+    "-XX:Tier4MinInvocationThreshold=2400 -XX:Tier4CompileThreshold=60000 "
+    "-XX:Tier4BackEdgeThreshold=160000"
+)
 
 
 def session_conf(spark_settings: SparkSettings) -> dict[str, str]:
