@@ -50,6 +50,25 @@ def lakehouse(make_settings) -> Lakehouse:
     return Lakehouse.from_settings(settings)
 
 
+@pytest.fixture(params=["driver", "tasks"])
+def route(request) -> str:
+    """Who writes a small delta-rs write's files: this process (``driver``: under
+    ``lakehouse.driver_write_rows``), or Spark's tasks (``tasks``: that setting 0)."""
+    return request.param
+
+
+@pytest.fixture
+def routed(make_settings, route) -> Lakehouse:
+    """A lakehouse whose small delta-rs writes go the :func:`route`."""
+    limit = {"driver": 100_000, "tasks": 0}[route]
+    return Lakehouse.from_settings(make_settings(lakehouse={"driver_write_rows": limit}))
+
+
+def writer_of(route: str, engine: str) -> str:
+    """``CommitInfo.written_by`` of a small write on ``engine`` (delta-spark: its own)."""
+    return route if engine == "delta-rs" else "delta-spark"
+
+
 def events(spark, rows):
     return spark.createDataFrame(rows, EVENTS_SCHEMA)
 
@@ -96,7 +115,10 @@ def test_append_commits_one_version_per_write(spark, lakehouse):
     ]
 
 
-def test_overwrite_of_a_partition_replaces_exactly_it_and_reruns_are_idempotent(spark, lakehouse):
+def test_overwrite_of_a_partition_replaces_exactly_it_and_reruns_are_idempotent(
+    spark, routed, route, engine
+):
+    lakehouse = routed
     lakehouse.write(
         events(spark, [("a", 1.0, D1), ("b", 2.0, D2), ("c", 3.0, D3)]),
         "bronze.events",
@@ -104,9 +126,15 @@ def test_overwrite_of_a_partition_replaces_exactly_it_and_reruns_are_idempotent(
     )
     day2 = events(spark, [("b2", 20.0, D2), ("b3", 30.0, D2)])
 
-    commit = lakehouse.write(day2, "bronze.events", mode="overwrite", partition={"event_date": D2})
+    def overwrite():
+        return lakehouse.write(
+            day2, "bronze.events", mode="overwrite", partition={"event_date": D2}, rows_at_most=2
+        )
+
+    commit = overwrite()
     after_first = rows_of(lakehouse.read(spark, "bronze.events"))
-    rerun = lakehouse.write(day2, "bronze.events", mode="overwrite", partition={"event_date": D2})
+    rerun = overwrite()
+    assert commit.written_by == rerun.written_by == writer_of(route, engine)
 
     expected = [("a", 1.0, D1), ("b2", 20.0, D2), ("b3", 30.0, D2), ("c", 3.0, D3)]
     assert after_first == expected
@@ -116,6 +144,27 @@ def test_overwrite_of_a_partition_replaces_exactly_it_and_reruns_are_idempotent(
     assert parquet_rows(lakehouse.uri("bronze.events"), "event_id", "amount") == [
         (r[0], r[1]) for r in expected
     ]
+
+
+def test_only_a_write_known_to_be_small_is_written_by_the_driver(spark, make_settings, engine):
+    """A bound under ``lakehouse.driver_write_rows`` sends a delta-rs write to this process;
+    no bound, a larger one, or the setting 0 leave it to Spark's tasks. A bound that is
+    wrong (fewer rows than the data has) loses no row."""
+    lakehouse = Lakehouse.from_settings(make_settings(lakehouse={"driver_write_rows": 10}))
+    rows = [(f"e{i}", float(i), D1) for i in range(20)]
+    spark_rows = events(spark, rows)
+    by = {}
+    for bound in (None, 11, 10, 3):
+        commit = lakehouse.write(spark_rows, "bronze.events", "overwrite", rows_at_most=bound)
+        assert commit.rows_written == 20
+        assert rows_of(lakehouse.read(spark, "bronze.events")) == sorted(rows)
+        by[bound] = commit.written_by
+    never = Lakehouse.from_settings(make_settings(lakehouse={"driver_write_rows": 0}))
+    by["setting 0"] = never.write(spark_rows, "bronze.other", rows_at_most=0).written_by
+    if engine == "delta-rs":
+        assert by == {None: "tasks", 11: "tasks", 10: "driver", 3: "driver", "setting 0": "tasks"}
+    else:
+        assert set(by.values()) == {"delta-spark"}
 
 
 def test_overwrite_without_partition_replaces_the_whole_table(spark, lakehouse):
@@ -303,7 +352,8 @@ def test_a_type_change_is_refused_and_names_the_column(spark, lakehouse):
     assert lakehouse.table_version("bronze.events") == 0
 
 
-def test_an_overwrite_holding_rows_of_another_partition_is_refused(spark, lakehouse):
+def test_an_overwrite_holding_rows_of_another_partition_is_refused(spark, routed):
+    lakehouse = routed
     lakehouse.write(
         events(spark, [("a", 1.0, D1), ("b", 2.0, D2)]),
         "bronze.events",
@@ -312,7 +362,9 @@ def test_an_overwrite_holding_rows_of_another_partition_is_refused(spark, lakeho
     mixed = events(spark, [("a2", 10.0, D1), ("b2", 20.0, D2)])
 
     with pytest.raises(LakehouseError, match="2026-01-02") as err:
-        lakehouse.write(mixed, "bronze.events", mode="overwrite", partition={"event_date": D1})
+        lakehouse.write(
+            mixed, "bronze.events", mode="overwrite", partition={"event_date": D1}, rows_at_most=2
+        )
     assert "2026-01-01" in str(err.value)
     assert lakehouse.table_version("bronze.events") == 0
     assert rows_of(lakehouse.read(spark, "bronze.events")) == [("a", 1.0, D1), ("b", 2.0, D2)]
@@ -447,7 +499,10 @@ def test_a_table_regrow_creates_checkpoints_every_ten_commits(spark, lakehouse):
     assert len(rows_of(lakehouse.read(spark, "bronze.events"))) == 11
 
 
-def test_file_statistics_bound_every_column_and_deltalake_filters_by_them(spark, lakehouse, engine):
+def test_file_statistics_bound_every_column_and_deltalake_filters_by_them(
+    spark, routed, route, engine
+):
+    lakehouse = routed
     long_text = "ü" * 40  # longer than the 32 characters a string bound keeps
     at = dt.datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)  # microseconds: rounded
     rows = [
@@ -456,7 +511,8 @@ def test_file_statistics_bound_every_column_and_deltalake_filters_by_them(spark,
         ("c", None, None, None, None, D1),
     ]
     schema = "id string, n int, flag boolean, ts timestamp, text string, day date"
-    lakehouse.write(spark.createDataFrame(rows, schema), "silver.bounded")
+    commit = lakehouse.write(spark.createDataFrame(rows, schema), "silver.bounded", rows_at_most=3)
+    assert commit.written_by == writer_of(route, engine)
     table = deltalake.DeltaTable(lakehouse.uri("silver.bounded"))
 
     log = Path(lakehouse.uri("silver.bounded")) / "_delta_log" / f"{0:020d}.json"
@@ -560,7 +616,8 @@ def doubling():
     return doubled
 
 
-def test_derive_writes_what_read_map_write_would_at_the_version_read(spark, lakehouse):
+def test_derive_writes_what_read_map_write_would_at_the_version_read(spark, routed, route, engine):
+    lakehouse = routed
     lakehouse.write(
         events(spark, [(f"b{i}", float(i), D2) for i in range(300)] + [("a", 1.0, D1)]),
         "bronze.events",
@@ -589,6 +646,7 @@ def test_derive_writes_what_read_map_write_would_at_the_version_read(spark, lake
         ("x", 0.5, D1)  # another partition: untouched
     ]
     assert (commit.version, commit.operation, commit.rows_written) == (1, "OVERWRITE", 500)
+    assert commit.written_by == writer_of(route, engine)
     # Time travel: version 0 of the source had only the b rows.
     lakehouse.derive(
         spark, "bronze.events", "silver.doubled", doubling(), reference.schema, columns, version=0,
@@ -652,7 +710,8 @@ def test_derive_writes_dictionary_columns_as_dictionary_pages_read_as_strings(sp
     assert {(c["values"], c["counts"]) for c in counts} == {("ünï-tag", 50), (None, 50)}
 
 
-def test_derive_aligns_to_both_schemas_and_names_what_is_wrong(spark, lakehouse):
+def test_derive_aligns_to_both_schemas_and_names_what_is_wrong(spark, routed):
+    lakehouse = routed
     lakehouse.write(events(spark, [("a", 1.0, D1)]), "bronze.events", partition_by=["event_date"])
     wider = spark.createDataFrame(
         [("b", 2.0, D1, "web")], "event_id string, amount double, event_date date, channel string"

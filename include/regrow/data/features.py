@@ -169,6 +169,7 @@ def build_features(ctx: StageContext, day: dt.date) -> FeaturesReport:
         "overwrite",
         partition_by=[EVENT_DATE],
         partition={EVENT_DATE: day},
+        rows_at_most=lakehouse.partition_rows(EVENTS, EVENT_DATE).get(str(day)),  # one per event
     )
     rows = lakehouse.partition_rows(FEATURES).get(str(day), 0)
     logger.info(

@@ -561,8 +561,9 @@ def _ingest_kind(
         F.lit(day).alias(INGEST_DATE),
     )
     good_commit = lakehouse.write(
-        good, table, "overwrite", partition_by=[date_column], partition={date_column: day}
-    )
+        good, table, "overwrite", partition_by=[date_column], partition={date_column: day},
+        rows_at_most=rows_in,
+    )  # fmt: skip
     if good_commit.rows_written == rows_in and not _quarantine_to_replace(lakehouse, day):
         # Every row reached bronze and the day's quarantine holds nothing to replace: an
         # empty overwrite would be one more Spark job and Delta commit for no change.
@@ -574,6 +575,7 @@ def _ingest_kind(
             "overwrite",
             partition_by=list(TABLES[QUARANTINE].partition_by),
             partition={INGEST_DATE: day, SOURCE_KIND: kind},
+            rows_at_most=rows_in,
         ).rows_written
     report = KindReport(
         files=files.sources,
@@ -745,7 +747,7 @@ def _release_day(ctx: StageContext, day: dt.date) -> int:
                 F.col(f"__q_{RUN_ID}").alias(RUN_ID),
                 F.lit(now).cast("timestamp").alias(RELEASED_AT), F.lit(run_id).alias(RELEASED_BY),
             ),
-            LABELS, "append", partition_by=[LABEL_DATE],
+            LABELS, "append", partition_by=[LABEL_DATE], rows_at_most=n_released,
         )  # fmt: skip
     commit = lakehouse.write(
         held.where(~retried).unionByName(still.select(*held.columns)),
@@ -753,6 +755,8 @@ def _release_day(ctx: StageContext, day: dt.date) -> int:
         "overwrite",
         partition_by=list(TABLES[QUARANTINE].partition_by),
         partition=where,
+        # the day's quarantine of both kinds, from the Delta log: an upper bound, no job
+        rows_at_most=lakehouse.partition_rows(QUARANTINE, INGEST_DATE).get(str(day), 0),
     )
     logger.info(
         "%s: %d quarantined label(s) released to %s (their event has landed), %d still held",

@@ -258,7 +258,8 @@ def _build_day(ctx: StageContext, day: dt.date) -> LabelsReport:
         hint=f": ingest {day} before building its labels (regrow ingest --date {day})",
     )
     versions = {EVENTS: lakehouse.table_version(EVENTS)}
-    if lakehouse.partition_rows(LABELS).get(str(day)):
+    landed = lakehouse.partition_rows(LABELS).get(str(day), 0)
+    if landed:
         versions[LABELS] = lakehouse.table_version(LABELS)
         labels = lakehouse.read(
             spark, LABELS, version=versions[LABELS], partitions={LABEL_DATE: day}
@@ -280,8 +281,9 @@ def _build_day(ctx: StageContext, day: dt.date) -> LabelsReport:
         F.lit(ctx.run_id).alias(RUN_ID),
     )
     commit = lakehouse.write(
-        out, SILVER_LABELS, "overwrite", partition_by=[LABEL_DATE], partition={LABEL_DATE: day}
-    )
+        out, SILVER_LABELS, "overwrite", partition_by=[LABEL_DATE], partition={LABEL_DATE: day},
+        rows_at_most=landed,  # a label joins one event at most
+    )  # fmt: skip
     rows = lakehouse.partition_rows(SILVER_LABELS).get(str(day), 0)
     logger.info(
         "silver.labels %s: %d label(s) joined to their events -> v%d", day, rows, commit.version

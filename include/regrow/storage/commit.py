@@ -10,7 +10,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote
@@ -53,6 +53,9 @@ class CommitInfo:
     files_added: int
     rows_written: int
     engine: str
+    # Who wrote the files: Spark's "tasks", the "driver" (a small delta-rs write, or a
+    # delta-rs merge or append of records), or "delta-spark" (Delta's own writer).
+    written_by: str = "tasks"
 
 
 def plan_write(
@@ -139,7 +142,42 @@ def commit_written(written: DataFrame | RDD, commit: Commit) -> CommitInfo:
     return commit_adds(rows, commit, started)
 
 
-def commit_adds(rows: Sequence[Any], commit: Commit, started: float | None = None) -> CommitInfo:
+def commit_collected(
+    df: DataFrame,
+    write_files: Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]],
+    commit: Commit,
+) -> CommitInfo:
+    """Collect ``df`` to this process as Arrow, write its files here with ``write_files``
+    (the function a Spark task would run) and commit them as :func:`commit_written` does:
+    for a write small enough to hold, one Spark job without a Python worker."""
+    started = time.perf_counter()
+    try:
+        collected = df.toArrow()
+    except Exception as err:
+        raise task_error(err, commit.location.table) from err
+    rows = written_here(write_files(iter(collected.to_batches())), commit.location.table)
+    return commit_adds(rows, commit, started, written_by="driver")
+
+
+def written_here(actions: Iterator[pa.RecordBatch], table: str) -> list[dict[str, Any]]:
+    """The Add actions of files a writer made in this process (as rows), its error
+    raised as the same write by Spark's tasks raises it (:func:`task_error`)."""
+    try:
+        return [row for batch in actions for row in batch.to_pylist()]
+    except LakehouseError:
+        raise
+    except Exception as err:
+        raise LakehouseError(
+            f"writing files of {table} failed: {type(err).__name__}: {err}"
+        ) from err
+
+
+def commit_adds(
+    rows: Sequence[Any],
+    commit: Commit,
+    started: float | None = None,
+    written_by: str = "tasks",
+) -> CommitInfo:
     """Commit written files (``rows``: their Add actions, as the file writer returns them)
     as one transaction, as ``commit`` says.
 
@@ -193,7 +231,7 @@ def commit_adds(rows: Sequence[Any], commit: Commit, started: float | None = Non
                 commit_properties=once,
             )
             version = _version_of(location, commit_id)
-            return _commit_info(table, version, operation, actions, n_rows, started)
+            return _commit_info(table, version, operation, actions, n_rows, started, written_by)
         except Exception as err:  # another writer created it first: commit as usual below
             if not location.exists():
                 raise LakehouseError(f"could not create {table} at {uri}: {err}") from err
@@ -201,9 +239,8 @@ def commit_adds(rows: Sequence[Any], commit: Commit, started: float | None = Non
     if _merge_new_columns(current, table, commit.arrow_schema):
         current = None  # the first commit attempt reloads the altered table
     committed = _commit_files(commit, actions, delta_schema, props, current)
-    return _commit_info(
-        table, _version_of(location, commit_id, committed), operation, actions, n_rows, started
-    )
+    version = _version_of(location, commit_id, committed)
+    return _commit_info(table, version, operation, actions, n_rows, started, written_by)
 
 
 def merge_rows(df: DataFrame, location: TableLocation, keys: list[str]) -> CommitInfo:
@@ -240,6 +277,7 @@ def merge_rows(df: DataFrame, location: TableLocation, keys: list[str]) -> Commi
         int(metrics.get("num_target_files_added", 0)),
         int(metrics.get("num_source_rows", source.num_rows)),
         "delta-rs",
+        "driver",
     )
 
 
@@ -271,7 +309,7 @@ def append_rows(
     except SchemaMismatchError as err:
         raise SchemaChangeError(f"append to {table}: {err}") from err
     dt_ = location.load()
-    return CommitInfo(table, dt_.version(), "append", 1, rows.num_rows, "delta-rs")
+    return CommitInfo(table, dt_.version(), "append", 1, rows.num_rows, "delta-rs", "driver")
 
 
 def replace_rows(
@@ -302,7 +340,9 @@ def replace_rows(
     except DeltaError as err:
         raise LakehouseError(f"replace rows of {location.table} where {predicate}: {err}") from err
     dt_ = location.load()
-    return CommitInfo(location.table, dt_.version(), "overwrite", 1, rows.num_rows, "delta-rs")
+    return CommitInfo(
+        location.table, dt_.version(), "overwrite", 1, rows.num_rows, "delta-rs", "driver"
+    )
 
 
 def sql_predicate(where: Mapping[str, Any]) -> str:
@@ -396,18 +436,25 @@ def _merge_new_columns(dt_: DeltaTable, table: str, arrow_schema: pa.Schema) -> 
 
 
 def _commit_info(
-    table: str, version: int, operation: str, actions: list, rows: int, started: float
+    table: str,
+    version: int,
+    operation: str,
+    actions: list,
+    rows: int,
+    started: float,
+    written_by: str,
 ) -> CommitInfo:
     logger.info(
-        "%s v%d: %s %d rows in %d files (%.2fs)",
+        "%s v%d: %s %d rows in %d files written by the %s (%.2fs)",
         table,
         version,
         operation,
         rows,
         len(actions),
+        written_by,
         time.perf_counter() - started,
     )
-    return CommitInfo(table, version, operation, len(actions), rows, "delta-rs")
+    return CommitInfo(table, version, operation, len(actions), rows, "delta-rs", written_by)
 
 
 def _files_of(dt_: DeltaTable, partition: PartitionSpec | None) -> list[dict[str, Any]]:

@@ -124,6 +124,7 @@ def write_with_spark(
         int(metrics.get("numFiles", metrics.get("numTargetFilesAdded", 0)) or 0),
         int(metrics.get("numOutputRows", 0) or 0),
         "delta-spark",
+        "delta-spark",
     )
 
 

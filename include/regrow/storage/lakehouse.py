@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
@@ -41,10 +42,13 @@ from regrow.storage.commit import (
     CommitInfo,
     WriteMode,
     append_rows,
+    commit_adds,
+    commit_collected,
     commit_written,
     merge_rows,
     plan_write,
     replace_rows,
+    written_here,
 )
 from regrow.storage.delta_log import (
     PartitionSpec,
@@ -529,6 +533,7 @@ class Lakehouse:
         partition_by: Sequence[str] | None = None,
         partition: PartitionSpec | None = None,
         keys: Sequence[str] | None = None,
+        rows_at_most: int | None = None,
     ) -> CommitInfo:
         """Write a DataFrame to a table as one Delta commit.
 
@@ -539,6 +544,12 @@ class Lakehouse:
             partition: ``{column: value}`` of the partition an overwrite replaces; every row
                 of ``df`` must belong to it.
             keys: the columns a merge matches on.
+            rows_at_most: how many rows ``df`` holds at most, when the caller knows it
+                without a Spark job (a day's landed records, a partition's row count in the
+                Delta log). On the delta-rs engine, an append or overwrite of at most
+                ``lakehouse.driver_write_rows`` is collected and written by this process
+                instead of Spark's tasks (:func:`.commit.commit_collected`). A wrong
+                bound costs memory, never rows: the whole of ``df`` is written either way.
         """
         from pyspark.sql import functions as F
 
@@ -568,7 +579,9 @@ class Lakehouse:
             if not exists:
                 return self._write_delta_rs(df, table, "append", partition_by, None, False)
             return merge_rows(df, self._location(table), list(keys or []))
-        return self._write_delta_rs(df, table, mode, partition_by, partition, exists)
+        return self._write_delta_rs(
+            df, table, mode, partition_by, partition, exists, self._small(rows_at_most)
+        )
 
     def derive(
         self,
@@ -593,11 +606,13 @@ class Lakehouse:
         ``function`` and writes what it yields as the target's files; the driver commits
         them. The rows never enter the JVM: read -> mapInArrow -> write would carry them
         JVM -> Python -> JVM -> Python, and on the scoring benchmark those crossings alone
-        took longer than the predictions.
+        took longer than the predictions. A source of at most
+        ``lakehouse.driver_write_rows`` rows (its row groups' counts) is read, mapped and
+        written the same way by this process, with no Spark job.
 
         Args:
             function: Arrow batches of ``columns`` (in ``source``'s types) to Arrow batches
-                of ``schema``; it runs in the executors, so it must pickle. A column may
+                of ``schema``; it runs in the executors (or here), so it must pickle. A column may
                 come dictionary-encoded (cheapest for one value repeated): the delta-rs
                 writer keeps it so, and it is decoded for Spark.
             columns: the source columns ``function`` reads (partition columns included).
@@ -644,6 +659,11 @@ class Lakehouse:
             yield from write_files(batches)  # one batch of Add actions per file
 
         commit = Commit(self._location(target), mode, partition_by, partition, exists, arrow_schema)
+        if self._small(sum(unit["rows"] for unit in units)):
+            # Small (the row groups' counts say it): no Spark job; ``function`` runs here.
+            started = time.perf_counter()
+            actions = written_here(write_shares(range(len(shares))), target)
+            return commit_adds(actions, commit, started, written_by="driver")
         tasks = max(1, len(shares))
         if is_connect(spark):
             # Spark Connect has no RDDs: spark.range gives each task a run of share ids.
@@ -663,6 +683,12 @@ class Lakehouse:
         shares_rdd = spark.sparkContext.parallelize(range(len(shares)), tasks)
         return commit_written(shares_rdd.mapPartitions(write_partition), commit)
 
+    def _small(self, rows: int | None) -> bool:
+        """Whether a delta-rs write of ``rows`` (None: unknown) is written by this process
+        (``lakehouse.driver_write_rows``; 0: never)."""
+        limit = self.settings.driver_write_rows
+        return rows is not None and limit > 0 and rows <= limit
+
     def _write_delta_rs(
         self,
         df: DataFrame,
@@ -671,7 +697,11 @@ class Lakehouse:
         partition_by: list[str],
         partition: PartitionSpec | None,
         exists: bool,
+        here: bool = False,
     ) -> CommitInfo:
+        """Spark's tasks write the files (``mapInArrow``), or with ``here`` this process
+        does, from one Arrow collect: a small write then starts no Python worker (the
+        figures: ``lakehouse.driver_write_rows``)."""
         arrow_schema = nullable(arrow_schema_of(df.schema))
         data_schema = pa.schema([f for f in arrow_schema if f.name not in partition_by])
         expected = {c: partition_str(v) for c, v in partition.items()} if partition else None
@@ -681,8 +711,10 @@ class Lakehouse:
             partition_by,
             expected,
             data_schema,
-            self.task_storage_options(),
+            self.storage_options() if here else self.task_storage_options(),
             self.settings.compression,
         )
         commit = Commit(self._location(table), mode, partition_by, partition, exists, arrow_schema)
+        if here:
+            return commit_collected(df, write_files, commit)
         return commit_written(df.mapInArrow(write_files, ADD_ACTION_SCHEMA), commit)
