@@ -48,6 +48,7 @@ def test_the_repo_params_load_into_typed_settings():
         ("simulator", {"days": "many"}, "simulator.days", "'many'"),
         ("lakehouse", {"engine": "duckdb"}, "lakehouse.engine", "'duckdb'"),
         ("lakehouse", {"compression": "gzip"}, "lakehouse.compression", "'gzip'"),
+        ("lakehouse", {"driver_write_rows": -1}, "lakehouse.driver_write_rows", "-1"),
         ("simulator", {"fraud_rate": 1.5}, "simulator.fraud_rate", "1.5"),
         ("features", {"windows": ["1h", "1x"]}, "features", "'1x' is not a duration"),
         ("features", {"windows": ["1h", "60m", "1h"]}, "features", "windows listed twice"),

@@ -612,9 +612,9 @@ class Lakehouse:
 
         Args:
             function: Arrow batches of ``columns`` (in ``source``'s types) to Arrow batches
-                of ``schema``; it runs in the executors (or here), so it must pickle. A column may
-                come dictionary-encoded (cheapest for one value repeated): the delta-rs
-                writer keeps it so, and it is decoded for Spark.
+                of ``schema``; it runs in the executors (or here), so it must pickle. A
+                column may come dictionary-encoded (cheapest for one value repeated): the
+                delta-rs writer keeps it so, and it is decoded for Spark.
             columns: the source columns ``function`` reads (partition columns included).
             version, partitions: as in :meth:`read`.
             mode, partition_by, partition: as in :meth:`write` (``append`` or ``overwrite``).
