@@ -14,13 +14,14 @@ from typer.testing import CliRunner
 from regrow.catalog import EVENT_DATE, EVENTS, FEATURES, feature_columns
 from regrow.cli import app
 from regrow.data import landing, simulate
-from regrow.data.features import build_features, compute_features
+from regrow.data.features import build_features, compute_features, features_of_days
 from regrow.settings import load_settings
 from regrow.storage.lakehouse import MissingPartitionError
 from tests.bronze_rows import at, event, events_frame, write_events
 from tests.conftest import context_of, lakehouse_of, write_params
 
 D1, D2, D3 = dt.date(2026, 1, 1), dt.date(2026, 1, 2), dt.date(2026, 1, 3)
+D4, D5, D6 = dt.date(2026, 1, 4), dt.date(2026, 1, 5), dt.date(2026, 1, 6)
 WINDOWS = {"windows": ["1h", "24h"], "sum_columns": ["amount"], "ratio_columns": ["amount"]}
 DERIVED = [
     "prior_events_1h",
@@ -162,3 +163,54 @@ def test_a_landed_day_not_yet_ingested_is_not_taken_for_the_start_of_the_data(sp
 
     with pytest.raises(MissingPartitionError, match="no partition event_date=2026-01-01 "):
         build_features(context_of(settings, spark, "run-1", lh), D2)
+
+
+def test_days_built_in_one_pass_equal_each_day_built_alone(spark, make_settings, caplog):
+    """features_of_days (a range: the CLI, a job's --to) computes its days in one pass
+    and writes each day's partition; every day equals the day built alone, and a day
+    whose windows miss a partition fails by itself, naming it."""
+    settings = make_settings(features=WINDOWS)
+    lh = lakehouse_of(settings)
+    write_events(
+        spark,
+        lh,
+        settings.dataset,
+        [
+            event("a1", "c1", at(D1, 23, 45)),
+            event("a2", "c1", at(D2, 0, 30), 30.0),  # sees a1 in its 1h and 24h windows
+            event("b2", "c2", at(D2, 12)),
+            event("a3", "c1", at(D3, 0, 10), 50.0),
+            event("a5", "c1", at(D5, 9)),  # no event of D4: D5's windows miss a day
+            event("a6", "c1", at(D6, 8), 20.0),  # sees a5 (23h earlier) only
+            event("b6", "c2", at(D6, 9)),
+        ],
+    )
+    ctx = context_of(settings, spark, "range", lh)
+    caplog.set_level("INFO", logger="regrow.data.passes")
+
+    build = features_of_days(ctx, [D2, D3, D4, D5, D6])
+    reports, failures = {}, {}
+    for day in [D2, D3, D4, D5, D6]:
+        try:
+            reports[day] = build(day)
+        except MissingPartitionError as err:
+            failures[day] = str(err)
+
+    assert "2026-01-02..2026-01-06: 3 days computed in one pass" in caplog.text
+    assert set(failures) == {D4, D5}
+    assert "no partition event_date=2026-01-04 " in failures[D5]
+    assert "reads 2026-01-04..2026-01-05" in failures[D5]
+    assert sorted(lh.partition_rows(FEATURES)) == [str(D2), str(D3), str(D6)]
+    together = {day: features_of(lh, day) for day in reports}
+    assert together[D2]["a2"] == (1, 10.0, 1, 10.0, 2700.0, 3.0)
+    assert together[D6]["a6"] == (0, 0.0, 1, 10.0, 82800.0, 2.0)
+    for day, report in reports.items():
+        alone = build_features(context_of(settings, spark, "alone", lh), day)
+        assert features_of(lh, day) == together[day], day
+        assert (alone.rows, alone.source_version, alone.days_read) == (
+            report.rows, report.source_version, report.days_read,
+        )  # fmt: skip
+    assert (reports[D2].days_read, reports[D6].days_read) == (
+        [str(D1), str(D2)],
+        [str(D5), str(D6)],
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,13 @@ from typer.testing import CliRunner
 
 from regrow.catalog import EVENTS, LABEL_STATUS, LABELS, SILVER_LABELS, label_columns
 from regrow.cli import app
-from regrow.data.labels import UnmatchedLabelsError, build_labels, join_labels, labels_as_of
+from regrow.data.labels import (
+    UnmatchedLabelsError,
+    build_labels,
+    join_labels,
+    labels_as_of,
+    labels_of_days,
+)
 from regrow.storage.lakehouse import MissingPartitionError
 from tests.bronze_rows import (
     at,
@@ -26,7 +33,7 @@ from tests.bronze_rows import (
 )
 from tests.conftest import context_of, lakehouse_of
 
-D1, D2, D3, D4 = (dt.date(2026, 1, d) for d in (1, 2, 3, 4))
+D1, D2, D3, D4, D5 = (dt.date(2026, 1, d) for d in (1, 2, 3, 4, 5))
 
 
 def silver_labels(spark, dataset, rows: list[tuple[str, int, dt.datetime]]):
@@ -244,3 +251,82 @@ def test_a_bronze_labels_without_the_release_columns_rebuilds_no_later_day(spark
 
     assert (report.rows, report.rebuilt) == (0, [])
     assert str(D2) not in lh.partition_rows(SILVER_LABELS)  # D2 waits for its own build
+
+
+def in_bronze(spark, settings, events: list[dict], labels: list[dict]):
+    """The lakehouse of ``settings`` with ``events`` and ``labels`` in bronze."""
+    lh = lakehouse_of(settings)
+    write_events(spark, lh, settings.dataset, events)
+    write_labels(spark, lh, settings.dataset, labels)
+    return lh
+
+
+def silver_rows(lh, day: dt.date) -> list[tuple]:
+    """A day's silver.labels rows, without the run that wrote them."""
+    rows = lh.sql(f"SELECT * FROM silver.labels WHERE label_date = DATE '{day}'").to_pylist()
+    return sorted(tuple((k, str(v)) for k, v in r.items() if k != "_run_id") for r in rows)
+
+
+def test_days_built_in_one_pass_equal_each_day_built_alone(spark, make_settings, caplog):
+    """labels_of_days (a range: the CLI, a job's --to) joins the days that landed labels
+    in one pass; each day's partition equals the day built alone, a day without labels
+    is left empty."""
+    settings = make_settings(dataset={"label_delay_days": 2})
+    lh = in_bronze(
+        spark,
+        settings,
+        [event("a", "c1", at(D1, 7)), event("b", "c2", at(D2, 8)), event("c", "c3", at(D3, 9))],
+        [
+            label("a", "c1", at(D2, 9)),
+            label("b", "c2", at(D2, 10), is_fraud=0),
+            label("a", "c1", at(D3, 11), is_fraud=0),  # a revision, a day later
+            label("c", "c3", at(D3, 12)),
+        ],
+    )
+    caplog.set_level("INFO", logger="regrow.data.passes")
+
+    build = labels_of_days(context_of(settings, spark, "range", lh), [D1, D2, D3])
+    reports = {day: build(day) for day in [D1, D2, D3]}
+
+    assert "2026-01-02..2026-01-03: 2 days computed in one pass" in caplog.text
+    assert {str(d): r.rows for d, r in reports.items()} == {str(D1): 0, str(D2): 2, str(D3): 2}
+    together = {day: silver_rows(lh, day) for day in reports}
+    assert dict(together[D3][0])["event_date"] == str(D1)  # a's event, two days before
+    for day, report in reports.items():
+        alone = build_labels(context_of(settings, spark, "alone", lh), day)
+        assert silver_rows(lh, day) == together[day], day
+        assert (alone.rows, alone.source_versions) == (report.rows, report.source_versions)
+
+
+def test_a_day_of_a_range_with_a_label_of_no_event_fails_alone(spark, make_settings, caplog):
+    """A label whose event is not in its label window fails its own day, in a range as
+    alone: the pass is built day by day, the other days are written. A pass reads the
+    events of all its days' windows, so a label must join an event of its own window
+    only (D5's label of D1's event would match it otherwise)."""
+    settings = make_settings(dataset={"label_delay_days": 2})
+    lh = in_bronze(
+        spark,
+        settings,
+        [event("a", "c1", at(D1, 7)), event("c", "c3", at(D3, 9)), event("e", "c5", at(D5, 6))],
+        [
+            label("a", "c1", at(D3, 10)),
+            label("c", "c3", at(D5, 11)),
+            label("a", "c1", at(D5, 12)),  # four days after its event: outside the window
+        ],
+    )
+    caplog.set_level("INFO", logger="regrow.data.passes")
+    params = str(Path(settings.base_dir) / "params.yaml")
+
+    result = CliRunner().invoke(
+        app, ["labels", "--date", f"{D3}", "--to", f"{D5}", "--keep-going", "--params", params]
+    )
+
+    assert result.exit_code == 1, result.output
+    assert "2026-01-03..2026-01-05: the pass failed, its days are built one by one" in caplog.text
+    assert "2026-01-03: 1 label(s) -> silver.labels" in result.output
+    assert "bronze.events has no partition event_date=2026-01-04" in result.output
+    assert re.search(r"2026-01-05: 1 label\(s\) belong to no event .*\['a'\]", result.output)
+    assert "2 of 3 day(s) failed" in result.output
+    assert sorted(lh.partition_rows(SILVER_LABELS)) == [str(D3)]
+    with pytest.raises(UnmatchedLabelsError, match=r"1 label\(s\) .*\['a'\]"):
+        build_labels(context_of(settings, spark, "alone", lh), D5)

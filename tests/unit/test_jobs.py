@@ -101,3 +101,27 @@ def test_a_reversed_range_fails_naming_both_days(params, caplog, capsys):
         assert run_job("A test job.", stage, argv=argv) == 1
     assert "--to 2026-01-04 is before --date 2026-01-05" in caplog.text
     assert capsys.readouterr().out == ""
+
+
+def test_a_range_is_built_by_the_stages_builder_of_days(params, capsys):
+    """A stage with a builder of days (features, labels: small days computed together)
+    builds a range through it, made once for all the days; one day runs the stage."""
+    made = []
+
+    def of_days(ctx, days):
+        made.append(list(days))
+        return lambda day: stage(ctx, day, tables=["built together"])
+
+    argv = ["--date", "2026-01-30", "--to", "2026-02-01", "--params", params]
+    assert run_job("A test job.", stage, argv=argv, of_days=of_days) == 0
+    days = json.loads(capsys.readouterr().out)["days"]
+    assert [(d["day"], d["tables"]) for d in days] == [
+        ("2026-01-30", ["built together"]),
+        ("2026-01-31", ["built together"]),
+        ("2026-02-01", ["built together"]),
+    ]
+    assert made == [[dt.date(2026, 1, 30), dt.date(2026, 1, 31), dt.date(2026, 2, 1)]]
+    argv = ["--date", "2026-01-30", "--params", params]
+    assert run_job("A test job.", stage, argv=argv, of_days=of_days) == 0
+    assert json.loads(capsys.readouterr().out)["tables"] is None  # the stage itself
+    assert len(made) == 1

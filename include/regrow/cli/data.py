@@ -219,8 +219,9 @@ def _silver_days(
 
 
 def silver_command(name: str, help: str, stage: Callable[[], Callable], describe) -> None:
-    """Register ``regrow <name>``: the daily stage ``stage()`` (imported when the command
-    runs) for ``--date`` [``--to``] or ``--all`` days, oldest first, echoing
+    """Register ``regrow <name>``: the daily stage's builder of days ``stage()`` (imported
+    when the command runs: ``(ctx, days) -> build(day)``, which computes small days
+    together) for ``--date`` [``--to``] or ``--all`` days, oldest first, echoing
     ``describe(day, report)`` for each."""
 
     def command(
@@ -234,24 +235,24 @@ def silver_command(name: str, help: str, stage: Callable[[], Callable], describe
         from regrow.data.backfill import interpreted_if_small
 
         ctx = context_of(params, run_id)
-        build = stage()
         days = _silver_days(ctx.lakehouse, date, to, all_days)
         with interpreted_if_small(ctx, days):
-            run_days(days, lambda day: typer.echo(describe(day, build(ctx, day))), keep_going)
+            build = stage()(ctx, days)
+            run_days(days, lambda day: typer.echo(describe(day, build(day))), keep_going)
 
     app.command(name, help=help)(command)
 
 
 def _build_features() -> Callable:
-    from regrow.data.features import build_features
+    from regrow.data.features import features_of_days
 
-    return build_features
+    return features_of_days
 
 
 def _build_labels() -> Callable:
-    from regrow.data.labels import build_labels
+    from regrow.data.labels import labels_of_days
 
-    return build_labels
+    return labels_of_days
 
 
 silver_command(

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
@@ -40,7 +40,9 @@ from regrow.catalog import (
     key_columns,
 )
 from regrow.data import landing
+from regrow.data.passes import cut_into_passes, in_passes
 from regrow.settings import DatasetSettings, FeatureSettings
+from regrow.storage.lakehouse import MissingPartitionError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -54,9 +56,12 @@ _MICROS = 1_000_000
 
 
 def compute_features(
-    events: DataFrame, dataset: DatasetSettings, cfg: FeatureSettings, day: dt.date
+    events: DataFrame,
+    dataset: DatasetSettings,
+    cfg: FeatureSettings,
+    day: dt.date | Sequence[dt.date],
 ) -> DataFrame:
-    """The features of ``day``'s events.
+    """The features of ``day``'s events (of each of the days, given several).
 
     Args:
         events: bronze events of ``day`` and of the days before it that the longest window
@@ -70,12 +75,14 @@ def compute_features(
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
+    days = [day] if isinstance(day, dt.date) else list(day)
+    wanted = F.col(EVENT_DATE).isin([F.lit(d) for d in days])
     ts_us = "__ts_us"
     seconds = cfg.window_seconds()
     history = events.withColumn(ts_us, F.unix_micros(F.col(dataset.event_timestamp)))
     base = [*key_columns(dataset), *dataset.features]
     if not cfg.windows:  # no entity (or no windows): the contract's features only
-        return history.where(F.col(EVENT_DATE) == F.lit(day)).select(*base, EVENT_DATE)
+        return history.where(wanted).select(*base, EVENT_DATE)
     longest = max(seconds, key=seconds.get)
     by_entity = Window.partitionBy(dataset.entity_id).orderBy(ts_us)
 
@@ -101,7 +108,7 @@ def compute_features(
         )
     return (
         history.select(*base, EVENT_DATE, *derived)
-        .where(F.col(EVENT_DATE) == F.lit(day))
+        .where(wanted)
         .select(*base, *derived_columns(cfg), EVENT_DATE)
     )
 
@@ -123,6 +130,7 @@ def lookback(
     day: dt.date,
     cfg: FeatureSettings,
     landed: Collection[dt.date] = (),
+    present: Mapping[str, int] | None = None,
 ) -> list[dt.date]:
     """The days a day's features read: itself and the earlier days its longest window
     reaches, from the first day of the data on.
@@ -131,12 +139,17 @@ def lookback(
     (the days whose event files landed) if earlier: so a backfill that runs days at once
     cannot build a day before the landed days its windows reach are ingested.
 
+    Args:
+        present: ``bronze.events``' rows per day, when the caller has them
+            (:meth:`~regrow.storage.lakehouse.Lakehouse.partition_rows`).
+
     Raises:
         MissingPartitionError: naming the day, or an earlier day inside the windows,
             that has no ``bronze.events`` partition (not ingested yet, or empty).
     """
-    present = [dt.date.fromisoformat(d) for d in lakehouse.partition_rows(EVENTS, EVENT_DATE)]
-    first = min([*present, *landed], default=day)
+    if present is None:
+        present = lakehouse.partition_rows(EVENTS, EVENT_DATE)
+    first = min([*(dt.date.fromisoformat(d) for d in present), *landed], default=day)
     days = [day - dt.timedelta(days=n) for n in range(cfg.lookback_days(), -1, -1)]
     days = [d for d in days if d >= min(first, day)]
     lakehouse.require_days(
@@ -145,6 +158,7 @@ def lookback(
         EVENT_DATE,
         hint=f": silver.features of {day} reads {days[0]}..{day}; ingest those days first "
         "(regrow ingest --date D)",
+        present=present,
     )
     return days
 
@@ -152,28 +166,62 @@ def lookback(
 def build_features(ctx: StageContext, day: dt.date) -> FeaturesReport:
     """Compute ``day``'s features from bronze.events and replace its silver.features
     partition (rerunning a day gives the same rows)."""
+    return features_of_days(ctx, [day])(day)
+
+
+def features_of_days(
+    ctx: StageContext, days: Sequence[dt.date]
+) -> Callable[[dt.date], FeaturesReport]:
+    """:func:`build_features` for each of ``days``, built in the caller's order: days whose
+    windows can be read are computed in passes (:mod:`regrow.data.passes`: one read of
+    their events and one window sort for many small days), each day's partition written
+    and reported as a day built alone. A day's rows do not depend on its pass: its windows
+    only look back, and more history is harmless. A day whose windows reach a missing
+    partition raises when it is built, naming it; the other days build."""
     from pyspark.sql import functions as F
 
     settings, lakehouse = ctx.settings, ctx.lakehouse
-
     landed = landing.landed_days(settings.resolve(settings.landing.path), "events")
-    days = lookback(lakehouse, day, settings.features, landed)
-    version = lakehouse.table_version(EVENTS)
-    events = lakehouse.read(ctx.spark, EVENTS, version=version, partitions={EVENT_DATE: days})
-    features = compute_features(events, settings.dataset, settings.features, day).select(
-        "*", F.lit(version).cast("long").alias(SOURCE_VERSION), F.lit(ctx.run_id).alias(RUN_ID)
-    )
-    commit = lakehouse.write(
-        features,
-        FEATURES,
-        "overwrite",
-        partition_by=[EVENT_DATE],
-        partition={EVENT_DATE: day},
-        rows_at_most=lakehouse.partition_rows(EVENTS, EVENT_DATE).get(str(day)),  # one per event
-    )
-    rows = lakehouse.partition_rows(FEATURES).get(str(day), 0)
-    logger.info(
-        "silver.features %s: %d rows from bronze.events v%d (%s..%s) -> v%d",
-        day, rows, version, days[0], day, commit.version,
-    )  # fmt: skip
-    return FeaturesReport(str(day), rows, version, [str(d) for d in days], commit.version)
+    present = lakehouse.partition_rows(EVENTS, EVENT_DATE)
+    reads: dict[dt.date, list[dt.date]] = {}
+    missing: dict[dt.date, MissingPartitionError] = {}
+    for day in days:
+        try:
+            reads[day] = lookback(lakehouse, day, settings.features, landed, present)
+        except MissingPartitionError as err:
+            missing[day] = err
+    version = lakehouse.table_version(EVENTS) if reads else None
+
+    def compute(pass_days: list[dt.date]) -> DataFrame:
+        read = sorted({d for day in pass_days for d in reads[day]})
+        events = lakehouse.read(ctx.spark, EVENTS, version=version, partitions={EVENT_DATE: read})
+        return compute_features(events, settings.dataset, settings.features, pass_days).select(
+            "*", F.lit(version).cast("long").alias(SOURCE_VERSION), F.lit(ctx.run_id).alias(RUN_ID)
+        )
+
+    def write(features: DataFrame, day: dt.date) -> FeaturesReport:
+        commit = lakehouse.write(
+            features.where(F.col(EVENT_DATE) == F.lit(day)),
+            FEATURES,
+            "overwrite",
+            partition_by=[EVENT_DATE],
+            partition={EVENT_DATE: day},
+            rows_at_most=present.get(str(day)),  # one row per event
+        )
+        rows = lakehouse.partition_rows(FEATURES).get(str(day), 0)
+        read = reads[day]
+        logger.info(
+            "silver.features %s: %d rows from bronze.events v%d (%s..%s) -> v%d",
+            day, rows, version, read[0], day, commit.version,
+        )  # fmt: skip
+        return FeaturesReport(str(day), rows, version, [str(d) for d in read], commit.version)
+
+    passes = cut_into_passes(list(reads), lambda day: present.get(str(day), 0))
+    build_pass_day = in_passes(passes, compute, write)
+
+    def build(day: dt.date) -> FeaturesReport:
+        if day in missing:
+            raise missing[day]
+        return build_pass_day(day)
+
+    return build

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
@@ -44,6 +45,7 @@ from regrow.catalog import (
     WINDOW_CLOSED,
     label_columns,
 )
+from regrow.data.passes import cut_into_passes, in_passes
 from regrow.settings import DatasetSettings
 from regrow.storage.lakehouse import LakehouseError
 
@@ -102,8 +104,10 @@ def join_labels(labels: DataFrame, events: DataFrame, dataset: DatasetSettings) 
     """Each landed label with its event's entity, time and day.
 
     Args:
-        labels: bronze.labels rows (one landing day).
-        events: bronze.events of the days those labels can belong to.
+        labels: bronze.labels rows (of one landing day, or several).
+        events: bronze.events of the days those labels can belong to. A label joins an
+            event of its own label window only: of the ``dataset.label_delay_days`` before
+            its landing day, or of that day.
 
     Raises:
         UnmatchedLabelsError: naming labels whose event is not in ``events``.
@@ -117,7 +121,9 @@ def join_labels(labels: DataFrame, events: DataFrame, dataset: DatasetSettings) 
         F.col(dataset.event_timestamp).alias("__event_time"),
         F.col(EVENT_DATE).alias("__event_date"),
     )
-    joined = labels.join(e, labels[dataset.event_id] == e["__event"], "left")
+    landed = labels[LABEL_DATE]
+    in_window = e["__event_date"].between(F.date_sub(landed, dataset.label_delay_days), landed)
+    joined = labels.join(e, (labels[dataset.event_id] == e["__event"]) & in_window, "left")
     unmatched = joined.where(F.col("__event").isNull()).select(dataset.event_id)
     lost = unmatched.limit(5).collect()
     if lost:
@@ -221,12 +227,56 @@ def build_labels(ctx: StageContext, day: dt.date) -> LabelsReport:
         MissingPartitionError: ``day`` was never ingested (no bronze.events partition).
         UnmatchedLabelsError: a label's event is not in bronze.events.
     """
-    report = _build_day(ctx, day)
-    for later in released_since_built(ctx, day):
-        logger.info("silver.labels %s: rebuilt for the labels released into it", later)
-        _build_day(ctx, later)
-        report.rebuilt.append(str(later))
-    return report
+    return labels_of_days(ctx, [day])(day)
+
+
+def labels_of_days(ctx: StageContext, days: Sequence[dt.date]) -> Callable[[dt.date], LabelsReport]:
+    """:func:`build_labels` for each of ``days``, built in the caller's order: the days
+    that landed labels are joined to their events in passes (:mod:`regrow.data.passes`: one
+    read and one join for many small days), each day's partition written and reported as
+    a day built alone. A day joins the same events either way (those of its own label
+    window). A pass that fails (a label of no event) is built day by day, so that only the
+    day at fault fails, as alone; so does a day never ingested."""
+    from pyspark.sql import functions as F
+
+    spark, dataset, lakehouse = ctx.spark, ctx.settings.dataset, ctx.lakehouse
+    ingested = lakehouse.partition_rows(EVENTS, EVENT_DATE)
+    landed = lakehouse.partition_rows(LABELS)
+    joinable = [d for d in days if str(d) in ingested and landed.get(str(d))]
+    versions = {EVENTS: lakehouse.table_version(EVENTS)} if joinable else {}
+    if joinable:
+        versions[LABELS] = lakehouse.table_version(LABELS)
+
+    def compute(pass_days: list[dt.date]) -> DataFrame:
+        labels = lakehouse.read(
+            spark, LABELS, version=versions[LABELS], partitions={LABEL_DATE: pass_days}
+        )
+        window = sorted({d - dt.timedelta(days=n) for d in pass_days
+                         for n in range(dataset.label_delay_days + 1)})  # fmt: skip
+        events = lakehouse.read(
+            spark, EVENTS, version=versions[EVENTS], partitions={EVENT_DATE: window}
+        )
+        return join_labels(labels, events, dataset)
+
+    def write(joined: DataFrame, day: dt.date) -> LabelsReport:
+        day_rows = joined.where(F.col(LABEL_DATE) == F.lit(day))
+        return _write_day(ctx, day_rows, day, versions, landed[str(day)])
+
+    def rows(day: dt.date) -> int:  # what a pass reads of the day: its labels and events
+        return landed[str(day)] + ingested[str(day)]
+
+    in_pass = set(joinable)
+    build_pass_day = in_passes(cut_into_passes(joinable, rows), compute, write)
+
+    def build(day: dt.date) -> LabelsReport:
+        report = build_pass_day(day) if day in in_pass else _build_day(ctx, day)
+        for later in released_since_built(ctx, day):
+            logger.info("silver.labels %s: rebuilt for the labels released into it", later)
+            _build_day(ctx, later)
+            report.rebuilt.append(str(later))
+        return report
+
+    return build
 
 
 def released_since_built(ctx: StageContext, day: dt.date) -> list[dt.date]:
@@ -247,8 +297,6 @@ def released_since_built(ctx: StageContext, day: dt.date) -> list[dt.date]:
 
 
 def _build_day(ctx: StageContext, day: dt.date) -> LabelsReport:
-    from pyspark.sql import functions as F
-
     spark, dataset, lakehouse = ctx.spark, ctx.settings.dataset, ctx.lakehouse
     # The day's events prove the day was ingested: its labels may be legitimately none.
     lakehouse.require_days(
@@ -273,6 +321,17 @@ def _build_day(ctx: StageContext, day: dt.date) -> LabelsReport:
     else:
         schema = ", ".join(f"`{c}` {t}" for c, t in label_columns(dataset).items())
         joined = spark.createDataFrame([], schema)
+    return _write_day(ctx, joined, day, versions, landed)
+
+
+def _write_day(
+    ctx: StageContext, joined: DataFrame, day: dt.date, versions: dict[str, int], landed: int
+) -> LabelsReport:
+    """Replace ``day``'s silver.labels partition with its ``joined`` labels (read from the
+    ``versions`` of the bronze tables; ``landed``: its bronze.labels rows)."""
+    from pyspark.sql import functions as F
+
+    lakehouse = ctx.lakehouse
     out = joined.select(
         "*",
         F.to_json(

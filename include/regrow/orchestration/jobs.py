@@ -54,9 +54,13 @@ class RangeReport:
         return {"days": [r.as_dict() for r in self.reports]}
 
 
-def each_day(stage: Callable[..., Any]) -> Callable[..., Any]:
+def each_day(
+    stage: Callable[..., Any], of_days: Callable[..., Callable[[dt.date], Any]] | None = None
+) -> Callable[..., Any]:
     """``stage(ctx, day)`` for every day of ``day``..``to`` (``to`` None: ``day`` alone),
-    with Spark's expressions interpreted if the days are small (:func:`interpreted_if_small`)."""
+    with Spark's expressions interpreted if the days are small (:func:`interpreted_if_small`).
+    ``of_days(ctx, days)``, when the stage has one, builds a range's days instead (small
+    days computed together: :mod:`regrow.data.passes`)."""
     from regrow.data.backfill import interpreted_if_small
 
     def over_range(ctx: Any, day: dt.date, to: dt.date | None = None, **options: Any) -> Any:
@@ -66,6 +70,9 @@ def each_day(stage: Callable[..., Any]) -> Callable[..., Any]:
         with interpreted_if_small(ctx, days):
             if to is None:
                 return stage(ctx, day, **options)
+            if of_days is not None:
+                build = of_days(ctx, days, **options)
+                return RangeReport([build(d) for d in days])
             return RangeReport([stage(ctx, d, **options) for d in days])
 
     return over_range
@@ -104,10 +111,12 @@ def run_job(
     options: Mapping[str, Mapping[str, Any]] = DAY_OPTION,
     argv: list[str] | None = None,
     expected: tuple[type[Exception], ...] = (),
+    of_days: Callable[..., Callable[[dt.date], Any]] | None = None,
 ) -> int:
     """Parse the job's arguments, call ``stage(ctx, **options)`` and print its report.
 
     Options left unset (``None``) are not passed, so the stage's own defaults hold.
+    ``of_days``: the daily stage's builder of a range's days (:func:`each_day`).
     Returns the exit code: 1 when the stage raised one of ``expected`` (logged as one
     error, e.g. a day blocked by its validation), else 0; anything else propagates.
     """
@@ -115,7 +124,7 @@ def run_job(
     params, run_id, remote = args.pop("params"), args.pop("run_id"), args.pop("spark_remote")
     setup_logging()
     if "to" in args:  # a daily job: one day, or a range in this application
-        stage = each_day(stage)
+        stage = each_day(stage, of_days)
     settings = load_settings(params)
     if remote:
         settings = settings.model_copy(

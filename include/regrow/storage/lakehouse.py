@@ -365,11 +365,18 @@ class Lakehouse:
         return newest
 
     def require_days(
-        self, table: str, days: Sequence[dt.date], column: str, hint: str = ""
+        self,
+        table: str,
+        days: Sequence[dt.date],
+        column: str,
+        hint: str = "",
+        present: Mapping[str, int] | None = None,
     ) -> None:
         """Raise :class:`MissingPartitionError` naming every one of ``days`` that has no rows
-        in ``table``'s ``column`` partitions."""
-        present = self.partition_rows(table, column) if self.exists(table) else {}
+        in ``table``'s ``column`` partitions (``present``: those rows per day, when the
+        caller has just read them with :meth:`partition_rows`)."""
+        if present is None:
+            present = self.partition_rows(table, column) if self.exists(table) else {}
         missing = [d for d in days if str(d) not in present]
         if missing:
             names = ", ".join(f"{column}={d}" for d in missing[:10])
