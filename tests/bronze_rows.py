@@ -14,6 +14,8 @@ from typing import Any
 import pandas as pd
 
 from regrow.catalog import EVENT_DATE, EVENTS, LABEL_DATE, LABELS
+from regrow.data.features import features_of_days
+from regrow.data.labels import labels_of_days
 from regrow.data.simulate import TRUTH_LABEL, TRUTH_LABEL_TIME, simulate_day
 
 UTC = dt.UTC
@@ -112,3 +114,11 @@ def records(frame: pd.DataFrame, time_column: str) -> list[dict]:
     for row in rows:
         row[time_column] = row[time_column].to_pydatetime()
     return rows
+
+
+def build_silver_days(ctx, days: list[dt.date]) -> None:
+    """silver.features and silver.labels of ``days``, built together (small days in one
+    pass) as `regrow features` and `regrow labels` build a range."""
+    for build in (features_of_days(ctx, days), labels_of_days(ctx, days)):
+        for day in days:
+            build(day)

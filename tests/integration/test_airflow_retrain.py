@@ -25,8 +25,6 @@ import pytest
 import yaml
 
 from regrow.catalog import CHAMPION, DECISIONS, EVENT_DATE, FEATURES, RUN_ID
-from regrow.data.features import build_features
-from regrow.data.labels import build_labels
 from regrow.data.trainset import MANIFEST, TrainsetError
 from regrow.model.registry import Registry
 from regrow.model.scoring import read_predictions
@@ -39,7 +37,7 @@ from regrow.orchestration.airflow_local import (
 )
 from regrow.settings import Settings, load_settings
 from regrow.storage.session import interpreted
-from tests.bronze_rows import land_simulated
+from tests.bronze_rows import build_silver_days, land_simulated
 from tests.conftest import REPO, connect_env, context_of, lakehouse_of, write_params
 from tests.shared import built_once
 
@@ -87,11 +85,9 @@ def land_bronze(spark, settings: Settings) -> None:
 def build_silver(spark, settings: Settings) -> None:
     lakehouse = lakehouse_of(settings)
     # Small days, interpreted: as regrow's own day loops run them (spark.interpreted_below_mib).
+    ctx = context_of(settings, spark, "test-silver", lakehouse)
     with interpreted(spark, settings.spark):
-        for i in range(DAYS):
-            day = START + dt.timedelta(days=i)
-            build_features(context_of(settings, spark, "test-silver", lakehouse), day)
-            build_labels(context_of(settings, spark, "test-silver", lakehouse), day)
+        build_silver_days(ctx, [START + dt.timedelta(days=i) for i in range(DAYS)])
 
 
 def copy_silver(spark, settings: Settings) -> None:

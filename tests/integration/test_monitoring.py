@@ -31,8 +31,6 @@ from regrow.catalog import (
     PREDICTIONS,
 )
 from regrow.cli import app
-from regrow.data.features import build_features
-from regrow.data.labels import build_labels
 from regrow.data.trainset import build_trainset, load_matured
 from regrow.model.decisions import NONE, RETRAIN_ACTIONS
 from regrow.model.retrain import train_and_gate
@@ -53,7 +51,7 @@ from regrow.orchestration.airflow_local import airflow_env, dags_test, ensure_db
 from regrow.policy.daily import PolicyError, decide_day
 from regrow.settings import load_settings
 from regrow.storage.session import interpreted
-from tests.bronze_rows import land_simulated
+from tests.bronze_rows import build_silver_days, land_simulated
 from tests.conftest import connect_env, context_of, lakehouse_of, write_params
 
 # Minutes of Spark and an `airflow dags test`: started first (see pytest_collection_modifyitems).
@@ -88,9 +86,7 @@ def world(spark, tmp_path_factory, mlflow_template):
     ctx = context_of(settings, spark, "test-world", lakehouse)
     # Small days, interpreted: as regrow's own day loops run them (spark.interpreted_below_mib).
     with interpreted(spark, settings.spark):
-        for i in range(DAYS):
-            build_features(ctx, START + dt.timedelta(days=i))
-            build_labels(ctx, START + dt.timedelta(days=i))
+        build_silver_days(ctx, [START + dt.timedelta(days=i) for i in range(DAYS)])
     build_trainset(ctx, START + dt.timedelta(days=CUTOFF))
     assert train_and_gate(ctx, trigger="test", mode="stateless").outcome.promoted
     for day in SCORED:
