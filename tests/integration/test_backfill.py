@@ -5,6 +5,7 @@ that cannot run fails before it writes anything."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import shutil
 import subprocess
 import sys
@@ -224,3 +225,44 @@ def test_a_blocked_day_stops_the_range_there_naming_it(spark, tmp_path):
     lakehouse = lakehouse_of(settings)
     assert set(lakehouse.partition_rows(FEATURES)) == {str(DAY0)}
     assert set(lakehouse.partition_rows(EVENTS)) == {str(DAY0), str(ahead)}
+
+
+def test_a_day_blocked_by_its_silver_stops_the_range_before_any_later_silver(spark, tmp_path):
+    """Three small days are one block: their bronze is ingested and validated, then their
+    silver is computed together and written and validated day by day. The second day's
+    silver breaks a critical expectation added to its suite (only the first day's dates
+    are in its set): the first day is complete, the second's silver is written and
+    blocked (as a day-by-day run leaves it), and the third day's silver, computed with the
+    others, is not written; its bronze is, as reported."""
+    from regrow.data.backfill import BackfillBlocked
+    from regrow.settings import load_settings
+
+    suites = tmp_path / "expectations"
+    shutil.copytree(REPO / "expectations", suites)
+    path = suites / "silver.features.json"
+    suite = json.loads(path.read_text())
+    suite["expectations"].append({
+        "type": "expect_column_values_to_be_in_set",
+        "kwargs": {"column": "event_date", "value_set": [str(DAY0)]},
+        "meta": {"severity": "critical", "row_level": False},
+        "severity": "critical",
+    })  # fmt: skip
+    path.write_text(json.dumps(suite))
+    sections = {**SECTIONS, "simulator": {**SECTIONS["simulator"], "days": 3},
+                "validation": {"expectations_dir": str(suites)}}  # fmt: skip
+    settings = load_settings(write_params(tmp_path, **sections))
+    root = settings.resolve(settings.landing.path)
+    simulate.write_landing(settings.dataset, settings.simulator, settings.landing, root, 3)
+    blocked, after = DAY0 + dt.timedelta(days=1), DAY0 + dt.timedelta(days=2)
+
+    with pytest.raises(BackfillBlocked) as caught:
+        backfill(context_of(settings, spark, "silver-blocked"), DAY0, after)
+
+    report = caught.value.report
+    assert [d["day"] for d in report.days] == [str(DAY0)]
+    assert report.blocked.startswith(f"{blocked}: ") and "event_date" in report.blocked
+    assert report.blocked.endswith(f"(bronze of {after} was ingested ahead; no more)")
+    lakehouse = lakehouse_of(settings)
+    assert set(lakehouse.partition_rows(EVENTS)) == {str(DAY0), str(blocked), str(after)}
+    assert set(lakehouse.partition_rows(FEATURES)) == {str(DAY0), str(blocked)}
+    assert str(after) not in lakehouse.partition_rows(SILVER_LABELS)

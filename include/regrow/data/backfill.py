@@ -10,8 +10,13 @@ starts, or a day with no landing file of events, fails at once naming the days. 
 blocked by its validation stops the range there (the next days' features would read it):
 the days before it are complete, and :class:`BackfillBlocked` names the day and why. The
 next day's ingest runs while a day is validated and built (it needs only earlier bronze),
-so a blocked day's next day has its bronze too, as the DAG's next run would; no later day
-is touched. A day's labels are built beside its features, as the DAG's two tasks run.
+so a blocked day's next day has its bronze too, as the DAG's next run would. A day's labels
+are built beside its features, as the DAG's two tasks run. Small days go a few at a time
+(:data:`SILVER_BLOCK_DAYS`): their bronze is ingested and validated day by day, then their
+silver is computed together (:mod:`regrow.data.passes`) and written and validated day by
+day, in order, while the next block's days are ingested. A day that stops the range stops
+it after the block's days before it are complete; no silver of a later day is written,
+and the later days whose bronze was written ahead (a block's at most) are named.
 
 Days smaller than ``spark.interpreted_below_mib`` of landed events (the median of the
 first, middle and last day) run with Spark's expressions interpreted instead of compiled,
@@ -31,16 +36,16 @@ import logging
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from regrow.catalog import SILVER_TABLES
 from regrow.data import landing
-from regrow.data.features import build_features
+from regrow.data.features import features_of_days
 from regrow.data.ingest import IngestReport, ingest_day
-from regrow.data.labels import build_labels
+from regrow.data.labels import labels_of_days
 from regrow.storage.session import interpreted
 from regrow.validation import ValidationError, build_docs, validate_day
 
@@ -186,6 +191,64 @@ def backfill(
     return report
 
 
+# A range's small days are ingested and their bronze validated a few at a time, then their
+# silver is built together (one pass: :mod:`regrow.data.passes`) and validated day by day,
+# while the next block's days are ingested. At most this many days, and fewer once they
+# hold SILVER_BLOCK_ROWS events: a block's progress lines come together at its end (a
+# block of 2,000-event days: about 20 s), and a large day gains nothing from a pass (its
+# cost is per row), so it is a block of its own, with one day ingested ahead.
+SILVER_BLOCK_DAYS = 7
+SILVER_BLOCK_ROWS = 100_000
+
+
+@dataclass
+class _Stop:
+    """Why a range stops after the block it is in: an error to raise, or a blocked day."""
+
+    error: Exception | None = None
+    blocked: str | None = None
+
+
+class _IngestAhead:
+    """The range's ingests in order, on one thread, as many days ahead of the day being
+    validated as a block holds (one for days too large to come in blocks)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, ctx: StageContext, days: list[dt.date]):
+        self.pool, self.ctx, self.days = pool, ctx, days
+        self.futures: dict[int, Future] = {}
+        self.submitted = 0  # the days before this index are submitted
+        self.depth = 1
+
+    def _submit_through(self, last: int) -> None:
+        while self.submitted <= min(last, len(self.days) - 1):
+            day = self.days[self.submitted]
+            self.futures[self.submitted] = self.pool.submit(_ingest_timed, self.ctx, day)
+            self.submitted += 1
+
+    def take(self, i: int) -> tuple[IngestReport, dict[str, float]]:
+        """Day ``i``'s ingest (raising its error), once the days after it are submitted."""
+        self._submit_through(i + self.depth)
+        ingested, stages = self.futures.pop(i).result()
+        small = ingested.events.rows_in * SILVER_BLOCK_DAYS <= SILVER_BLOCK_ROWS
+        self.depth = SILVER_BLOCK_DAYS if small else 1
+        return ingested, stages
+
+    def stop(self) -> list[dt.date]:
+        """Cancel the ingests not started, wait for the one running; returns the days
+        whose bronze was written ahead."""
+        written = []
+        for i, future in sorted(self.futures.items()):
+            if future.cancel():
+                continue
+            try:
+                future.result()
+            except Exception:  # noqa: BLE001, S112 - a failed day ahead is not named as ingested
+                continue
+            written.append(self.days[i])
+        self.futures.clear()
+        return written
+
+
 def _run_days(
     ctx: StageContext,
     days: list[dt.date],
@@ -193,67 +256,139 @@ def _run_days(
     progress: Callable[[dict[str, Any]], None] | None,
     keep_going: bool,
 ) -> None:
-    """The range's days, one after another (the next one ingested ahead), into ``report``."""
-    # The next day is ingested while this one is validated and built: its ingest needs only
-    # the earlier days' bronze, and a small day's stages wait mostly on Spark's job round
-    # trips, which overlap. Reads name their partitions, so neither sees the other's days.
-    # Great Expectations runs in this thread only (it is not thread-safe); ingest applies
-    # its row rules without it. A day's labels are built beside its features: neither
-    # reads what the other writes (silver.labels joins bronze.labels to bronze.events).
+    """The range's days in order, in blocks (:data:`SILVER_BLOCK_DAYS`), into ``report``.
+
+    The next days are ingested while a day is validated and built (:class:`_IngestAhead`):
+    a day's ingest needs only the earlier days' bronze, and a small day's stages wait
+    mostly on Spark's job round trips, which overlap. Reads name their partitions (and
+    silver reads the bronze version it started from), so neither sees the other's days.
+    Great Expectations runs in this thread only (it is not thread-safe); ingest applies
+    its row rules without it. A day's labels are built beside its features: neither reads
+    what the other writes. A day that stops the range stops it where the day-by-day run
+    stops: the block's days before it are built and validated first, no silver of a later
+    day is written, and the ingests not started yet are cancelled.
+    """
     with (
-        ThreadPoolExecutor(1, thread_name_prefix="ingest-ahead") as ahead,
+        ThreadPoolExecutor(1, thread_name_prefix="ingest-ahead") as pool,
         ThreadPoolExecutor(1, thread_name_prefix="labels-beside") as beside,
     ):
-        pending = ahead.submit(_ingest_timed, ctx, days[0])
-        t0 = time.perf_counter()
-        for i, day in enumerate(days):
+        ahead = _IngestAhead(pool, ctx, days)
+        clock = [time.perf_counter()]
+        i = 0
+        while i < len(days):
             try:
-                ingested, stages = pending.result()
-            except Exception as err:
-                if not keep_going:
-                    raise
-                ingested = _skip(report, day, err)
-            if i + 1 < len(days):
-                pending = ahead.submit(_ingest_timed, ctx, days[i + 1])
-            if ingested is None:
-                t0 = time.perf_counter()
+                ready, stop, i = _bronze_block(ctx, days, i, ahead, report, keep_going)
+                silver_stop = _silver_block(ctx, ready, beside, report, progress, keep_going, clock)
+            except BaseException:
+                ahead.stop()
+                raise
+            stop = silver_stop or stop
+            if stop:
+                written = ahead.stop()
+                if stop.error:
+                    raise stop.error
+                _stop_at(stop.blocked, [d for d, _, _ in ready] + written, report)
+                return
+
+
+def _stop_at(blocked: str, ingested: list[dt.date], report: BackfillReport) -> None:
+    """Record the day that stopped the range (``blocked``: ``"{day}: why"``) and the later
+    days of ``ingested`` whose bronze was written all the same, as the DAG's next runs
+    would have written it."""
+    day = dt.date.fromisoformat(blocked.split(":")[0])
+    later = sorted(str(d) for d in set(ingested) if d > day)
+    if later:
+        blocked += f" (bronze of {', '.join(later)} was ingested ahead; no more)"
+    report.blocked = blocked
+    logger.error("backfill stopped at %s", blocked)
+
+
+def _bronze_block(
+    ctx: StageContext,
+    days: list[dt.date],
+    i: int,
+    ahead: _IngestAhead,
+    report: BackfillReport,
+    keep_going: bool,
+) -> tuple[list[tuple[dt.date, IngestReport, dict[str, float]]], _Stop | None, int]:
+    """Take the ingest and validate the bronze of the days from ``days[i]`` on, one by
+    one, until a block is full or a day stops the range; returns the days ready for silver
+    (with their ingest report and stage seconds), why the range stops (None: it goes on),
+    and the index of the next day."""
+    ready: list[tuple[dt.date, IngestReport, dict[str, float]]] = []
+    events = 0
+    while i < len(days) and len(ready) < SILVER_BLOCK_DAYS and events < SILVER_BLOCK_ROWS:
+        day = days[i]
+        i += 1
+        try:
+            ingested, stages = ahead.take(i - 1)
+        except Exception as err:  # noqa: BLE001 - returned, raised once the block is done
+            if not keep_going:
+                return ready, _Stop(error=err), i
+            _skip(report, day, err)
+            continue
+        try:
+            _timed(stages, "validate_bronze", validate_day, ctx, day, data_docs=False)
+        except Exception as err:  # noqa: BLE001 - returned, raised once the block is done
+            if keep_going:
+                _skip(report, day, err)
                 continue
+            if not isinstance(err, ValidationError):
+                return ready, _Stop(error=err), i
+            return ready, _Stop(blocked=f"{day}: {err}"), i
+        ready.append((day, ingested, stages))
+        events += ingested.events.bronze_rows
+    return ready, None, i
+
+
+def _silver_block(
+    ctx: StageContext,
+    ready: list[tuple[dt.date, IngestReport, dict[str, float]]],
+    beside: ThreadPoolExecutor,
+    report: BackfillReport,
+    progress: Callable[[dict[str, Any]], None] | None,
+    keep_going: bool,
+    clock: list[float],
+) -> _Stop | None:
+    """Build and validate the silver of the ``ready`` days, in order: their features and
+    labels computed together (:func:`features_of_days`, :func:`labels_of_days`), each day
+    written and validated before the next; each day done is added to ``report`` and
+    passed to ``progress`` with its seconds since the previous one (``clock``)."""
+    if not ready:
+        return None
+    days = [day for day, _, _ in ready]
+    features, labels = features_of_days(ctx, days), labels_of_days(ctx, days)
+    for day, ingested, stages in ready:
+        try:
+            labelled = beside.submit(_timed, stages, "labels", labels, day)
             try:
-                _timed(stages, "validate_bronze", validate_day, ctx, day, data_docs=False)
-                labelled = beside.submit(_timed, stages, "labels", build_labels, ctx, day)
-                try:
-                    _timed(stages, "features", build_features, ctx, day)
-                finally:
-                    wait([labelled])  # a failed features' error is the one raised
-                labelled.result()
-                _timed(stages, "validate_silver", validate_day, ctx, day,
-                       tables=list(SILVER_TABLES), data_docs=False)  # fmt: skip
-            except Exception as err:
-                if keep_going:
-                    _skip(report, day, err)
-                    t0 = time.perf_counter()
-                    continue
-                if not isinstance(err, ValidationError):
-                    raise
-                report.blocked = f"{day}: {err}"
-                if i + 1 < len(days):
-                    pending.result()  # its bronze is written, as the DAG's next run would
-                    report.blocked += f" (bronze of {days[i + 1]} was ingested ahead; no more)"
-                logger.error("backfill stopped at %s: %s", day, err)
-                break
-            now = time.perf_counter()
-            figures = {
-                "day": str(day),
-                "events": ingested.events.bronze_rows,
-                "labels": ingested.labels.bronze_rows,
-                "quarantined": ingested.events.quarantined_rows + ingested.labels.quarantined_rows,
-                "seconds": round(now - t0, 2),  # since the day before was done
-                "stages": stages,
-            }
-            t0 = now
-            report.days.append(figures)
-            if progress:
-                progress(figures)
+                _timed(stages, "features", features, day)
+            finally:
+                wait([labelled])  # a failed features' error is the one raised
+            labelled.result()
+            _timed(stages, "validate_silver", validate_day, ctx, day,
+                   tables=list(SILVER_TABLES), data_docs=False)  # fmt: skip
+        except Exception as err:  # noqa: BLE001 - returned, raised once the block is done
+            if keep_going:
+                _skip(report, day, err)
+                continue
+            if not isinstance(err, ValidationError):
+                return _Stop(error=err)
+            return _Stop(blocked=f"{day}: {err}")
+        now = time.perf_counter()
+        figures = {
+            "day": str(day),
+            "events": ingested.events.bronze_rows,
+            "labels": ingested.labels.bronze_rows,
+            "quarantined": ingested.events.quarantined_rows + ingested.labels.quarantined_rows,
+            "seconds": round(now - clock[0], 2),  # since the day before was done
+            "stages": stages,
+        }
+        clock[0] = now
+        report.days.append(figures)
+        if progress:
+            progress(figures)
+    return None
 
 
 def _skip(report: BackfillReport, day: dt.date, err: Exception) -> None:
