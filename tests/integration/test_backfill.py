@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import shutil
 import subprocess
 import sys
@@ -35,8 +36,10 @@ from regrow.validation import validate_day
 from tests.conftest import context_of, lakehouse_of, write_params
 
 REPO = Path(__file__).resolve().parents[2]
-# Two days: the second reads the first (feature windows, labels of earlier events).
-DAY0, DAYS = dt.date(2026, 1, 1), 2
+# Three days: the later ones read the earlier (feature windows, labels of earlier events).
+# A range's first day is a block of its own; the second and third are one block, whose
+# silver is computed in one pass.
+DAY0, DAYS = dt.date(2026, 1, 1), 3
 SECTIONS = {
     "simulator": {"days": DAYS, "events_per_day": 300, "n_entities": 120,
                   "mean_label_delay_days": 1.0},
@@ -83,10 +86,28 @@ def both(spark, tmp_path_factory):
     def progress(day: dict) -> None:  # with how Spark ran the day's expressions
         seen.append(day | {FACTORY_MODE: spark.conf.get(FACTORY_MODE)})
 
-    report = backfill(
-        context_of(ranged, spark, "backfill"), DAY0, DAY0 + dt.timedelta(days=DAYS - 1), progress
-    )
-    return one_by_one, ranged, report, seen
+    passes = logging.getLogger("regrow.data.passes")
+    level, kept = passes.level, _Kept()
+    passes.setLevel(logging.INFO)
+    passes.addHandler(kept)
+    try:
+        report = backfill(
+            context_of(ranged, spark, "backfill"), DAY0, DAY0 + dt.timedelta(days=DAYS - 1),
+            progress,
+        )  # fmt: skip
+    finally:
+        passes.removeHandler(kept)
+        passes.setLevel(level)
+    return one_by_one, ranged, report, seen, kept.messages
+
+
+class _Kept(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +128,7 @@ def connected(spark_connect, tmp_path_factory):
 
 @pytest.mark.parametrize("table", [EVENTS, LABELS, QUARANTINE, FEATURES, SILVER_LABELS])
 def test_a_range_writes_what_day_by_day_writes(both, connected, table):
-    one_by_one, ranged, _, _ = both
+    one_by_one, ranged, _, _, _ = both
     expected = rows(one_by_one, table)
     assert rows(ranged, table) == expected
     assert rows(connected, table) == expected  # on the Spark Connect server
@@ -116,8 +137,16 @@ def test_a_range_writes_what_day_by_day_writes(both, connected, table):
 
 
 def test_days_run_in_order_and_data_docs_are_built_once(both):
-    _, ranged, report, seen = both
+    _, ranged, report, seen, passes = both
     assert [d["day"] for d in seen] == [str(DAY0 + dt.timedelta(days=i)) for i in range(DAYS)]
+    # The first day alone, then the other two as one block: their silver in one pass.
+    assert (
+        passes
+        == [
+            f"{DAY0 + dt.timedelta(days=1)}..{DAY0 + dt.timedelta(days=2)}: 2 days computed in one pass"
+        ]
+        * 2
+    )  # features, then labels
     assert report.blocked is None and report.data_docs.endswith("index.html")
     docs = ranged.resolve(ranged.reports_dir) + "/data_docs/index.html"
     assert "bronze.events" in open(docs, encoding="utf-8").read()
@@ -127,7 +156,7 @@ def test_small_days_run_interpreted_and_the_session_is_given_back(both, spark):
     """Days of 300 events are far below spark.interpreted_below_mib: the range ran with
     Spark's expressions interpreted (so the tables above equal across both modes: the
     day-by-day run compiled them), and the session has its own settings back after it."""
-    _, _, report, seen = both
+    _, _, report, seen, _ = both
     assert report.interpreted
     assert [d[FACTORY_MODE] for d in seen] == ["NO_CODEGEN"] * DAYS
     assert spark.conf.get(FACTORY_MODE) == "FALLBACK"

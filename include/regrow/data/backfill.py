@@ -277,7 +277,10 @@ def _run_days(
         i = 0
         while i < len(days):
             try:
-                ready, stop, i = _bronze_block(ctx, days, i, ahead, report, keep_going)
+                # The first block is the first day alone: its line comes as soon as it is
+                # done (with Spark's and GX's warm-up), not after a block of days.
+                size = 1 if i == 0 else SILVER_BLOCK_DAYS
+                ready, stop, i = _bronze_block(ctx, days, i, size, ahead, report, keep_going)
                 silver_stop = _silver_block(ctx, ready, beside, report, progress, keep_going, clock)
             except BaseException:
                 ahead.stop()
@@ -307,17 +310,18 @@ def _bronze_block(
     ctx: StageContext,
     days: list[dt.date],
     i: int,
+    size: int,
     ahead: _IngestAhead,
     report: BackfillReport,
     keep_going: bool,
 ) -> tuple[list[tuple[dt.date, IngestReport, dict[str, float]]], _Stop | None, int]:
     """Take the ingest and validate the bronze of the days from ``days[i]`` on, one by
-    one, until a block is full or a day stops the range; returns the days ready for silver
-    (with their ingest report and stage seconds), why the range stops (None: it goes on),
-    and the index of the next day."""
+    one, until a block of ``size`` days (or of :data:`SILVER_BLOCK_ROWS` events) is ready
+    or a day stops the range; returns the days ready for silver (with their ingest report
+    and stage seconds), why the range stops (None: it goes on), and the next day's index."""
     ready: list[tuple[dt.date, IngestReport, dict[str, float]]] = []
     events = 0
-    while i < len(days) and len(ready) < SILVER_BLOCK_DAYS and events < SILVER_BLOCK_ROWS:
+    while i < len(days) and len(ready) < size and events < SILVER_BLOCK_ROWS:
         day = days[i]
         i += 1
         try:
