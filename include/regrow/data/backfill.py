@@ -203,10 +203,12 @@ SILVER_BLOCK_ROWS = 100_000
 
 @dataclass
 class _Stop:
-    """Why a range stops after the block it is in: an error to raise, or a blocked day."""
+    """Why a range stops after the block it is in: an error to raise, or the day that
+    blocked it and why."""
 
     error: Exception | None = None
-    blocked: str | None = None
+    day: dt.date | None = None
+    blocked: str | None = None  # "{day}: why"
 
 
 class _IngestAhead:
@@ -290,16 +292,15 @@ def _run_days(
                 written = ahead.stop()
                 if stop.error:
                     raise stop.error
-                _stop_at(stop.blocked, [d for d, _, _ in ready] + written, report)
+                _stop_at(stop, [d for d, _, _ in ready] + written, report)
                 return
 
 
-def _stop_at(blocked: str, ingested: list[dt.date], report: BackfillReport) -> None:
-    """Record the day that stopped the range (``blocked``: ``"{day}: why"``) and the later
-    days of ``ingested`` whose bronze was written all the same, as the DAG's next runs
-    would have written it."""
-    day = dt.date.fromisoformat(blocked.split(":")[0])
-    later = sorted(str(d) for d in set(ingested) if d > day)
+def _stop_at(stop: _Stop, ingested: list[dt.date], report: BackfillReport) -> None:
+    """Record the day that stopped the range and why, and the later days of ``ingested``
+    whose bronze was written all the same, as the DAG's next runs would have written it."""
+    blocked = stop.blocked or ""
+    later = sorted(str(d) for d in set(ingested) if d > stop.day)
     if later:
         blocked += f" (bronze of {', '.join(later)} was ingested ahead; no more)"
     report.blocked = blocked
@@ -339,7 +340,7 @@ def _bronze_block(
                 continue
             if not isinstance(err, ValidationError):
                 return ready, _Stop(error=err), i
-            return ready, _Stop(blocked=f"{day}: {err}"), i
+            return ready, _Stop(day=day, blocked=f"{day}: {err}"), i
         ready.append((day, ingested, stages))
         events += ingested.events.bronze_rows
     return ready, None, i
@@ -378,7 +379,7 @@ def _silver_block(
                 continue
             if not isinstance(err, ValidationError):
                 return _Stop(error=err)
-            return _Stop(blocked=f"{day}: {err}")
+            return _Stop(day=day, blocked=f"{day}: {err}")
         now = time.perf_counter()
         figures = {
             "day": str(day),

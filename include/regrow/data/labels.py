@@ -243,9 +243,11 @@ def labels_of_days(ctx: StageContext, days: Sequence[dt.date]) -> Callable[[dt.d
     ingested = lakehouse.partition_rows(EVENTS, EVENT_DATE)
     landed = lakehouse.partition_rows(LABELS)
     joinable = [d for d in days if str(d) in ingested and landed.get(str(d))]
-    versions = {EVENTS: lakehouse.table_version(EVENTS)} if joinable else {}
-    if joinable:
-        versions[LABELS] = lakehouse.table_version(LABELS)
+    versions = (
+        {EVENTS: lakehouse.table_version(EVENTS), LABELS: lakehouse.table_version(LABELS)}
+        if joinable
+        else {}
+    )
 
     def compute(pass_days: list[dt.date]) -> DataFrame:
         labels = lakehouse.read(
