@@ -9,6 +9,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from regrow.storage.session import ONE_TASK_ROWS, one_task_if_small
 from regrow.validation import (
     OUTCOME_SCHEMA,
     SUITES,
@@ -135,6 +136,51 @@ def test_null_key_is_a_critical_failure_naming_table_partition_column_and_sample
     )
     [failure] = err.value.outcome.critical_failures
     assert (failure.column, failure.unexpected_count, failure.element_count) == ("card_id", 1, 3)
+
+
+def test_a_small_partition_is_validated_as_one_task_in_fewer_jobs_with_the_same_outcome(
+    spark, dataset, reports
+):
+    """What the gate does to a small day's partition (``one_task_if_small``): one Spark
+    partition, so the suite's queries (aggregates, the uniqueness window) plan no exchange
+    and adaptive execution runs no job ahead of each. The outcome is the same, a duplicate
+    id and a null key found as in four partitions."""
+    rows = [event(i) for i in range(40)] + [event(3), event(41, card=None)]
+    spread = frame(spark, EVENT_DDL, rows).repartition(4)
+    small = one_task_if_small(spread, len(rows))
+    assert small.rdd.getNumPartitions() == 1
+    assert one_task_if_small(spread, ONE_TASK_ROWS + 1).rdd.getNumPartitions() == 4
+    assert one_task_if_small(spread, None).rdd.getNumPartitions() == 4  # rows unknown
+
+    context = spark.sparkContext
+    jobs, found = {}, {}
+    for name, df in (("spread", spread), ("one task", small)):
+        context.setJobGroup(f"validated {name}", name)
+        try:
+            outcome = validate(
+                df, build_suite(dataset, EVENTS), EVENTS, {"event_date": DAY}, "run-1", reports,
+                now=NOON, raise_on_critical=False, data_docs=False,
+            )  # fmt: skip
+        finally:
+            context.setLocalProperty("spark.jobGroup.id", None)
+        jobs[name] = len(context.statusTracker().getJobIdsForGroup(f"validated {name}"))
+        found[name] = [
+            (
+                r.expectation_type,
+                r.column,
+                r.success,
+                r.unexpected_count,
+                sorted(map(str, r.sample)),
+            )
+            for r in outcome.results
+        ]
+    assert found["one task"] == found["spread"]
+    failed = {(t, c, n) for t, c, ok, n, _ in found["one task"] if not ok}
+    assert failed == {
+        ("expect_column_values_to_be_unique", "transaction_id", 2),
+        ("expect_column_values_to_not_be_null", "card_id", 1),
+    }
+    assert 0 < jobs["one task"] < jobs["spread"], jobs
 
 
 def test_partitions_validated_one_after_another_each_get_their_own_result(spark, dataset, reports):

@@ -58,6 +58,7 @@ from regrow.data.row_rules import (
 )
 from regrow.settings import DatasetSettings
 from regrow.storage.lakehouse import Lakehouse
+from regrow.storage.session import one_task_if_small
 from regrow.validation import runtime_parameters, split_invalid_rows, suite_for
 
 if TYPE_CHECKING:
@@ -378,7 +379,11 @@ def with_known_events(
     entity = F.col(f"`{dataset.entity_id}`") if dataset.entity_id else F.lit(None)
     if lakehouse.exists(EVENTS):
         window = [first + dt.timedelta(days=i) for i in range(dataset.label_delay_days + 1)]
-        events = lakehouse.read(spark, EVENTS, partitions={EVENT_DATE: window})
+        rows = lakehouse.partition_rows(EVENTS, EVENT_DATE)
+        events = one_task_if_small(
+            lakehouse.read(spark, EVENTS, partitions={EVENT_DATE: window}),
+            sum(rows.get(str(d), 0) for d in window),
+        )
         known = events.select(
             F.col(f"`{dataset.event_id}`").alias(KNOWN_EVENT),
             entity.cast("string").alias(EVENT_ENTITY),
@@ -436,7 +441,7 @@ def ingest_day(ctx: StageContext, day: dt.date) -> IngestReport:
             )  # fmt: skip
         for plan in plans:
             landed = landings[plan.kind]
-            raw = landed.rows
+            raw = one_task_if_small(landed.rows, landed.records)
             if plan.kind == "events":
                 raw = with_earlier_events(raw, lakehouse, dataset, day, landed.records)
             if plan.kind == "labels":  # after the day's events are in bronze

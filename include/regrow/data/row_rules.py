@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from regrow.catalog import EVENT_DATE, EVENTS, SOURCE_FILE
 from regrow.settings import DatasetSettings
+from regrow.storage.session import one_task_if_small
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -233,7 +234,10 @@ def with_earlier_events(
     if not days:
         kind = f"struct<{EVENT_DATE}:date,{SOURCE_FILE}:string>"
         return raw.withColumn(FIRST_LANDED, F.lit(None).cast(kind))
-    earlier = lakehouse.read(raw.sparkSession, EVENTS, partitions={EVENT_DATE: days})
+    earlier = one_task_if_small(
+        lakehouse.read(raw.sparkSession, EVENTS, partitions={EVENT_DATE: days}),
+        sum(history[d] for d in days),
+    )
     earlier_id = earlier[f"`{dataset.event_id}`"]
     if day_rows is not None and sum(history.values()) > SEMI_JOIN_HISTORY_RATIO * day_rows:
         wanted = raw.select(key.alias("__wanted"))  # broadcast when the day is small

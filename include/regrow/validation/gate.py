@@ -25,6 +25,7 @@ from regrow.catalog import (
     VALIDATION,
 )
 from regrow.settings import Settings, ValidationSettings
+from regrow.storage.session import one_task_if_small
 from regrow.validation.outcomes import (
     OUTCOME_SCHEMA,
     ValidationError,
@@ -132,7 +133,10 @@ def validate_day(
     def check(table: str) -> ValidationOutcome:
         column = TABLES[table].date_column
         partition = {column: day}
-        df = lakehouse.read(spark, table, partitions=partition)
+        # A small day's suite as one task: each of its queries is one Spark job.
+        df = one_task_if_small(
+            lakehouse.read(spark, table, partitions=partition), counts[table].get(str(day), 0)
+        )
         recent = recent_row_counts(lakehouse, table, day, cfg.recent_days, counts[table])
         low, high = row_count_bounds(recent, cfg.row_count_factor)
         outcome = validate(
