@@ -64,6 +64,7 @@ from regrow.monitoring.results import (
     to_row,
 )
 from regrow.monitoring.results import SCORE as SCORE_KIND
+from regrow.storage.session import one_task_if_small
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -297,7 +298,17 @@ def _read_features(ctx: StageContext, days: Sequence[dt.date]) -> DataFrame:
     lakehouse, spark = ctx.lakehouse, ctx.spark
     if not days:  # no partition at all: the table's columns, no rows
         return lakehouse.read(spark, FEATURES).limit(0)
-    return lakehouse.read(spark, FEATURES, partitions={EVENT_DATE: list(days)})
+    return _read_days(ctx, FEATURES, days)
+
+
+def _read_days(ctx: StageContext, table: str, days: Sequence[dt.date]) -> DataFrame:
+    """``days``' partitions of ``table`` (by ``event_date``), as one Spark task when they
+    are small: the profiles and histograms group and aggregate them, each then one job."""
+    rows = ctx.lakehouse.partition_rows(table, EVENT_DATE)
+    return one_task_if_small(
+        ctx.lakehouse.read(ctx.spark, table, partitions={EVENT_DATE: list(days)}),
+        sum(rows.get(str(d), 0) for d in days),
+    )
 
 
 def _drift_results(
@@ -361,15 +372,13 @@ def _prediction_drift(
 
     from regrow.model.scoring import Scorer, check_inputs, score_frame
 
-    settings, lakehouse = ctx.settings, ctx.lakehouse
+    settings = ctx.settings
     cfg = settings.monitor
     scorer = Scorer(CHAMPION, champion, ctx.registry.load(champion.version))
     check_inputs(reference.schema, [scorer], f"{FEATURES} (the reference window)")
     scored = score_frame(reference, [scorer], settings.dataset, settings.score, -1, ctx.run_id)
     if current_days:
-        current = lakehouse.read(
-            ctx.spark, PREDICTIONS, partitions={EVENT_DATE: list(current_days)}
-        ).where(F.col(MODEL_ALIAS) == CHAMPION)
+        current = _read_days(ctx, PREDICTIONS, current_days).where(F.col(MODEL_ALIAS) == CHAMPION)
     else:
         current = scored.limit(0)
     edges = profile.quantile_edges(scored, [SCORE], cfg.bins)
@@ -485,7 +494,7 @@ def _histogram(ctx: StageContext, day: dt.date, labeled_by: dt.date | None):
                                            resolution)  # fmt: skip
     dataset = settings.dataset
     predictions = (
-        lakehouse.read(spark, PREDICTIONS, partitions={EVENT_DATE: day})
+        _read_days(ctx, PREDICTIONS, [day])
         .where(F.col(MODEL_ALIAS) == CHAMPION)
         .select(event_id, dataset.event_timestamp, SCORE)
     )
