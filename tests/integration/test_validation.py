@@ -161,8 +161,9 @@ def test_a_small_partition_is_validated_as_one_task_in_fewer_jobs_with_the_same_
                 df, build_suite(dataset, EVENTS), EVENTS, {"event_date": DAY}, "run-1", reports,
                 now=NOON, raise_on_critical=False, data_docs=False,
             )  # fmt: skip
-        finally:
-            context.setLocalProperty("spark.jobGroup.id", None)
+        finally:  # the worker's session runs other tests' jobs next
+            for key in ("spark.jobGroup.id", "spark.job.description"):
+                context.setLocalProperty(key, None)
         jobs[name] = len(context.statusTracker().getJobIdsForGroup(f"validated {name}"))
         found[name] = [
             (
