@@ -30,6 +30,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from regrow.settings import LakehouseSettings
+from regrow.storage import session
 from regrow.storage.lakehouse import (
     Lakehouse,
     LakehouseError,
@@ -225,6 +226,25 @@ def test_read_at_a_version_of_some_partitions_with_a_predicate(spark, lakehouse)
     assert rows_of(filtered) == [("c", 3.0, D1)]
     with pytest.raises(LakehouseError, match="no version 7"):
         lakehouse.read(spark, "bronze.events", version=7)
+
+
+def test_days_the_log_counts_small_are_read_as_one_task(spark, lakehouse, monkeypatch):
+    """``read_days``: the days' partitions, in one Spark partition when the Delta log's row
+    counts of those days are at most ``ONE_TASK_ROWS`` (``one_task_if_small``)."""
+    lakehouse.write(
+        events(spark, [("a", 1.0, D1), ("b", 2.0, D2), ("c", 3.0, D3), ("d", 4.0, D3)]),
+        "bronze.events",
+        partition_by=["event_date"],
+    )
+
+    def read() -> tuple[list[tuple], bool]:
+        df = lakehouse.read_days(spark, "bronze.events", "event_date", [D1, D3])
+        return rows_of(df), "Coalesce 1" in df._jdf.queryExecution().executedPlan().toString()
+
+    wanted = [("a", 1.0, D1), ("c", 3.0, D3), ("d", 4.0, D3)]
+    assert read() == (wanted, True)
+    monkeypatch.setattr(session, "ONE_TASK_ROWS", 2)  # D1 and D3 hold 3 rows
+    assert read() == (wanted, False)
 
 
 def test_history_tables_and_to_arrow_agree_with_spark(spark, lakehouse):

@@ -208,7 +208,7 @@ class _Stop:
 
     error: Exception | None = None
     day: dt.date | None = None
-    blocked: str | None = None  # "{day}: why"
+    why: str = ""
 
 
 class _IngestAhead:
@@ -299,7 +299,7 @@ def _run_days(
 def _stop_at(stop: _Stop, ingested: list[dt.date], report: BackfillReport) -> None:
     """Record the day that stopped the range and why, and the later days of ``ingested``
     whose bronze was written all the same, as the DAG's next runs would have written it."""
-    blocked = stop.blocked or ""
+    blocked = f"{stop.day}: {stop.why}"
     later = sorted(str(d) for d in set(ingested) if d > stop.day)
     if later:
         blocked += f" (bronze of {', '.join(later)} was ingested ahead; no more)"
@@ -340,7 +340,7 @@ def _bronze_block(
                 continue
             if not isinstance(err, ValidationError):
                 return ready, _Stop(error=err), i
-            return ready, _Stop(day=day, blocked=f"{day}: {err}"), i
+            return ready, _Stop(day=day, why=str(err)), i
         ready.append((day, ingested, stages))
         events += ingested.events.bronze_rows
     return ready, None, i
@@ -379,7 +379,7 @@ def _silver_block(
                 continue
             if not isinstance(err, ValidationError):
                 return _Stop(error=err)
-            return _Stop(day=day, blocked=f"{day}: {err}")
+            return _Stop(day=day, why=str(err))
         now = time.perf_counter()
         figures = {
             "day": str(day),

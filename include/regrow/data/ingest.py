@@ -379,11 +379,7 @@ def with_known_events(
     entity = F.col(f"`{dataset.entity_id}`") if dataset.entity_id else F.lit(None)
     if lakehouse.exists(EVENTS):
         window = [first + dt.timedelta(days=i) for i in range(dataset.label_delay_days + 1)]
-        rows = lakehouse.partition_rows(EVENTS, EVENT_DATE)
-        events = one_task_if_small(
-            lakehouse.read(spark, EVENTS, partitions={EVENT_DATE: window}),
-            sum(rows.get(str(d), 0) for d in window),
-        )
+        events = lakehouse.read_days(spark, EVENTS, EVENT_DATE, window)
         known = events.select(
             F.col(f"`{dataset.event_id}`").alias(KNOWN_EVENT),
             entity.cast("string").alias(EVENT_ENTITY),

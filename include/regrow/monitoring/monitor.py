@@ -64,7 +64,6 @@ from regrow.monitoring.results import (
     to_row,
 )
 from regrow.monitoring.results import SCORE as SCORE_KIND
-from regrow.storage.session import one_task_if_small
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -298,17 +297,8 @@ def _read_features(ctx: StageContext, days: Sequence[dt.date]) -> DataFrame:
     lakehouse, spark = ctx.lakehouse, ctx.spark
     if not days:  # no partition at all: the table's columns, no rows
         return lakehouse.read(spark, FEATURES).limit(0)
-    return _read_days(ctx, FEATURES, days)
-
-
-def _read_days(ctx: StageContext, table: str, days: Sequence[dt.date]) -> DataFrame:
-    """``days``' partitions of ``table`` (by ``event_date``), as one Spark task when they
-    are small: the profiles and histograms group and aggregate them, each then one job."""
-    rows = ctx.lakehouse.partition_rows(table, EVENT_DATE)
-    return one_task_if_small(
-        ctx.lakehouse.read(ctx.spark, table, partitions={EVENT_DATE: list(days)}),
-        sum(rows.get(str(d), 0) for d in days),
-    )
+    # As one Spark task when small: the profiles group and aggregate them.
+    return lakehouse.read_days(spark, FEATURES, EVENT_DATE, days)
 
 
 def _drift_results(
@@ -378,7 +368,9 @@ def _prediction_drift(
     check_inputs(reference.schema, [scorer], f"{FEATURES} (the reference window)")
     scored = score_frame(reference, [scorer], settings.dataset, settings.score, -1, ctx.run_id)
     if current_days:
-        current = _read_days(ctx, PREDICTIONS, current_days).where(F.col(MODEL_ALIAS) == CHAMPION)
+        current = ctx.lakehouse.read_days(ctx.spark, PREDICTIONS, EVENT_DATE, current_days).where(
+            F.col(MODEL_ALIAS) == CHAMPION
+        )
     else:
         current = scored.limit(0)
     edges = profile.quantile_edges(scored, [SCORE], cfg.bins)
@@ -494,7 +486,7 @@ def _histogram(ctx: StageContext, day: dt.date, labeled_by: dt.date | None):
                                            resolution)  # fmt: skip
     dataset = settings.dataset
     predictions = (
-        _read_days(ctx, PREDICTIONS, [day])
+        lakehouse.read_days(spark, PREDICTIONS, EVENT_DATE, [day])
         .where(F.col(MODEL_ALIAS) == CHAMPION)
         .select(event_id, dataset.event_timestamp, SCORE)
     )

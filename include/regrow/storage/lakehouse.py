@@ -86,7 +86,7 @@ from regrow.storage.reader import (
     unit_reader,
     with_nulls,
 )
-from regrow.storage.session import default_parallelism, is_connect
+from regrow.storage.session import default_parallelism, is_connect, one_task_if_small
 from regrow.storage.sql import run_sql, tables_named
 from regrow.storage.writer import ADD_ACTION_SCHEMA, arrow_schema_of, file_writer
 
@@ -530,6 +530,18 @@ class Lakehouse:
                 self.task_storage_options(),
             )
         return df.where(where) if where else df
+
+    def read_days(
+        self, spark: SparkSession, table: str, column: str, days: Sequence[Any]
+    ) -> DataFrame:
+        """``days``' partitions of ``table`` by ``column``, as one Spark task when the Delta
+        log counts them small (:func:`~regrow.storage.session.one_task_if_small`): a query
+        that groups or joins them is then one Spark job."""
+        rows = self.partition_rows(table, column)
+        return one_task_if_small(
+            self.read(spark, table, partitions={column: list(days)}),
+            sum(rows.get(str(d), 0) for d in days),
+        )
 
     # -------------------------------------------------------------------------- writes
     def write(
