@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -184,9 +185,19 @@ def mlflow_db(tmp_path: Path, mlflow_template: Path) -> Path:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port of 127.0.0.1 below the kernel's ephemeral range. A port from that range
+    (what binding port 0 gives) is handed to any process's next outgoing connection or
+    port-0 bind, so it may be taken between this check and the server's bind: a Connect
+    server lost its port so once (2026-12-07). Ports below it only go to explicit binds."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 12000), low), 50):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use
+            return port
+    raise RuntimeError(f"no free port of 127.0.0.1 found below {low}")
 
 
 @pytest.fixture(scope="session")

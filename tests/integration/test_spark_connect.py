@@ -3,8 +3,11 @@ it is not there: each way in fails at once, naming the address, and writes nothi
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 from typer.testing import CliRunner
@@ -12,6 +15,7 @@ from typer.testing import CliRunner
 from regrow.catalog import EVENTS
 from regrow.cli import app
 from regrow.data import simulate
+from regrow.orchestration import connect
 from regrow.orchestration.spark import JVM_OPTIONS, SparkServerError, get_spark
 from regrow.settings import SparkSettings, load_settings
 from regrow.storage.session import is_connect
@@ -123,6 +127,39 @@ def test_a_spark_remote_that_is_no_connect_url_is_a_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="(?i)spark.remote must be a Spark Connect URL"):
         load_settings(write_params(tmp_path, spark={"remote": "local[*]"}))
+
+
+def test_a_port_taken_before_the_server_binds_it_is_named_not_used(tmp_path):
+    """Another program starts listening on the port after it was found free and before the
+    server binds it: the server exits, and start names the port and the fix. Taking the
+    port's answer as the server's, a session on it hung on gRPC retries (240 s in a suite
+    run, 2026-12-07)."""
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", _free_port()))  # held, not yet listening: start launches
+        port = other.getsockname()[1]
+        settings = load_settings(write_params(tmp_path, spark={"connect_port": port}))
+        pid_file = connect.local_server(settings).pid_file
+
+        def listen_once_launched():
+            deadline = time.monotonic() + 60
+            while not pid_file.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            other.listen()  # seconds before the server's JVM binds
+
+        listener = threading.Thread(target=listen_once_launched)
+        listener.start()
+        try:
+            with pytest.raises(SparkServerError) as error:
+                connect.start(settings)
+        finally:
+            listener.join()
+            connect.stop(settings)  # a server that did start (this test failing) is stopped
+    assert pid_file.exists()  # the server was launched, and exited
+    assert str(error.value).startswith(
+        f"the Spark Connect server for sc://127.0.0.1:{port} exited. Another program "
+        f"listens at 127.0.0.1:{port}: set spark.connect_port in params.yaml to a free port."
+    ), str(error.value)
+    assert "BindException" in str(error.value)  # its log, from its error on, says why
 
 
 EXITS = """

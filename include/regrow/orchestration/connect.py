@@ -60,11 +60,16 @@ class Server:
     def running(self) -> bool:
         return answers(self.url)
 
-    def log_tail(self, lines: int = 15) -> str:
+    def log_excerpt(self, lines: int = 15) -> str:
+        """The end of the log, or from its last ERROR line on when there is one (a server
+        that exited logs its shutdown after the reason)."""
         try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+            text = self.log_file.read_text(errors="replace").splitlines()
         except OSError:
             return f"(no log at {self.log_file})"
+        errors = [i for i, line in enumerate(text) if " ERROR " in line]
+        start = errors[-1] if errors else len(text) - lines
+        return "\n".join(text[max(start, 0) :][:lines])
 
 
 def local_server(settings: Settings, port: int | None = None) -> Server:
@@ -153,20 +158,46 @@ def start(settings: Settings, port: int | None = None, timeout: float = 120.0) -
             f"{(done.stdout + done.stderr).strip()}"
         )
     started = time.monotonic()
-    while not server.running():
+    while True:
         waited = time.monotonic() - started
-        if server.pid() is None and waited > 5:  # spark-daemon writes the pid file at once
-            raise SparkServerError(
-                f"the Spark Connect server for {server.url} exited; its log "
-                f"({server.log_file}) ends:\n{server.log_tail()}"
+        pid = server.pid()
+        if pid is None and waited > 5:  # spark-daemon writes the pid file at once
+            taken = (
+                f" Another program listens at {HOST}:{server.port}: set spark.connect_port "
+                "in params.yaml to a free port."
+                if server.running()
+                else ""
             )
+            raise SparkServerError(
+                f"the Spark Connect server for {server.url} exited.{taken} Its log "
+                f"({server.log_file}) says:\n{server.log_excerpt()}"
+            )
+        # Up when the port answers and it is this server that listens there: a port found
+        # free can be taken by another program before the server binds it (the server then
+        # exits), and a session opened on that program's port would wait on gRPC retries
+        # for minutes (a test hung so for 240 s, 2026-12-07).
+        if pid is not None and server.running() and _listens(pid, server.port) is not False:
+            return server
         if waited > timeout:
             raise SparkServerError(
                 f"the Spark Connect server for {server.url} did not answer in {timeout:.0f} s; "
-                f"its log ({server.log_file}) ends:\n{server.log_tail()}"
+                f"its log ({server.log_file}) says:\n{server.log_excerpt()}"
             )
         time.sleep(0.5)
-    return server
+
+
+def _listens(pid: int, port: int) -> bool | None:
+    """Whether process ``pid`` listens on TCP ``port``; None when the system will not say
+    (psutil's AccessDenied), and then the port answering is taken as the server's."""
+    import psutil
+
+    try:
+        sockets = psutil.Process(pid).net_connections(kind="tcp")
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:
+        return None
+    return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
 
 
 def stop(settings: Settings, port: int | None = None, timeout: float = 60.0) -> bool:
