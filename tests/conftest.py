@@ -189,7 +189,8 @@ def _free_port() -> int:
     (what binding port 0 gives) is handed to any process's next outgoing connection or
     port-0 bind, so it may be taken between this check and the server's bind: a Connect
     server lost its port so once (2026-12-07). Ports below it only go to explicit binds."""
-    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux's; its default below
+    low = int(ranges.read_text().split()[0]) if ranges.is_file() else 32768
     for port in random.sample(range(max(1024, low - 12000), low), 50):
         with socket.socket() as sock:
             try:
