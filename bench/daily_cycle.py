@@ -52,7 +52,6 @@ import json
 import math
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -725,7 +724,7 @@ def run_task_overhead(ctx: BenchContext) -> Measurement:
     reps = ctx.repetitions
     timings = {"task_overhead_spark_submit": repeat(lambda: run_job(submit), reps)}
 
-    port = _free_port()
+    port = connect.free_port()
     started = time.perf_counter()
     with connect.running(settings, port) as server:
         server_start_s = time.perf_counter() - started
@@ -766,9 +765,3 @@ def run_task_overhead(ctx: BenchContext) -> Measurement:
             "start and imports in both",
         ],
     )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -185,20 +184,21 @@ def mlflow_db(tmp_path: Path, mlflow_template: Path) -> Path:
 
 
 def _free_port() -> int:
-    """A free port of 127.0.0.1 below the kernel's ephemeral range. A port from that range
-    (what binding port 0 gives) is handed to any process's next outgoing connection or
-    port-0 bind, so it may be taken between this check and the server's bind: a Connect
-    server lost its port so once (2026-12-07). Ports below it only go to explicit binds."""
-    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux's; its default below
-    low = int(ranges.read_text().split()[0]) if ranges.is_file() else 32768
-    for port in random.sample(range(max(1024, low - 12000), low), 50):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue  # in use
-            return port
-    raise RuntimeError(f"no free port of 127.0.0.1 found below {low}")
+    """A free port of 127.0.0.1 for a server a test starts (below the ephemeral range:
+    :func:`regrow.orchestration.connect.free_port`)."""
+    from regrow.orchestration.connect import free_port
+
+    return free_port()
+
+
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses connections for the whole test: bound (so that
+    nothing else takes it meanwhile) but not listening. A port bound and closed again may
+    be handed to another process at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -144,17 +143,13 @@ def test_debug_shows_the_traceback_that_an_error_line_leaves_out(tmp_path):
         assert debug.exit_code == 1 and isinstance(debug.exception, ConfigError)
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]  # closed again: nothing listens there
-
-
 @pytest.mark.timeout(120)
-def test_unreachable_s3_is_one_line_naming_the_endpoint_and_the_setting(tmp_path, monkeypatch):
+def test_unreachable_s3_is_one_line_naming_the_endpoint_and_the_setting(
+    tmp_path, monkeypatch, closed_port
+):
     """Through s3fs (listing tables) and delta-rs (reading one): refused in seconds, not
     after botocore's and object_store's retry loops."""
-    port = _closed_port()
+    port = closed_port
     for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_REGION": "us-east-1",
                        "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)
@@ -170,8 +165,10 @@ def test_unreachable_s3_is_one_line_naming_the_endpoint_and_the_setting(tmp_path
 
 
 @pytest.mark.timeout(180)
-def test_an_unreachable_s3_landing_is_one_line_naming_the_endpoint(spark, tmp_path, monkeypatch):
-    port = _closed_port()
+def test_an_unreachable_s3_landing_is_one_line_naming_the_endpoint(
+    spark, tmp_path, monkeypatch, closed_port
+):
+    port = closed_port
     for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_REGION": "us-east-1",
                        "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}.items():  # fmt: skip
         monkeypatch.setenv(key, value)

@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from types import SimpleNamespace
@@ -232,15 +231,6 @@ def test_the_tables_in_the_bucket_hold_the_day(workspace, day_on_cluster, s3):
     assert {(r["model_alias"], str(r["model_version"])) for r in rows} == {
         (CHAMPION, champion.version)
     }
-
-
-@pytest.fixture
-def closed_port() -> Iterator[int]:
-    """A port of 127.0.0.1 that refuses connections: bound (so that nothing else takes
-    it meanwhile) but not listening."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        yield sock.getsockname()[1]
 
 
 def test_a_master_that_is_down_fails_the_task_naming_it(workspace, closed_port):

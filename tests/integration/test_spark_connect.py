@@ -3,11 +3,13 @@ it is not there: each way in fails at once, naming the address, and writes nothi
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
 import sys
 import threading
 import time
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from typer.testing import CliRunner
@@ -160,6 +162,43 @@ def test_a_port_taken_before_the_server_binds_it_is_named_not_used(tmp_path):
         f"listens at 127.0.0.1:{port}: set spark.connect_port in params.yaml to a free port."
     ), str(error.value)
     assert "BindException" in str(error.value)  # its log, from its error on, says why
+
+
+def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_server(tmp_path):
+    """Another program (a web server) listens at the port before `start`: start launches
+    nothing and names the port and the fix, and status says the same (a session on that
+    port would have waited on gRPC retries for minutes)."""
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), BaseHTTPRequestHandler)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    port = other.server_address[1]
+    try:
+        params = write_params(tmp_path, spark={"connect_port": port})
+        settings = load_settings(params)
+        expected = (
+            f"another program listens at 127.0.0.1:{port} and it is no Spark Connect server: "
+            "set spark.connect_port in params.yaml to a free port, or stop it"
+        )
+        with pytest.raises(SparkServerError, match="^" + expected):
+            connect.start(settings)
+        assert not connect.local_server(settings).pid_file.exists()  # nothing launched
+        status = CliRunner().invoke(app, ["spark", "status", "--params", str(params)])
+        start = CliRunner().invoke(app, ["spark", "start", "--params", str(params)])
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert status.exit_code == 1 and expected in status.output, status.output
+    assert start.exit_code == 1 and expected in start.output, start.output
+    assert "Traceback" not in start.output
+
+
+def test_a_server_another_checkout_started_on_the_port_is_used(spark_connect, tmp_path):
+    """The session's server answers at the port, but this project's pid file names no
+    process (another checkout started it): start uses it and launches no second one."""
+    settings = load_settings(write_params(tmp_path, spark={"connect_port": spark_connect.port}))
+    server = connect.start(settings)
+    assert server.url == spark_connect.url
+    assert server.pid() is None and not server.pid_file.exists()
+    assert server.serves()
 
 
 EXITS = """

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,10 +50,8 @@ def test_creates_the_bucket_once_and_writes_the_password(s3_server: str, tmp_pat
     assert "created: none" in again.stdout
 
 
-def test_an_s3_store_that_does_not_answer_is_one_line(s3_server: str):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{sock.getsockname()[1]}"
+def test_an_s3_store_that_does_not_answer_is_one_line(s3_server: str, closed_port: int):
+    closed = f"http://127.0.0.1:{closed_port}"
     result = run("--wait", "0", REGROW_BUCKETS="regrow", AWS_ENDPOINT_URL=closed)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

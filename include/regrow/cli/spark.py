@@ -24,7 +24,8 @@ PortOption = Annotated[
 
 @spark_app.command("start")
 def start(params: ParamsOption = None, port: PortOption = None) -> None:
-    """Start the server (no-op if it already answers) and print its URL."""
+    """Start the server (no-op if a Spark Connect server already answers at its port; another
+    program there is an error naming the port) and print its URL."""
     from regrow.orchestration import connect
 
     settings = settings_of(params)
@@ -55,6 +56,8 @@ def status(params: ParamsOption = None, port: PortOption = None) -> None:
     server = connect.local_server(settings_of(params), port)
     if not server.running():
         raise fail(f"no Spark Connect server answers at {server.url}: run `regrow spark start`")
+    if not server.serves():
+        raise fail(server.not_served())
     pid = server.pid()
     typer.echo(f"Spark Connect server running at {server.url}" + (f" (pid {pid})" if pid else ""))
 

@@ -58,7 +58,25 @@ class Server:
         return pid
 
     def running(self) -> bool:
+        """Whether something listens at the server's address (see :meth:`serves`)."""
         return answers(self.url)
+
+    def serves(self, timeout: float = 10.0) -> bool:
+        """Whether what listens at the address is a Spark Connect server: this project's
+        (the process of its pid file listens there), or one started otherwise that answers
+        a Spark Connect request (by hand, or by another checkout with the same port). A
+        session opened on another program's port would wait on gRPC retries for minutes."""
+        pid = self.pid()
+        if pid is not None and _listens(pid, self.port):
+            return True
+        return _answers_spark_connect(self.port, timeout)
+
+    def not_served(self) -> str:
+        """Why a program that listens at the address is not used as the server."""
+        return (
+            f"another program listens at {HOST}:{self.port} and it is no Spark Connect "
+            f"server: set spark.connect_port in params.yaml to a free port, or stop it"
+        )
 
     def log_excerpt(self, lines: int = 15) -> str:
         """The end of the log, or from its last ERROR line on when there is one (a server
@@ -70,6 +88,27 @@ class Server:
         errors = [i for i, line in enumerate(text) if " ERROR " in line]
         start = errors[-1] if errors else len(text) - lines
         return "\n".join(text[max(start, 0) :][:lines])
+
+
+def free_port(tries: int = 50) -> int:
+    """A free port of 127.0.0.1 below the kernel's ephemeral range, for a server started
+    beside others (the tests' and benchmarks' servers). A port from that range (what
+    binding port 0 gives) is handed to any process's next outgoing connection or port-0
+    bind, so it may be taken between this check and the server's bind: a Connect server
+    lost its port so once (2026-12-07). Ports below it only go to explicit binds."""
+    import random
+    import socket
+
+    ranges = Path("/proc/sys/net/ipv4/ip_local_port_range")  # Linux's; its default below
+    low = int(ranges.read_text().split()[0]) if ranges.is_file() else 32768
+    for port in random.sample(range(max(1024, low - 12000), low), tries):
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue  # in use
+            return port
+    raise SparkServerError(f"no free port of {HOST} found below {low} in {tries} tries")
 
 
 def local_server(settings: Settings, port: int | None = None) -> Server:
@@ -119,16 +158,18 @@ def _local_cores(master: str) -> int | None:
 
 
 def start(settings: Settings, port: int | None = None, timeout: float = 120.0) -> Server:
-    """Start the local server (if nothing answers at its address yet) and wait until it
-    accepts sessions.
+    """Start the local server (unless a Spark Connect server answers at its address
+    already) and wait until it accepts sessions.
 
     Raises:
-        SparkServerError: the server exited or did not answer within ``timeout`` seconds;
-            the message has the end of its log.
+        SparkServerError: another program listens at the address; or the server exited or
+            did not answer within ``timeout`` seconds (the message has its log's end).
     """
     server = local_server(settings, port)
     if server.running():
-        return server
+        if server.serves():
+            return server
+        raise SparkServerError(server.not_served())
     server.run_dir.mkdir(parents=True, exist_ok=True)
     spark = settings.spark
     conf = {
@@ -198,6 +239,37 @@ def _listens(pid: int, port: int) -> bool | None:
     except psutil.Error:
         return None
     return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
+
+
+def _answers_spark_connect(port: int, timeout: float) -> bool:
+    """Whether a Spark Connect server at ``127.0.0.1:port`` answers a request (its Spark
+    version) within ``timeout`` seconds. The request opens a session on the server, which
+    is released at once."""
+    import uuid
+
+    import grpc
+    from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
+
+    session, user = str(uuid.uuid4()), base_pb2.UserContext(user_id="regrow")
+    with grpc.insecure_channel(f"{HOST}:{port}") as channel:
+        stub = base_pb2_grpc.SparkConnectServiceStub(channel)
+        try:
+            stub.AnalyzePlan(
+                base_pb2.AnalyzePlanRequest(
+                    session_id=session,
+                    user_context=user,
+                    spark_version=base_pb2.AnalyzePlanRequest.SparkVersion(),
+                ),
+                timeout=timeout,
+            )
+        except grpc.RpcError:
+            return False
+        with contextlib.suppress(grpc.RpcError):
+            stub.ReleaseSession(
+                base_pb2.ReleaseSessionRequest(session_id=session, user_context=user),
+                timeout=timeout,
+            )
+    return True
 
 
 def stop(settings: Settings, port: int | None = None, timeout: float = 60.0) -> bool:
