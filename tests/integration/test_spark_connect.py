@@ -3,14 +3,18 @@ it is not there: each way in fails at once, naming the address, and writes nothi
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from concurrent import futures
 from http.server import BaseHTTPRequestHandler
 
+import grpc
 import pytest
 from typer.testing import CliRunner
 
@@ -164,14 +168,34 @@ def test_a_port_taken_before_the_server_binds_it_is_named_not_used(tmp_path):
     assert "BindException" in str(error.value)  # its log, from its error on, says why
 
 
-def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_server(tmp_path):
-    """Another program (a web server) listens at the port before `start`: start launches
-    nothing and names the port and the fix, and status says the same (a session on that
-    port would have waited on gRPC retries for minutes)."""
-    other = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), BaseHTTPRequestHandler)
-    threading.Thread(target=other.serve_forever, daemon=True).start()
-    port = other.server_address[1]
+@contextlib.contextmanager
+def _web_server() -> Iterator[int]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@contextlib.contextmanager
+def _other_grpc_server() -> Iterator[int]:
+    server = grpc.server(futures.ThreadPoolExecutor(1))  # no service: every method unknown
+    port = server.add_insecure_port(f"127.0.0.1:{_free_port()}")
+    server.start()
+    try:
+        yield port
+    finally:
+        server.stop(None)
+
+
+@pytest.mark.parametrize("other", [_web_server, _other_grpc_server])
+def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_server(tmp_path, other):
+    """Another program (a web server, a gRPC server of another service) listens at the port
+    before `start`: start launches nothing and names the port and the fix, and status says
+    the same (a session on that port would have waited on gRPC retries for minutes)."""
+    with other() as port:
         params = write_params(tmp_path, spark={"connect_port": port})
         settings = load_settings(params)
         expected = (
@@ -183,9 +207,6 @@ def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_serv
         assert not connect.local_server(settings).pid_file.exists()  # nothing launched
         status = CliRunner().invoke(app, ["spark", "status", "--params", str(params)])
         start = CliRunner().invoke(app, ["spark", "start", "--params", str(params)])
-    finally:
-        other.shutdown()
-        other.server_close()
     assert status.exit_code == 1 and expected in status.output, status.output
     assert start.exit_code == 1 and expected in start.output, start.output
     assert "Traceback" not in start.output

@@ -241,6 +241,12 @@ def _listens(pid: int, port: int) -> bool | None:
     return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
 
 
+# What a request to a program that is no Spark Connect server ends in: not HTTP/2 or
+# nothing there (UNAVAILABLE), no answer in time, or a gRPC server without the method.
+# Any other status is a Spark Connect server's answer (one that wants a token, say).
+_NOT_SPARK_CONNECT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNIMPLEMENTED")
+
+
 def _answers_spark_connect(port: int, timeout: float) -> bool:
     """Whether a Spark Connect server at ``127.0.0.1:port`` answers a request (its Spark
     version) within ``timeout`` seconds. The request opens a session on the server, which
@@ -262,8 +268,8 @@ def _answers_spark_connect(port: int, timeout: float) -> bool:
                 ),
                 timeout=timeout,
             )
-        except grpc.RpcError:
-            return False
+        except grpc.RpcError as err:
+            return err.code().name not in _NOT_SPARK_CONNECT
         with contextlib.suppress(grpc.RpcError):
             stub.ReleaseSession(
                 base_pb2.ReleaseSessionRequest(session_id=session, user_context=user),
