@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import re
 import socket
 import subprocess
 import sys
@@ -202,7 +203,7 @@ def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_serv
             f"another program listens at 127.0.0.1:{port} and it is no Spark Connect server: "
             "set spark.connect_port in params.yaml to a free port, or stop it"
         )
-        with pytest.raises(SparkServerError, match="^" + expected):
+        with pytest.raises(SparkServerError, match="^" + re.escape(expected)):
             connect.start(settings)
         assert not connect.local_server(settings).pid_file.exists()  # nothing launched
         status = CliRunner().invoke(app, ["spark", "status", "--params", str(params)])
