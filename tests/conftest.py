@@ -201,6 +201,24 @@ def closed_port() -> Iterator[int]:
         yield sock.getsockname()[1]
 
 
+@pytest.fixture
+def web_server() -> Iterator[int]:
+    """The port of a real web server on 127.0.0.1 (it answers every request 501): another
+    program on a port where regrow expects a Spark Connect server."""
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", _free_port()), http.server.BaseHTTPRequestHandler
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[str]:
     """A real S3-compatible server (moto) on 127.0.0.1; yields its endpoint URL and sets

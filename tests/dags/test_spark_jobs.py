@@ -58,3 +58,19 @@ def test_a_task_whose_connect_server_is_down_fails_at_once_naming_it(monkeypatch
     with pytest.raises(AirflowException, match=f"no Spark Connect server answers at 127.0.0.1:{port} "
                        "\\(Airflow connection 'regrow_down'\\)"):  # fmt: skip
         run_connect_job("ingest.py", ["--date", "2026-01-01"], "regrow_down")
+
+
+def test_a_task_whose_connection_names_another_program_fails_at_once_naming_it(
+    monkeypatch, web_server
+):
+    """The connection's port holds a web server, not Spark Connect: the task fails at once
+    naming the address and the connection, not after minutes of gRPC retries."""
+    from airflow.exceptions import AirflowException
+
+    from regrow.orchestration.airflow_local import spark_connect_connection
+    from regrow.orchestration.tasks import run_connect_job
+
+    monkeypatch.setenv(*spark_connect_connection("regrow_other", web_server))
+    with pytest.raises(AirflowException, match=f"what listens at 127.0.0.1:{web_server} "
+                       "\\(Airflow connection 'regrow_other'\\) is no Spark Connect server"):  # fmt: skip
+        run_connect_job("ingest.py", ["--date", "2026-01-01"], "regrow_other")

@@ -4,7 +4,6 @@ it is not there: each way in fails at once, naming the address, and writes nothi
 from __future__ import annotations
 
 import contextlib
-import http.server
 import re
 import socket
 import subprocess
@@ -13,7 +12,6 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
-from http.server import BaseHTTPRequestHandler
 
 import grpc
 import pytest
@@ -23,7 +21,12 @@ from regrow.catalog import EVENTS
 from regrow.cli import app
 from regrow.data import simulate
 from regrow.orchestration import connect
-from regrow.orchestration.spark import JVM_OPTIONS, SparkServerError, get_spark
+from regrow.orchestration.spark import (
+    JVM_OPTIONS,
+    SparkServerError,
+    get_spark,
+    is_other_program,
+)
 from regrow.settings import SparkSettings, load_settings
 from regrow.storage.session import is_connect
 from tests.conftest import REPO, _free_port, lakehouse_of, write_params
@@ -129,6 +132,32 @@ def test_the_cli_with_a_dead_spark_remote_says_so_in_one_line(landed, monkeypatc
     assert not lakehouse_of(landed).exists(EVENTS)
 
 
+def test_the_cli_with_a_spark_remote_on_another_program_says_so_in_one_line(
+    landed, monkeypatch, web_server
+):
+    """SPARK_REMOTE names a port where a web server listens: one line naming the address,
+    at once, nothing written (the session would have waited on gRPC retries)."""
+    url = f"sc://127.0.0.1:{web_server}"
+    monkeypatch.setenv("SPARK_REMOTE", url)
+    result = CliRunner().invoke(
+        app, ["ingest", "--date", DAY, "--params", landed.resolve("params.yaml")]
+    )
+    assert result.exit_code == 1, result.output
+    assert (
+        f"what listens at 127.0.0.1:{web_server} ({url}) is no Spark Connect server: point "
+        "spark.remote or $SPARK_REMOTE at the server's port"
+    ) in result.output
+    assert "Traceback" not in result.output
+    assert not lakehouse_of(landed).exists(EVENTS)
+
+
+def test_a_spark_remote_with_parameters_is_not_asked_in_plaintext(web_server):
+    """A URL with parameters (a token, TLS) is connected to as they say: the plaintext
+    probe leaves it alone, and a program there is the session's to find."""
+    assert is_other_program(f"sc://127.0.0.1:{web_server}")
+    assert not is_other_program(f"sc://127.0.0.1:{web_server}/;use_ssl=true;token=t")
+
+
 def test_a_spark_remote_that_is_no_connect_url_is_a_config_error(tmp_path):
     from regrow.settings import ConfigError
 
@@ -170,17 +199,6 @@ def test_a_port_taken_before_the_server_binds_it_is_named_not_used(tmp_path):
 
 
 @contextlib.contextmanager
-def _web_server() -> Iterator[int]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", _free_port()), BaseHTTPRequestHandler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-@contextlib.contextmanager
 def _other_grpc_server() -> Iterator[int]:
     server = grpc.server(futures.ThreadPoolExecutor(1))  # no service: every method unknown
     port = server.add_insecure_port(f"127.0.0.1:{_free_port()}")
@@ -191,12 +209,15 @@ def _other_grpc_server() -> Iterator[int]:
         server.stop(None)
 
 
-@pytest.mark.parametrize("other", [_web_server, _other_grpc_server])
-def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_server(tmp_path, other):
+@pytest.mark.parametrize("other", ["web", "grpc"])
+def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_server(
+    tmp_path, other, request
+):
     """Another program (a web server, a gRPC server of another service) listens at the port
     before `start`: start launches nothing and names the port and the fix, and status says
     the same (a session on that port would have waited on gRPC retries for minutes)."""
-    with other() as port:
+    web = contextlib.nullcontext(request.getfixturevalue("web_server")) if other == "web" else None
+    with web or _other_grpc_server() as port:
         params = write_params(tmp_path, spark={"connect_port": port})
         settings = load_settings(params)
         expected = (

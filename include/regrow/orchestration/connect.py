@@ -22,7 +22,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from regrow.orchestration.spark import SparkServerError, answers, session_conf
+from regrow.orchestration.spark import (
+    SparkServerError,
+    answers,
+    session_conf,
+    speaks_spark_connect,
+)
 from regrow.settings import Settings
 
 HOST = "127.0.0.1"
@@ -69,7 +74,7 @@ class Server:
         pid = self.pid()
         if pid is not None and _listens(pid, self.port):
             return True
-        return _answers_spark_connect(self.port, timeout)
+        return speaks_spark_connect(HOST, self.port, timeout) is True
 
     def not_served(self) -> str:
         """Why a program that listens at the address is not used as the server."""
@@ -239,43 +244,6 @@ def _listens(pid: int, port: int) -> bool | None:
     except psutil.Error:
         return None
     return any(s.status == psutil.CONN_LISTEN and s.laddr.port == port for s in sockets)
-
-
-# What a request to a program that is no Spark Connect server ends in: not HTTP/2 or
-# nothing there (UNAVAILABLE), no answer in time, or a gRPC server without the method.
-# Any other status is a Spark Connect server's answer (one that wants a token, say).
-_NOT_SPARK_CONNECT = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "UNIMPLEMENTED")
-
-
-def _answers_spark_connect(port: int, timeout: float) -> bool:
-    """Whether a Spark Connect server at ``127.0.0.1:port`` answers a request (its Spark
-    version) within ``timeout`` seconds. The request opens a session on the server, which
-    is released at once."""
-    import uuid
-
-    import grpc
-    from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
-
-    session, user = str(uuid.uuid4()), base_pb2.UserContext(user_id="regrow")
-    with grpc.insecure_channel(f"{HOST}:{port}") as channel:
-        stub = base_pb2_grpc.SparkConnectServiceStub(channel)
-        try:
-            stub.AnalyzePlan(
-                base_pb2.AnalyzePlanRequest(
-                    session_id=session,
-                    user_context=user,
-                    spark_version=base_pb2.AnalyzePlanRequest.SparkVersion(),
-                ),
-                timeout=timeout,
-            )
-        except grpc.RpcError as err:
-            return err.code().name not in _NOT_SPARK_CONNECT
-        with contextlib.suppress(grpc.RpcError):
-            stub.ReleaseSession(
-                base_pb2.ReleaseSessionRequest(session_id=session, user_context=user),
-                timeout=timeout,
-            )
-    return True
 
 
 def stop(settings: Settings, port: int | None = None, timeout: float = 60.0) -> bool:

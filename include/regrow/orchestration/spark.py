@@ -93,15 +93,70 @@ def answers(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+# What a request to a program that is no Spark Connect server ends in: not HTTP/2
+# (UNAVAILABLE) or a gRPC server without the method (UNIMPLEMENTED). Any other status is a
+# Spark Connect server's answer (one that wants a token, say).
+_NOT_SPARK_CONNECT = ("UNAVAILABLE", "UNIMPLEMENTED")
+
+
+def speaks_spark_connect(host: str, port: int, timeout: float = 10.0) -> bool | None:
+    """Whether what listens at ``host:port`` is a Spark Connect server, asked in plaintext
+    as a ``sc://host:port`` client without parameters connects: True when it answers a
+    request (its Spark version; the session the request opens is released at once), False
+    when it is something else, None when nothing answered within ``timeout`` seconds."""
+    import contextlib
+    import uuid
+
+    import grpc
+    from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
+
+    session, user = str(uuid.uuid4()), base_pb2.UserContext(user_id="regrow")
+    with grpc.insecure_channel(f"{host}:{port}") as channel:
+        stub = base_pb2_grpc.SparkConnectServiceStub(channel)
+        try:
+            stub.AnalyzePlan(
+                base_pb2.AnalyzePlanRequest(
+                    session_id=session,
+                    user_context=user,
+                    spark_version=base_pb2.AnalyzePlanRequest.SparkVersion(),
+                ),
+                timeout=timeout,
+            )
+        except grpc.RpcError as err:
+            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return None
+            return err.code().name not in _NOT_SPARK_CONNECT
+        with contextlib.suppress(grpc.RpcError):
+            stub.ReleaseSession(
+                base_pb2.ReleaseSessionRequest(session_id=session, user_context=user),
+                timeout=timeout,
+            )
+    return True
+
+
+def is_other_program(url: str) -> bool:
+    """Whether what listens at ``url``'s address is certainly no Spark Connect server. Only
+    a URL without parameters is asked (:func:`speaks_spark_connect`): one with a token or
+    TLS is connected to as its parameters say, and a silent server is left to the session."""
+    if ";" in url:
+        return False
+    return speaks_spark_connect(*remote_address(url)) is False
+
+
 def check_server(url: str) -> None:
-    """Fail at once, naming the address, when no server listens at ``url`` (pyspark would
-    retry for minutes and end in a gRPC error)."""
+    """Fail at once, naming the address, when no server listens at ``url``, or another
+    program does (pyspark would retry for minutes and end in a gRPC error)."""
     host, port = remote_address(url)
     if not answers(url):
         raise SparkServerError(
             f"no Spark Connect server answers at {host}:{port} ({url}): start it with "
             "`regrow spark start`, or unset spark.remote and $SPARK_REMOTE to run Spark "
             "in this process"
+        )
+    if is_other_program(url):
+        raise SparkServerError(
+            f"what listens at {host}:{port} ({url}) is no Spark Connect server: point "
+            "spark.remote or $SPARK_REMOTE at the server's port"
         )
 
 

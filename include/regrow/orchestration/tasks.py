@@ -67,15 +67,20 @@ def run_connect_job(job: str, args: list[str], conn_id: str) -> None:
 
     from regrow.orchestration.aws import aws_environment
     from regrow.orchestration.dags import JOBS_FOLDER
-    from regrow.orchestration.spark import answers, remote_address
+    from regrow.orchestration.spark import answers, is_other_program, remote_address
 
     url = SparkConnectHook(conn_id).get_connection_url()
+    host, port = remote_address(url)
     if not answers(url):
-        host, port = remote_address(url)
         raise AirflowException(
             f"no Spark Connect server answers at {host}:{port} (Airflow connection "
             f"{conn_id!r}): start it with `regrow spark start` (make spark-start), or point "
             "the connection at your server"
+        )
+    if is_other_program(url):
+        raise AirflowException(
+            f"what listens at {host}:{port} (Airflow connection {conn_id!r}) is no Spark "
+            "Connect server: point the connection at your server's port"
         )
     path = JOBS_FOLDER / job
     spec = importlib.util.spec_from_file_location(f"regrow_job_{path.stem}", path)
