@@ -203,8 +203,8 @@ def closed_port() -> Iterator[int]:
 
 @pytest.fixture
 def web_server() -> Iterator[int]:
-    """The port of a real web server on 127.0.0.1 (it answers every request 501): another
-    program on a port where regrow expects a Spark Connect server."""
+    """The port of a real web server on 127.0.0.1 (it answers every request with an HTTP
+    error): another program on a port where regrow expects a Spark Connect server."""
     import http.server
     import threading
 
