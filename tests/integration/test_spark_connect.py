@@ -3,7 +3,6 @@ it is not there: each way in fails at once, naming the address, and writes nothi
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 import subprocess
@@ -198,9 +197,10 @@ def test_a_port_taken_before_the_server_binds_it_is_named_not_used(tmp_path):
     assert "BindException" in str(error.value)  # its log, from its error on, says why
 
 
-@contextlib.contextmanager
-def _other_grpc_server() -> Iterator[int]:
-    server = grpc.server(futures.ThreadPoolExecutor(1))  # no service: every method unknown
+@pytest.fixture
+def other_grpc_server() -> Iterator[int]:
+    """The port of a real gRPC server of no service: every method unknown to it."""
+    server = grpc.server(futures.ThreadPoolExecutor(1))
     port = server.add_insecure_port(f"127.0.0.1:{_free_port()}")
     server.start()
     try:
@@ -209,26 +209,25 @@ def _other_grpc_server() -> Iterator[int]:
         server.stop(None)
 
 
-@pytest.mark.parametrize("other", ["web", "grpc"])
+@pytest.mark.parametrize("other", ["web_server", "other_grpc_server"])
 def test_a_program_already_listening_on_the_port_is_named_not_taken_for_the_server(
     tmp_path, other, request
 ):
     """Another program (a web server, a gRPC server of another service) listens at the port
     before `start`: start launches nothing and names the port and the fix, and status says
     the same (a session on that port would have waited on gRPC retries for minutes)."""
-    web = contextlib.nullcontext(request.getfixturevalue("web_server")) if other == "web" else None
-    with web or _other_grpc_server() as port:
-        params = write_params(tmp_path, spark={"connect_port": port})
-        settings = load_settings(params)
-        expected = (
-            f"another program listens at 127.0.0.1:{port} and it is no Spark Connect server: "
-            "set spark.connect_port in params.yaml to a free port, or stop it"
-        )
-        with pytest.raises(SparkServerError, match="^" + re.escape(expected)):
-            connect.start(settings)
-        assert not connect.local_server(settings).pid_file.exists()  # nothing launched
-        status = CliRunner().invoke(app, ["spark", "status", "--params", str(params)])
-        start = CliRunner().invoke(app, ["spark", "start", "--params", str(params)])
+    port = request.getfixturevalue(other)
+    params = write_params(tmp_path, spark={"connect_port": port})
+    settings = load_settings(params)
+    expected = (
+        f"another program listens at 127.0.0.1:{port} and it is no Spark Connect server: "
+        "set spark.connect_port in params.yaml to a free port, or stop it"
+    )
+    with pytest.raises(SparkServerError, match="^" + re.escape(expected)):
+        connect.start(settings)
+    assert not connect.local_server(settings).pid_file.exists()  # nothing launched
+    status = CliRunner().invoke(app, ["spark", "status", "--params", str(params)])
+    start = CliRunner().invoke(app, ["spark", "start", "--params", str(params)])
     assert status.exit_code == 1 and expected in status.output, status.output
     assert start.exit_code == 1 and expected in start.output, start.output
     assert "Traceback" not in start.output
