@@ -25,6 +25,7 @@ from regrow.orchestration.spark import (
     SparkServerError,
     get_spark,
     is_other_program,
+    speaks_spark_connect,
 )
 from regrow.settings import SparkSettings, load_settings
 from regrow.storage.session import is_connect
@@ -150,11 +151,23 @@ def test_the_cli_with_a_spark_remote_on_another_program_says_so_in_one_line(
     assert not lakehouse_of(landed).exists(EVENTS)
 
 
-def test_a_spark_remote_with_parameters_is_not_asked_in_plaintext(web_server):
-    """A URL with parameters (a token, TLS) is connected to as they say: the plaintext
-    probe leaves it alone, and a program there is the session's to find."""
+def test_a_spark_remote_is_asked_over_the_channel_its_parameters_make(web_server, spark_connect):
+    """The probe connects as a session on the URL does (pyspark's channel builder): the
+    URL's parameters reach a real server, which is not refused for them; another program
+    is refused whatever plaintext parameters the URL has; and over TLS, where a channel
+    that does not connect may be a real server whose certificate this client does not
+    trust, it is left to the session."""
+    served = spark_connect.port
+    assert speaks_spark_connect(f"sc://127.0.0.1:{served}/;user_id=someone") is True
+    # A token to localhost travels in the clear (gRPC's local channel credentials).
+    assert speaks_spark_connect(f"sc://localhost:{served}/;token=t") is True
     assert is_other_program(f"sc://127.0.0.1:{web_server}")
+    assert is_other_program(f"sc://127.0.0.1:{web_server}/;user_id=someone")
+    assert is_other_program(f"sc://localhost:{web_server}/;token=t")
+    assert speaks_spark_connect(f"sc://127.0.0.1:{web_server}/;use_ssl=true;token=t") is None
     assert not is_other_program(f"sc://127.0.0.1:{web_server}/;use_ssl=true;token=t")
+    with pytest.raises(SparkServerError, match=r"is not a Spark Connect URL: .*'user_id'"):
+        is_other_program(f"sc://127.0.0.1:{web_server}/;user_id")
 
 
 def test_a_spark_remote_that_is_no_connect_url_is_a_config_error(tmp_path):

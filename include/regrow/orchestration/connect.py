@@ -74,7 +74,7 @@ class Server:
         pid = self.pid()
         if pid is not None and _listens(pid, self.port):
             return True
-        return speaks_spark_connect(HOST, self.port, timeout) is True
+        return speaks_spark_connect(self.url, timeout) is True
 
     def not_served(self) -> str:
         """Why a program that listens at the address is not used as the server."""

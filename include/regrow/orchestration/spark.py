@@ -95,23 +95,43 @@ def answers(url: str, timeout: float = 2.0) -> bool:
 
 # What a request to a program that is no Spark Connect server ends in: not HTTP/2
 # (UNAVAILABLE) or a gRPC server without the method (UNIMPLEMENTED). Any other status is a
-# Spark Connect server's answer (one that wants a token, say).
+# Spark Connect server's answer (one that wants another token, say). Over TLS, UNAVAILABLE
+# may also be a real server's handshake that failed (its certificate): then the session is
+# left to say why.
 _NOT_SPARK_CONNECT = ("UNAVAILABLE", "UNIMPLEMENTED")
 
 
-def speaks_spark_connect(host: str, port: int, timeout: float = 10.0) -> bool | None:
-    """Whether what listens at ``host:port`` is a Spark Connect server, asked in plaintext
-    as a ``sc://host:port`` client without parameters connects: True when it answers a
-    request (its Spark version; the session the request opens is released at once), False
-    when it is something else, None when nothing answered within ``timeout`` seconds."""
+def speaks_spark_connect(url: str, timeout: float = 10.0) -> bool | None:
+    """Whether what listens at the Spark Connect ``url``'s address is a Spark Connect
+    server, asked over the channel a session on ``url`` uses (pyspark's own channel
+    builder: plaintext, TLS, the token and the other parameters as the URL says): True
+    when it answers a request (its Spark version; the session the request opens is
+    released at once), False when it is something else, None when that cannot be told:
+    nothing answered within ``timeout`` seconds, or a TLS channel did not connect.
+
+    Raises:
+        SparkServerError: ``url`` is no Spark Connect URL pyspark would connect to (a
+            parameter without its value, say).
+    """
     import contextlib
     import uuid
 
     import grpc
+    from pyspark.errors import PySparkValueError
+    from pyspark.sql.connect.client import DefaultChannelBuilder
     from pyspark.sql.connect.proto import base_pb2, base_pb2_grpc
 
-    session, user = str(uuid.uuid4()), base_pb2.UserContext(user_id="regrow")
-    with grpc.insecure_channel(f"{host}:{port}") as channel:
+    try:
+        builder = DefaultChannelBuilder(url)
+    except PySparkValueError as err:  # e.g. a parameter without its "=value"
+        raise SparkServerError(f"{url!r} is not a Spark Connect URL: {err}") from None
+    session = str(uuid.uuid4())
+    user = base_pb2.UserContext(user_id=builder.userId or "regrow")
+    metadata = list(builder.metadata())
+    # pyspark's rule: a token to localhost without use_ssl goes in the clear (gRPC's local
+    # channel credentials), any other token or use_ssl=true over TLS.
+    tls = builder.use_ssl or (builder.secure and builder.host != "localhost")
+    with builder.toChannel() as channel:
         stub = base_pb2_grpc.SparkConnectServiceStub(channel)
         try:
             stub.AnalyzePlan(
@@ -121,26 +141,28 @@ def speaks_spark_connect(host: str, port: int, timeout: float = 10.0) -> bool | 
                     spark_version=base_pb2.AnalyzePlanRequest.SparkVersion(),
                 ),
                 timeout=timeout,
+                metadata=metadata,
             )
         except grpc.RpcError as err:
-            if err.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+            code = err.code()
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED:
                 return None
-            return err.code().name not in _NOT_SPARK_CONNECT
+            if code == grpc.StatusCode.UNAVAILABLE and tls:
+                return None
+            return code.name not in _NOT_SPARK_CONNECT
         with contextlib.suppress(grpc.RpcError):
             stub.ReleaseSession(
                 base_pb2.ReleaseSessionRequest(session_id=session, user_context=user),
                 timeout=timeout,
+                metadata=metadata,
             )
     return True
 
 
 def is_other_program(url: str) -> bool:
-    """Whether what listens at ``url``'s address is certainly no Spark Connect server. Only
-    a URL without parameters is asked (:func:`speaks_spark_connect`): one with a token or
-    TLS is connected to as its parameters say, and a silent server is left to the session."""
-    if ";" in url:
-        return False
-    return speaks_spark_connect(*remote_address(url)) is False
+    """Whether what listens at ``url``'s address is certainly no Spark Connect server
+    (:func:`speaks_spark_connect`); a silent server is left to the session."""
+    return speaks_spark_connect(url) is False
 
 
 def check_server(url: str) -> None:
