@@ -6,14 +6,16 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from regrow.catalog import EVENTS, VALIDATION
+from regrow.catalog import BRONZE_TABLES, EVENTS, TABLES, VALIDATION
 from regrow.data import simulate
 from regrow.data.ingest import ingest_day
 from regrow.settings import load_settings
+from regrow.storage import lakehouse as lakehouse_module
 from regrow.storage.lakehouse import Lakehouse
 from regrow.validation import (
     SUITES,
@@ -112,6 +114,59 @@ def test_broken_feed_day_is_blocked_with_a_readable_reason(spark, make_settings)
         "table": "bronze.quarantine",
         "expectation_type": "expect_table_row_count_to_be_between",
     } in failed
+
+
+def test_a_small_days_suites_run_on_its_rows_in_memory_with_the_outcome_of_its_files(
+    spark, make_settings, monkeypatch
+):
+    """The gate reads a small partition once into memory (``Lakehouse.read_to_query``), so
+    that its suite's queries skip the files; each table's rows, schema and every
+    expectation's outcome (failures and their samples included) are those of the files'
+    own scan. A partition over ``LOCAL_READ_BYTES`` is scanned as ever."""
+    settings = make_settings(
+        simulator={"days": 3, "events_per_day": 300, "scenario": "broken_feed",
+                   "drift_onset_day": 2},
+    )  # fmt: skip
+    lh = land_and_ingest(spark, settings, 3)
+    day = DAY0 + dt.timedelta(days=2)  # broken: quarantined rows, a critical failure
+    for table in BRONZE_TABLES:
+        partition = {TABLES[table].date_column: day}
+        in_memory = lh.read_to_query(spark, table, partition)
+        scanned = lh.read(spark, table, partitions=partition)
+        assert in_memory.inputFiles() == [] and scanned.inputFiles(), table
+        assert in_memory.schema == scanned.schema, table
+        assert scanned.count() > 0, table
+        assert in_memory.exceptAll(scanned).count() == scanned.exceptAll(in_memory).count() == 0
+
+    # A spy on the real method (no stand-in): which frames the gate validated.
+    read_to_query, frames = Lakehouse.read_to_query, []
+
+    def spy(self, *args, **kwargs):
+        frames.append(frame := read_to_query(self, *args, **kwargs))
+        return frame
+
+    monkeypatch.setattr(Lakehouse, "read_to_query", spy)
+
+    def outcomes() -> tuple[list, list]:
+        frames.clear()
+        with pytest.raises(ValidationError) as blocked:
+            validate_day(context_of(settings, spark, "run", lh), day, data_docs=False)
+        assert len(frames) == len(BRONZE_TABLES)
+        failed = [replace(r, sample=sorted(map(str, r.sample)))
+                  for r in blocked.value.outcome.results]  # fmt: skip
+        recorded = lh.sql(
+            f'SELECT "table", expectation_type, "column", success, element_count, '
+            f"unexpected_count FROM {VALIDATION} WHERE day = DATE '{day}' ORDER BY 1, 2, 3"
+        ).to_pylist()
+        return failed, recorded
+
+    from_memory = outcomes()
+    assert all(frame.inputFiles() == [] for frame in frames)
+    monkeypatch.setattr(lakehouse_module, "LOCAL_READ_BYTES", 0)
+    assert outcomes() == from_memory
+    assert all(frame.inputFiles() for frame in frames)
+    assert any(not r.success for r in from_memory[0])
+    assert len(from_memory[1]) > 30  # every expectation of the three suites
 
 
 def test_new_category_and_volume_spike_are_warnings_not_blocks(spark, make_settings, tmp_path):

@@ -94,7 +94,8 @@ def count_rows(dt_: DeltaTable) -> int:
 
 
 def file_specs(dt_: DeltaTable, filters: list | None) -> list[dict[str, Any]]:
-    """Each current file (absolute URI) with its partition values, as the Delta log has them.
+    """Each current file (absolute URI) with its partition values and its size in bytes
+    (``size``), as the Delta log has them.
 
     Files are read with pyarrow directly rather than ``DeltaTable.to_pyarrow_*``: that path
     runs deltalake's Rust filesystem under pyarrow's threads and can abort the interpreter
@@ -102,15 +103,19 @@ def file_specs(dt_: DeltaTable, filters: list | None) -> list[dict[str, Any]]:
     """
     from urllib.parse import unquote
 
-    by_path = {row["path"]: row.get("partition") or {} for row in add_actions(dt_)}
+    adds = add_actions(dt_)
+    by_path = {row["path"]: row.get("partition") or {} for row in adds}
     by_path |= {unquote(p): v for p, v in by_path.items()}
+    sizes = {row["path"]: row.get("size_bytes") for row in adds}
+    sizes |= {unquote(p): v for p, v in sizes.items()}
     table_uri = dt_.table_uri.rstrip("/")
     local_root = table_uri.removeprefix("file://")
     specs = []
     for uri in dt_.file_uris(file_pruning_predicate=filters):
         rel = uri.removeprefix(table_uri).removeprefix(local_root).lstrip("/")
         values = by_path.get(rel) or by_path.get(unquote(rel)) or {}
-        specs.append({"uri": _root_decoded(dt_, uri),
+        size = sizes.get(rel, sizes.get(unquote(rel)))
+        specs.append({"uri": _root_decoded(dt_, uri), "size": size,
                       "values": {k: partition_str(v) for k, v in values.items()}})  # fmt: skip
     return specs
 

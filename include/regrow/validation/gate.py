@@ -135,7 +135,7 @@ def validate_day(
         partition = {column: day}
         # A small day's suite as one task: each of its queries is one Spark job.
         df = one_task_if_small(
-            lakehouse.read(spark, table, partitions=partition), counts[table].get(str(day), 0)
+            lakehouse.read_to_query(spark, table, partition), counts[table].get(str(day), 0)
         )
         recent = recent_row_counts(lakehouse, table, day, cfg.recent_days, counts[table])
         low, high = row_count_bounds(recent, cfg.row_count_factor)
