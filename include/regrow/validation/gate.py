@@ -133,7 +133,8 @@ def validate_day(
     def check(table: str) -> ValidationOutcome:
         column = TABLES[table].date_column
         partition = {column: day}
-        # A small day's suite as one task: each of its queries is one Spark job.
+        # A small day's suite as one task: each of its queries is one Spark job; and
+        # when its files are small, on its rows read once into memory (read_to_query).
         df = one_task_if_small(
             lakehouse.read_to_query(spark, table, partition), counts[table].get(str(day), 0)
         )
