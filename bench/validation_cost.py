@@ -61,6 +61,8 @@ def run(ctx: BenchContext) -> Measurement:
     ingest_day(warm, warm_day)
     _validate(validate_day, ValidationError, warm, warm_day, ALL_TABLES)
 
+    small = _small_day_both_ways(ctx, validate_day, ValidationError)
+
     rss.start()
     started = time.perf_counter()
     settings, day = _land(ctx.work_dir / "validation_cost", ctx.rows)
@@ -105,7 +107,10 @@ def run(ctx: BenchContext) -> Measurement:
         medians["validate_events"],
         medians["validate_all_tables"],
     )
+    timings |= small
     derived = {
+        "small_day_from_files_over_in_memory": statistics.median(small[SMALL_FILES])
+        / statistics.median(small[SMALL_IN_MEMORY]),
         "validation_over_ingest": events_v / ingest,
         "validation_all_tables_over_ingest": all_v / ingest,
         "ingest_over_validation": ingest / events_v,
@@ -141,6 +146,10 @@ def run(ctx: BenchContext) -> Measurement:
             "warmup": f"one ingest + validate_day of a {WARMUP_ROWS}-event day in another root",
             "simulate_and_land_s": land_s,
             "order": "per repetition: ingest, validate_events, validate_all_tables",
+            "small_day": f"{SMALL_ROWS} events, all bronze tables without Data Docs, "
+            "expressions interpreted "
+            f"(as a range runs small days), {SMALL_PAIRS} pairs, each pair in alternating "
+            "order, after the warm-up",
         },
         timings=timings,
         derived=derived,
@@ -170,6 +179,40 @@ def run(ctx: BenchContext) -> Measurement:
             "page cache; Spark is local[*] on the same cores",
         ],
     )
+
+
+SMALL_ROWS = 2_000
+SMALL_PAIRS = 10
+SMALL_IN_MEMORY, SMALL_FILES = "small_day_validate_in_memory", "small_day_validate_from_files"
+
+
+def _small_day_both_ways(ctx: BenchContext, validate_day, error) -> dict[str, list[float]]:
+    """A small day's validation (all bronze tables, no Data Docs: a range builds them once
+    at its end) with its partitions read into memory
+    (``Lakehouse.read_to_query``, as the gate does) and from their files (its limit,
+    ``LOCAL_READ_BYTES``, at 0), the two ways alternating in one process."""
+    from regrow.data.ingest import ingest_day
+    from regrow.orchestration.context import stage_context
+    from regrow.storage import lakehouse as lakehouse_module
+    from regrow.storage.session import interpreted
+
+    settings, day = _land(ctx.work_dir / "small_day", SMALL_ROWS)
+    run = stage_context(settings, "small", spark=ctx.spark)
+    ingest_day(run, day)
+    limit = lakehouse_module.LOCAL_READ_BYTES
+    timings: dict[str, list[float]] = {SMALL_IN_MEMORY: [], SMALL_FILES: []}
+    try:
+        with interpreted(ctx.spark, settings.spark):
+            for i in range(SMALL_PAIRS):
+                ways = (SMALL_IN_MEMORY, SMALL_FILES)
+                for way in ways if i % 2 else reversed(ways):
+                    lakehouse_module.LOCAL_READ_BYTES = limit if way == SMALL_IN_MEMORY else 0
+                    started = time.perf_counter()
+                    _validate(validate_day, error, run, day, ALL_TABLES, data_docs=False)
+                    timings[way].append(time.perf_counter() - started)
+    finally:
+        lakehouse_module.LOCAL_READ_BYTES = limit
+    return timings
 
 
 def _land(root: Path, rows: int):
@@ -202,10 +245,10 @@ def write_params(directory: Path, engine: str = "delta-rs") -> Path:
     return path
 
 
-def _validate(validate_day, error, ctx, day, tables) -> list[str]:
+def _validate(validate_day, error, ctx, day, tables, data_docs: bool = True) -> list[str]:
     """``validate_day``; a critical failure is still a full validation: return its message."""
     try:
-        validate_day(ctx, day, tables=list(tables))
+        validate_day(ctx, day, tables=list(tables), data_docs=data_docs)
     except error as err:
         return [str(err)]
     return []
