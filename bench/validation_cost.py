@@ -146,10 +146,11 @@ def run(ctx: BenchContext) -> Measurement:
             "warmup": f"one ingest + validate_day of a {WARMUP_ROWS}-event day in another root",
             "simulate_and_land_s": land_s,
             "order": "per repetition: ingest, validate_events, validate_all_tables",
-            "small_day": f"{SMALL_ROWS} events, all bronze tables without Data Docs, "
-            "expressions interpreted "
-            f"(as a range runs small days), {SMALL_PAIRS} pairs, each pair in alternating "
-            "order, after the warm-up",
+            "small_day": (
+                f"{SMALL_ROWS} events, all bronze tables without Data Docs, expressions "
+                f"interpreted (as a range runs small days), {SMALL_PAIRS} pairs in "
+                "alternating order, after the warm-up"
+            ),
         },
         timings=timings,
         derived=derived,
@@ -188,9 +189,9 @@ SMALL_IN_MEMORY, SMALL_FILES = "small_day_validate_in_memory", "small_day_valida
 
 def _small_day_both_ways(ctx: BenchContext, validate_day, error) -> dict[str, list[float]]:
     """A small day's validation (all bronze tables, no Data Docs: a range builds them once
-    at its end) with its partitions read into memory
-    (``Lakehouse.read_to_query``, as the gate does) and from their files (its limit,
-    ``LOCAL_READ_BYTES``, at 0), the two ways alternating in one process."""
+    at its end) two ways, alternating in one process: its partitions read into memory, as
+    the gate reads them (``Lakehouse.read_to_query``), and from their files (the limit,
+    ``LOCAL_READ_BYTES``, at 0)."""
     from regrow.data.ingest import ingest_day
     from regrow.orchestration.context import stage_context
     from regrow.storage import lakehouse as lakehouse_module
