@@ -103,19 +103,16 @@ def file_specs(dt_: DeltaTable, filters: list | None) -> list[dict[str, Any]]:
     """
     from urllib.parse import unquote
 
-    adds = add_actions(dt_)
-    by_path = {row["path"]: row.get("partition") or {} for row in adds}
-    by_path |= {unquote(p): v for p, v in by_path.items()}
-    sizes = {row["path"]: row.get("size_bytes") for row in adds}
-    sizes |= {unquote(p): v for p, v in sizes.items()}
+    by_path = {row["path"]: row for row in add_actions(dt_)}
+    by_path |= {unquote(p): row for p, row in by_path.items()}
     table_uri = dt_.table_uri.rstrip("/")
     local_root = table_uri.removeprefix("file://")
     specs = []
     for uri in dt_.file_uris(file_pruning_predicate=filters):
         rel = uri.removeprefix(table_uri).removeprefix(local_root).lstrip("/")
-        values = by_path.get(rel) or by_path.get(unquote(rel)) or {}
-        size = sizes.get(rel, sizes.get(unquote(rel)))
-        specs.append({"uri": _root_decoded(dt_, uri), "size": size,
+        add = by_path.get(rel) or by_path.get(unquote(rel)) or {}
+        values = add.get("partition") or {}
+        specs.append({"uri": _root_decoded(dt_, uri), "size": add.get("size_bytes"),
                       "values": {k: partition_str(v) for k, v in values.items()}})  # fmt: skip
     return specs
 
